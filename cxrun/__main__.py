@@ -1,0 +1,5 @@
+"""Entry point for `python -m cxrun`."""
+
+from cxrun.cli import main
+
+main()

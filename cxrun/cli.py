@@ -1,0 +1,283 @@
+"""The command line: parse, call one core function, render. Errors leave through one exit path."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from cxrun import __version__
+from cxrun.errors import CxrunError
+
+INTERNAL_ERROR = 70
+
+
+class _Group(TyperGroup):
+    """Catches every CxrunError once: a short message on stderr and its exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from cxrun import render
+
+        try:
+            return super().invoke(ctx)
+        except CxrunError as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+            render.error(exc.lines())
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            render.error(["interrupted"])
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            render.error([f"internal error: {type(exc).__name__}: {exc}",
+                          "run again with --debug for the traceback, and report it"])
+            raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _debug(ctx: typer.Context) -> bool:
+    return bool((ctx.obj or {}).get("debug")) or os.environ.get("CXRUN_DEBUG") == "1"
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Run spinners (YAML pipelines of steps) over the rows of CSV/Parquet tables.",
+)
+tables_app = typer.Typer(cls=_Group, help="List, load and preview tables.")
+app.add_typer(tables_app, name="tables")
+
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option("--project", "-P", help="Project folder (default: found from here upward).",
+                 show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
+PageOpt = Annotated[int, typer.Option("--page", min=1, help="Page number (50 rows a page).")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Rows a page.")]
+StatusOpt = Annotated[str | None, typer.Option("--status", help="Only this status.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"cxrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print the version.")] = None,
+) -> None:
+    ctx.obj = {"debug": debug}
+
+
+def _ctx(project: str | None) -> Any:
+    from cxrun import services
+
+    return services.open_context(project)
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")] = Path(".")) -> None:
+    """Scaffold a project: cxrun.yaml, an example spinner and table."""
+    from cxrun import render, services
+
+    written = services.init_project(directory)
+    render.lines([f"created {directory / w}" for w in written]
+                 + [f"next: cd {directory} && cxrun publish && cxrun run-now welcome"])
+
+
+@tables_app.callback(invoke_without_command=True)
+def tables(ctx: typer.Context, project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """List tables: name, file, rows, columns, loaded at."""
+    if ctx.invoked_subcommand:
+        return
+    from cxrun import render, tables as table_service
+
+    listing = table_service.list_tables(_ctx(project).project, _ctx(project).state)
+    if json_:
+        return render.print_json(listing)
+    render.dict_table(listing, ["name", "file", "rows", "columns", "version", "loaded_at", "stale"],
+                      "no tables: put CSV or Parquet files under tables/")
+
+
+@tables_app.command("load")
+def tables_load(
+    name: Annotated[str | None, typer.Argument(help="Table name (default: all).")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Load CSV/Parquet files into the state (only those that changed)."""
+    from cxrun import render, tables as table_service
+
+    ctx = _ctx(project)
+    loaded = table_service.load_tables(ctx.project, ctx.state, name)
+    rows = [{"name": t.name, "version": t.version, "rows": t.rows, "columns": len(t.columns),
+             "loaded_at": t.loaded_at.isoformat()} for t in loaded]
+    if json_:
+        return render.print_json(rows)
+    render.dict_table(rows, ["name", "version", "rows", "columns", "loaded_at"], "no tables")
+
+
+@tables_app.command("show")
+def tables_show(
+    name: Annotated[str, typer.Argument(help="Table name.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 10,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Preview a table's first rows ("Show data")."""
+    from cxrun import render, tables as table_service
+
+    ctx = _ctx(project)
+    info, rows = table_service.show_table(ctx.project, ctx.state, name, limit)
+    if json_:
+        return render.print_json(rows)
+    render.preview(info.column_names, rows, f"{info.name}: {info.rows} rows, {len(info.columns)} columns")
+
+
+@app.command()
+def schema() -> None:
+    """Print the spinner JSON Schema (for editors)."""
+    from cxrun import render
+    from cxrun.spec.loader import schema as spinner_schema
+
+    render.print_json(spinner_schema())
+
+
+@app.command()
+def validate(
+    spinner: Annotated[str | None, typer.Argument(help="Spinner name (default: all).")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Check spinners as publish would, without publishing."""
+    from cxrun import render, services
+
+    names = services.validate(_ctx(project), spinner)
+    if json_:
+        return render.print_json({"valid": names})
+    render.lines([f"{name}: ok" for name in names])
+
+
+@app.command()
+def publish(
+    spinner: Annotated[str | None, typer.Argument(help="Spinner name (default: all).")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Validate and freeze a new version of each spinner whose file changed."""
+    from cxrun import render, services
+
+    results = services.publish(_ctx(project), spinner)
+    if json_:
+        return render.print_json(results)
+    render.lines([
+        f"{r['spinner']}: published version {r['version']}" if r["changed"]
+        else f"{r['spinner']}: unchanged, version {r['version']}"
+        for r in results
+    ])
+
+
+@app.command()
+def spinners(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """Each spinner: published version, edited since publish, last job."""
+    from cxrun import render, services
+
+    listing = services.spinners(_ctx(project))
+    if json_:
+        return render.print_json(listing)
+    render.dict_table(listing, ["spinner", "version", "edited", "last_job", "last_status"],
+                      "no spinners: add spinners/NAME.yaml")
+
+
+@app.command("run-now")
+def run_now(
+    spinner: Annotated[str, typer.Argument(help="Spinner name.")],
+    where: Annotated[str | None, typer.Option("--where", help="Extra SQL row filter.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="At most N rows.")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a job for the published spinner and run it here, with progress."""
+    from cxrun import render, services
+
+    view = render.JobProgress(enabled=not json_)
+    try:
+        job = services.run_now(_ctx(project), spinner, where, limit, view.start, view.update)
+    finally:
+        view.stop()
+    if json_:
+        render.print_json(job.to_json())
+    else:
+        render.job_summary(job)
+    raise typer.Exit(job.status.exit_code)
+
+
+@app.command()
+def jobs(
+    status: StatusOpt = None,
+    spinner: Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")] = None,
+    page: PageOpt = 1,
+    limit: LimitOpt = 50,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Jobs, newest first: progress, counts, status, started, ended, duration."""
+    from cxrun import render, services
+
+    found = services.jobs(_ctx(project), status, spinner, page, limit)
+    if json_:
+        return render.print_json([j.to_json() for j in found])
+    render.jobs_table(found)
+
+
+@app.command()
+def records(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    status: StatusOpt = None,
+    page: PageOpt = 1,
+    limit: LimitOpt = 50,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """A job's records: metadata (the row) and outcomes."""
+    from cxrun import render, services
+
+    found = services.records(_ctx(project), job, status, page, limit)
+    if json_:
+        return render.print_json([r.to_json() for r in found])
+    render.records_table(found)
+
+
+@app.command()
+def journey(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    record: Annotated[str, typer.Argument(help="The record's key.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """One record's steps: status, message, output, error, duration."""
+    from cxrun import render, services
+
+    entries = services.journey(_ctx(project), job, record)
+    if json_:
+        return render.print_json([e.to_json() for e in entries])
+    render.journey_table(entries)
+
+
+def main() -> None:
+    sys.exit(app(prog_name="cxrun"))

@@ -1,0 +1,54 @@
+"""The one error hierarchy: every error a user can cause, with its exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ExitCode:
+    OK = 0
+    JOB_FAILED = 1
+    BAD_INPUT = 2
+    PARTIAL = 3
+    PLAN_LIMIT = 4
+    BUSY = 5
+    NOT_FINISHED = 6
+
+
+class CxrunError(Exception):
+    """An error the user can cause; the CLI prints `message` (and `hint`) and exits `exit_code`."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        return [self.message] + ([self.hint] if self.hint else [])
+
+
+class NotFound(CxrunError):
+    """An unknown project, table, spinner, job or record."""
+
+
+class TableError(CxrunError):
+    """A table file that cannot be loaded or does not fit its spinner."""
+
+
+class ValidationFailed(CxrunError):
+    """A spinner with problems; every problem is listed, each with file and path."""
+
+    def __init__(self, problems: Sequence[str], hint: str | None = None) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems), hint)
+
+    def lines(self) -> list[str]:
+        return self.problems + ([self.hint] if self.hint else [])
+
+
+class StateBusy(CxrunError):
+    """The state file's lock could not be taken within the wait."""
+
+    exit_code = ExitCode.BUSY

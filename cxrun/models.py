@@ -1,0 +1,116 @@
+"""What the store hands back about jobs, records and journeys, in the JSON contract's shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cxrun.enums import JobStatus
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+@dataclass(frozen=True)
+class Job:
+    job: int
+    spinner: str
+    version: int
+    trigger: str
+    status: JobStatus
+    reason: str | None
+    table: str
+    total: int
+    processed: int
+    completed: int
+    failed: int
+    skipped: int
+    waiting: int
+    cancelled: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    def duration_s(self, now: datetime | None = None) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.ended_at or now or datetime.now(UTC)
+        return round((end - self.started_at).total_seconds(), 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "spinner": self.spinner,
+            "version": self.version,
+            "trigger": self.trigger,
+            "status": str(self.status),
+            "reason": self.reason,
+            "table": self.table,
+            "total": self.total,
+            "processed": self.processed,
+            "completed": self.completed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "waiting": self.waiting,
+            "cancelled": self.cancelled,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "duration_s": self.duration_s(),
+        }
+
+
+@dataclass(frozen=True)
+class Record:
+    job: int
+    record: str
+    status: str
+    metadata: dict[str, Any]
+    tags: list[str]
+    outputs: dict[str, Any]
+    error: str | None
+    failed_step: str | None
+    attempts: int
+    duration_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "record": self.record,
+            "status": self.status,
+            "metadata": self.metadata,
+            "tags": self.tags,
+            "outputs": self.outputs,
+            "error": self.error,
+            "failed_step": self.failed_step,
+            "attempts": self.attempts,
+            "duration_s": None if self.duration_ms is None else round(self.duration_ms / 1000, 6),
+        }
+
+
+@dataclass(frozen=True)
+class JourneyEntry:
+    step: str
+    attempt: int
+    status: str
+    message: str | None
+    output: Any
+    error: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "attempt": self.attempt,
+            "status": self.status,
+            "message": self.message,
+            "output": self.output,
+            "error": self.error,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 4),
+        }

@@ -1,0 +1,105 @@
+"""Finding a project folder and reading its cxrun.yaml."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxrun.errors import CxrunError, NotFound
+from cxrun.yamlfile import read_yaml
+
+CONFIG_FILE = "cxrun.yaml"
+
+_CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "providers": {"type": "object", "additionalProperties": {"type": "object"}},
+        "channels": {"type": "object", "additionalProperties": {"type": "object"}},
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "jobs_per_month": {"type": "integer", "minimum": 0},
+                "records_per_month": {"type": "integer", "minimum": 0},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    name: str
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    channels: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".cxrun"
+
+    @property
+    def spinners_dir(self) -> Path:
+        return self.root / "spinners"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    def shown(self, path: Path) -> str:
+        """A path as the user should see it: relative to the project root."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def find_root(override: str | None = None, start: Path | None = None) -> Path:
+    """The project folder: --project, then CXRUN_PROJECT, then the first folder upward with cxrun.yaml."""
+    chosen = override or os.environ.get("CXRUN_PROJECT")
+    if chosen:
+        root = Path(chosen).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise NotFound(
+                f"no {CONFIG_FILE} in {chosen}",
+                "point --project (or CXRUN_PROJECT) at a project folder, or run `cxrun init DIR`",
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise NotFound(
+        f"no {CONFIG_FILE} found in {here} or any folder above it",
+        "run `cxrun init` to create a project here, or pass --project DIR",
+    )
+
+
+def load_project(override: str | None = None, start: Path | None = None) -> Project:
+    import jsonschema
+
+    root = find_root(override, start)
+    raw = read_yaml(root / CONFIG_FILE, CONFIG_FILE) or {}
+    errors = sorted(
+        jsonschema.Draft202012Validator(_CONFIG_SCHEMA).iter_errors(raw), key=lambda e: list(e.path)
+    )
+    if errors:
+        where = ".".join(str(p) for p in errors[0].absolute_path)
+        raise CxrunError(
+            f"{CONFIG_FILE}: {where + ': ' if where else ''}{errors[0].message}",
+            f"fix {CONFIG_FILE} and try again",
+        )
+    return Project(
+        root=root,
+        name=raw["name"],
+        providers=raw.get("providers") or {},
+        channels=raw.get("channels") or {},
+        limits=raw.get("limits") or {},
+    )

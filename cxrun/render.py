@@ -1,0 +1,188 @@
+"""Rendering: rich tables and progress for people, plain JSON for scripts. The only rich importer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cxrun.models import Job, JourneyEntry, Record
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+_STATUS_STYLE = {
+    "completed": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "running": "cyan",
+    "queued": "blue",
+    "skipped": "dim",
+    "pending": "dim",
+    "waiting": "magenta",
+    "paused": "magenta",
+    "cancelled": "red",
+    "timed_out": "red",
+}
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _status(value: str) -> str:
+    style = _STATUS_STYLE.get(value)
+    return f"[{style}]{value}[/]" if style else value
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 60:
+        return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _bar(done: int, total: int, width: int = 12) -> str:
+    filled = width if total == 0 else round(width * done / total)
+    return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
+
+
+def _escape(value: Any) -> str:
+    from rich.markup import escape
+
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return escape(text)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+
+
+def error(lines: Sequence[str]) -> None:
+    first, *rest = lines
+    sys.stderr.write(f"error: {first}\n" + "".join(f"  {line}\n" for line in rest))
+
+
+def note(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def lines(items: Sequence[str]) -> None:
+    _console().print("\n".join(items), markup=False)
+
+
+def jobs_table(jobs: Sequence[Job]) -> None:
+    table = _table("job", "spinner", "ver", "progress", "ok", "failed", "skipped", "status",
+                   "started", "ended", "duration")
+    for job in jobs:
+        table.add_row(
+            str(job.job), job.spinner, str(job.version), _bar(job.processed, job.total),
+            str(job.completed), str(job.failed) if job.failed else "0", str(job.skipped),
+            _status(job.status), _when(job.started_at), _when(job.ended_at),
+            _seconds(job.duration_s()),
+        )
+    _console().print(table if jobs else "no jobs yet")
+
+
+def job_summary(job: Job) -> None:
+    parts = [f"job {job.job}", f"{job.spinner} v{job.version}", _status(job.status),
+             f"{job.completed} completed", f"{job.failed} failed", f"{job.skipped} skipped",
+             f"of {job.total}", _seconds(job.duration_s())]
+    text = " · ".join(p for p in parts if p)
+    if job.reason:
+        text += f"\n{_escape(job.reason)}"
+    _console().print(text)
+
+
+def records_table(records: Sequence[Record]) -> None:
+    table = _table("record", "status", "tags", "outputs", "error", "metadata")
+    for record in records:
+        table.add_row(
+            _escape(record.record), _status(record.status), _escape(", ".join(record.tags)),
+            _escape(record.outputs or None), _escape(record.error), _escape(record.metadata),
+        )
+    _console().print(table if records else "no records")
+
+
+def journey_table(entries: Sequence[JourneyEntry]) -> None:
+    table = _table("step", "try", "status", "message", "output", "error", "ms")
+    for entry in entries:
+        table.add_row(
+            _escape(entry.step), str(entry.attempt), _status(entry.status), _escape(entry.message),
+            _escape(entry.output), _escape(entry.error),
+            "" if entry.duration_ms is None else f"{entry.duration_ms:.3f}",
+        )
+    _console().print(table if entries else "no steps yet")
+
+
+def dict_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], empty: str) -> None:
+    table = _table(*columns)
+    for row in rows:
+        table.add_row(*(_escape(row.get(c)) if c != "status" else _status(str(row.get(c)))
+                        for c in columns))
+    _console().print(table if rows else empty)
+
+
+def preview(names: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> None:
+    table = _table(*names, title=title)
+    for row in rows:
+        table.add_row(*(_escape(row.get(name)) for name in names))
+    _console().print(table)
+
+
+class JobProgress:
+    """A job's progress on stderr: a bar on a terminal, a plain line per batch otherwise."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, job: Job) -> None:
+        if not self.enabled:
+            return
+        console = _console(stderr=True)
+        if not console.is_terminal:
+            note(f"job {job.job}: {job.spinner} v{job.version} started over {job.total} rows")
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=True)
+        self._task = self._bar.add_task(f"job {job.job} {job.spinner}", total=job.total)
+        self._bar.start()
+
+    def update(self, job: Job) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            note(f"job {job.job}: {job.processed}/{job.total} rows, {job.failed} failed")
+        else:
+            self._bar.update(self._task, completed=job.processed)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,251 @@
+"""The core operations the command line calls: one function per command, no rendering."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cxrun.clock import utcnow
+from cxrun.enums import JobStatus, Trigger
+from cxrun.errors import CxrunError, NotFound, TableError, ValidationFailed
+from cxrun.models import Job, JourneyEntry, Record
+from cxrun.project import CONFIG_FILE, Project, load_project
+from cxrun.runtime import Runner
+from cxrun.spec import checks, loader
+from cxrun.spec.loader import SpinnerFile
+from cxrun.spec.model import Spinner
+from cxrun.store import State
+from cxrun.store import jobs as job_store
+from cxrun.store import spinners as spinner_store
+from cxrun.store import tables as table_store
+from cxrun.store.tables import TableInfo
+from cxrun.tables import ensure_loaded
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Context:
+    project: Project
+    state: State
+
+
+def open_context(project_dir: str | None) -> Context:
+    project = load_project(project_dir)
+    return Context(project, State(project.state_dir))
+
+
+# ---- init ---------------------------------------------------------------------------------
+
+
+def init_project(folder: Path) -> list[str]:
+    """Scaffold a working project (config, one spinner, one table) in `folder`."""
+    if (folder / CONFIG_FILE).exists():
+        raise CxrunError(f"{folder / CONFIG_FILE} exists already", "pick an empty folder")
+    scaffold = resources.files("cxrun.scaffold")
+    written = []
+    for relative in ("cxrun.yaml", "spinners/welcome.yaml", "tables/contacts.csv"):
+        target = folder / relative
+        if target.exists():
+            raise CxrunError(f"{target} exists already", "pick an empty folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with resources.as_file(scaffold.joinpath(relative.replace("/", "_"))) as source:
+            shutil.copyfile(source, target)
+        written.append(relative)
+    return written
+
+
+# ---- validate / publish / spinners --------------------------------------------------------
+
+
+def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
+    """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
+    raw, spinner = loader.parse(file)
+    try:
+        table = ensure_loaded(ctx.project, ctx.state, spinner.table)
+    except (TableError, NotFound) as exc:
+        raise ValidationFailed([f"{file.shown}: table: {exc.message}"], exc.hint) from None
+    problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key)
+    if problems:
+        raise ValidationFailed([f"{file.shown}: {p}" for p in problems], f"fix {file.shown} and try again")
+    return raw, spinner, table
+
+
+def _key_problems(ctx: Context, table: TableInfo, key: str) -> list[str]:
+    if key.lower() not in {c.lower() for c in table.column_names}:
+        return []
+    with ctx.state.read() as con:
+        nulls, repeats = table_store.key_counts(con, table, key)
+        duplicates = table_store.duplicate_keys(con, table, key) if repeats else []
+    problems = []
+    if nulls:
+        problems.append(f'key: column "{key}" is empty in {nulls} row(s) of tables/{table.file}')
+    if repeats:
+        shown = ", ".join(duplicates)
+        problems.append(f'key: column "{key}" has duplicate values in tables/{table.file} ({shown})')
+    return problems
+
+
+def _files(ctx: Context, name: str | None) -> list[SpinnerFile]:
+    if name:
+        return [loader.spinner_file(ctx.project, name)]
+    files = loader.spinner_files(ctx.project)
+    if not files:
+        raise NotFound("no spinners in spinners/", "add a spinners/NAME.yaml file")
+    return files
+
+
+def _check_all(ctx: Context, name: str | None) -> list[tuple[SpinnerFile, dict[str, Any]]]:
+    checked, problems, hints = [], [], []
+    for file in _files(ctx, name):
+        try:
+            raw, _, _ = _check(ctx, file)
+            checked.append((file, raw))
+        except ValidationFailed as exc:
+            problems += exc.problems
+            hints.append(exc.hint)
+        except CxrunError as exc:  # YAML syntax
+            problems.append(exc.message)
+    if problems:
+        raise ValidationFailed(problems, hints[0] if len(hints) == 1 else "fix these and try again")
+    return checked
+
+
+def validate(ctx: Context, name: str | None) -> list[str]:
+    return [file.name for file, _ in _check_all(ctx, name)]
+
+
+def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
+    """Freeze a new version of each spinner whose file changed since its last version."""
+    checked = _check_all(ctx, name)
+    results = []
+    with ctx.state.write() as con:
+        for file, raw in checked:
+            before = spinner_store.latest(con, file.name)
+            version = spinner_store.publish(con, file.name, file.digest, raw, file.source, utcnow())
+            results.append({
+                "spinner": file.name,
+                "version": version.version,
+                "changed": before is None or before.version != version.version,
+            })
+    return results
+
+
+def spinners(ctx: Context) -> list[dict[str, Any]]:
+    files = {f.name: f for f in loader.spinner_files(ctx.project)}
+    with ctx.state.read() as con:
+        published = spinner_store.all_latest(con)
+        last = job_store.last_status(con)
+    listing = []
+    for name in sorted(set(files) | set(published)):
+        file, version = files.get(name), published.get(name)
+        listing.append({
+            "spinner": name,
+            "file": file.shown if file else None,
+            "version": version.version if version else None,
+            "published_at": version.published_at.isoformat() if version else None,
+            "edited": bool(file and version and file.digest != version.digest),
+            "last_job": last[name][0] if name in last else None,
+            "last_status": last[name][1] if name in last else None,
+        })
+    return listing
+
+
+# ---- run now ------------------------------------------------------------------------------
+
+
+def published_spinner(ctx: Context, name: str) -> tuple[int, Spinner]:
+    with ctx.state.read() as con:
+        version = spinner_store.latest(con, name)
+    if version is None:
+        loader.spinner_file(ctx.project, name)  # unknown spinner → NotFound with the known ones
+        raise NotFound(f"spinner '{name}' is not published", f"run `cxrun publish {name}` first")
+    return version.version, loader.build(version.spec, name)
+
+
+def run_now(
+    ctx: Context,
+    name: str,
+    where: str | None = None,
+    limit: int | None = None,
+    on_start: Callable[[Job], None] | None = None,
+    on_progress: Callable[[Job], None] | None = None,
+) -> Job:
+    """Create a job over the published spinner's selected rows and run it to its end."""
+    number, spinner = published_spinner(ctx, name)
+    table = _current_table(ctx, name, spinner)
+    if where is not None:
+        problem = checks.where_problem(table, where)
+        if problem:
+            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    conditions = [c for c in (spinner.select, where) if c]
+    with ctx.state.write() as con:
+        job = job_store.create(
+            con, name, number, str(Trigger.MANUAL), table, conditions, limit,
+            {"where": where, "limit": limit}, JobStatus.RUNNING, utcnow(),
+        )
+    if on_start:
+        on_start(job)
+    return Runner(ctx.state, spinner, on_progress=on_progress).run(job.job)
+
+
+def _current_table(ctx: Context, name: str, spinner: Spinner) -> TableInfo:
+    """The spinner's table, reloaded if its file changed, and still fitting the spinner."""
+    try:
+        table = ensure_loaded(ctx.project, ctx.state, spinner.table)
+    except (TableError, NotFound) as exc:
+        raise type(exc)(f"spinner '{name}': {exc.message}", exc.hint) from None
+    problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key)
+    if problems:
+        raise ValidationFailed(
+            [f"spinner '{name}' (published) no longer fits table {table.name}: {p}" for p in problems],
+            "fix the table file, or edit the spinner and publish it again",
+        )
+    return table
+
+
+# ---- reading results ----------------------------------------------------------------------
+
+
+def jobs(
+    ctx: Context, status: str | None, spinner: str | None, page: int, limit: int = PAGE_SIZE
+) -> list[Job]:
+    with ctx.state.read() as con:
+        return job_store.listing(con, status, spinner, limit, (page - 1) * limit)
+
+
+def job(ctx: Context, job_id: int) -> Job:
+    with ctx.state.read() as con:
+        return job_store.get(con, job_id)
+
+
+def records(
+    ctx: Context, job_id: int, status: str | None, page: int, limit: int = PAGE_SIZE
+) -> list[Record]:
+    offset = (page - 1) * limit
+    with ctx.state.read() as con:
+        found = job_store.get(con, job_id)
+        name, number, _ = job_store.table_of(con, job_id)
+        table = table_store.version(con, name, number)
+        assert table is not None
+        if status == "pending":
+            spec = spinner_store.latest(con, found.spinner)
+            key = spec.spec["key"] if spec else ""
+            return job_store.pending_records(con, found, table, key, limit, offset)
+        return job_store.records(con, job_id, table, status, limit, offset)
+
+
+def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:
+    with ctx.state.read() as con:
+        job_store.get(con, job_id)
+        seq = job_store.record_seq(con, job_id, record)
+        if seq is None:
+            raise NotFound(
+                f"job {job_id} has no record '{record}'",
+                f"list its records with `cxrun records {job_id}`",
+            )
+        return job_store.journey(con, job_id, seq)

@@ -1,0 +1,1 @@
+"""Spinner specs: YAML → JSON Schema → semantic checks → frozen dataclasses."""

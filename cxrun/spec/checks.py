@@ -1,0 +1,143 @@
+"""Checks beyond the schema: columns exist, every SQL expression binds against the real table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from cxrun.spec.model import LogStep, SetStep, Spinner, TagStep
+from cxrun.sql import duckdb_message, expression_problem, quote_ident, wrap
+from cxrun.store.tables import TableInfo
+
+if TYPE_CHECKING:
+    import duckdb
+
+RESERVED_PREFIX = "_cx"
+
+
+@contextmanager
+def sandbox(table: TableInfo) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with no file access and an empty `ctx0` shaped like the table."""
+    import duckdb
+
+    con = duckdb.connect(":memory:", config={"enable_external_access": False, "threads": 1})
+    try:
+        columns = ", ".join(f"{quote_ident(n)} {t}" for n, t in table.columns)
+        con.execute(f"CREATE TABLE ctx0 ({columns})")
+        yield con
+    finally:
+        con.close()
+
+
+def expression_error(
+    con: duckdb.DuckDBPyConnection, context: str, expr: str, condition: bool = False
+) -> str | None:
+    """Why `expr` does not work as a row expression over the `context` table, or None."""
+    import duckdb
+
+    problem = expression_problem(con, expr)
+    if problem:
+        return problem
+    try:
+        described = con.execute(f"DESCRIBE SELECT {wrap(expr)} AS v, * FROM {context}").fetchall()
+    except duckdb.Error as exc:
+        message = duckdb_message(exc)
+        if "GROUP BY" in message:
+            return "aggregate functions are not allowed in a row expression"
+        return message
+    kind = str(described[0][1])
+    if condition and kind not in ("BOOLEAN", '"NULL"', "NULL"):
+        return f"must be a condition (true or false), but it is {kind}"
+    return None
+
+
+def where_problem(table: TableInfo, where: str) -> str | None:
+    with sandbox(table) as con:
+        return expression_error(con, "ctx0", where, condition=True)
+
+
+def check(spinner: Spinner, table: TableInfo) -> list[str]:
+    """Every semantic problem of the spinner against the table's real columns, as path: message."""
+    columns = {name.lower() for name in table.column_names}
+    listing = ", ".join(table.column_names)
+    problems: list[str] = []
+    if spinner.key.lower() not in columns:
+        problems.append(f'key: column "{spinner.key}" is not in table {table.name} ({listing})')
+    for field in spinner.fields:
+        if field.name.lower() not in columns:
+            problems.append(
+                f'fields.{field.name}: column "{field.name}" is not in table {table.name} ({listing})'
+            )
+    problems += _names(spinner, columns)
+    with sandbox(table) as con:
+        problems += _expressions(con, spinner)
+    return problems
+
+
+def _names(spinner: Spinner, columns: set[str]) -> list[str]:
+    problems: list[str] = []
+    seen_ids: set[str] = set()
+    seen_outputs: dict[str, str] = {}
+    for index, step in enumerate(spinner.steps):
+        if step.id in seen_ids:
+            problems.append(f"steps[{index}].id: '{step.id}' is used by an earlier step")
+        seen_ids.add(step.id)
+        for output in step.outputs:
+            where = f"steps[{index}].set.{output}"
+            if output.lower() in columns:
+                problems.append(f"{where}: output '{output}' has the name of a table column")
+            elif output.lower().startswith(RESERVED_PREFIX):
+                problems.append(f"{where}: names starting with '{RESERVED_PREFIX}' are reserved")
+            elif output.lower() in seen_outputs:
+                problems.append(f"{where}: output '{output}' is set by step '{seen_outputs[output.lower()]}' already")
+            seen_outputs.setdefault(output.lower(), step.id)
+    return problems
+
+
+def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
+    problems: list[str] = []
+    if spinner.select:
+        problem = expression_error(con, "ctx0", spinner.select, condition=True)
+        if problem:
+            problems.append(f"select: {problem}")
+    context = "ctx0"
+    for index, step in enumerate(spinner.steps):
+        at = f"steps[{index}]"
+        if step.when:
+            problem = expression_error(con, context, step.when, condition=True)
+            if problem:
+                problems.append(f"{at}.when: {problem}")
+        if isinstance(step, LogStep | TagStep):
+            template = step.message if isinstance(step, LogStep) else step.tag
+            for expr in template.expressions:
+                problem = expression_error(con, context, expr)
+                if problem:
+                    problems.append(f"{at}.{step.kind}: {{{{ {expr} }}}}: {problem}")
+        if isinstance(step, SetStep):
+            context, found = _extend(con, context, index, step)
+            problems += found
+    return problems
+
+
+def _extend(
+    con: duckdb.DuckDBPyConnection, context: str, index: int, step: SetStep
+) -> tuple[str, list[str]]:
+    """Check a set step's expressions; the next context has its outputs as columns."""
+    problems: list[str] = []
+    selected: list[str] = []
+    for name, expr in step.values:
+        problem = expression_error(con, context, expr)
+        if problem:
+            problems.append(f"steps[{index}].set.{name}: {problem}")
+        selected.append(f"{'NULL' if problem else wrap(expr)} AS {quote_ident(name)}")
+    import duckdb
+
+    following = f"ctx{index + 1}"
+    try:
+        con.execute(
+            f"CREATE TABLE {following} AS SELECT *, {', '.join(selected)} FROM {context} LIMIT 0"
+        )
+    except duckdb.Error:  # an output that clashes with a column: reported by _names already
+        return context, problems
+    return following, problems

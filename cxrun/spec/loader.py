@@ -1,0 +1,159 @@
+"""Reading spinner files: YAML, then the JSON Schema (every problem at once), then the model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cxrun.errors import NotFound, ValidationFailed
+from cxrun.project import Project
+from cxrun.spec.model import Field, LogStep, SetStep, Spinner, Step, TagStep
+from cxrun.sql import compile_template
+from cxrun.yamlfile import parse_yaml
+
+STEP_TYPES = ("log", "tag", "set")
+_STEP_OPTIONS = ("id", "when")
+
+
+@dataclass(frozen=True)
+class SpinnerFile:
+    name: str
+    path: Path
+    shown: str
+    source: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("cxrun.spec").joinpath("spinner.schema.json").read_text()
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def spinner_files(project: Project) -> list[SpinnerFile]:
+    folder = project.spinners_dir
+    paths = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+    return [_read(project, path) for path in sorted(paths)]
+
+
+def spinner_file(project: Project, name: str) -> SpinnerFile:
+    for suffix in (".yaml", ".yml"):
+        path = project.spinners_dir / f"{name}{suffix}"
+        if path.is_file():
+            return _read(project, path)
+    known = ", ".join(f.name for f in spinner_files(project)) or "none yet"
+    raise NotFound(f"unknown spinner '{name}' (spinners: {known})", "check the name in spinners/")
+
+
+def _read(project: Project, path: Path) -> SpinnerFile:
+    shown = project.shown(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationFailed([f"{shown}: cannot read ({exc})"]) from None
+    return SpinnerFile(name=path.stem, path=path, shown=shown, source=source)
+
+
+def parse(file: SpinnerFile) -> tuple[dict[str, Any], Spinner]:
+    """The raw (schema-valid) mapping and the model; ValidationFailed lists every schema problem."""
+    raw = parse_yaml(file.source, file.shown)
+    problems = schema_problems(raw, file.name)
+    if problems:
+        raise ValidationFailed(
+            [f"{file.shown}: {p}" for p in problems], f"fix {file.shown} and try again"
+        )
+    return raw, build(raw, file.name)
+
+
+def schema_problems(raw: Any, name: str) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    problems: list[str] = []
+    for error in sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.path]):
+        message = _describe(error)
+        if message and message not in problems:
+            problems.append(message)
+    if isinstance(raw, dict) and raw.get("name") not in (None, name):
+        problems.append(f"name: '{raw['name']}' does not match the file name '{name}'")
+    return problems
+
+
+def path_text(path: Any) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _describe(error: Any) -> str | None:
+    where = path_text(error.absolute_path)
+    prefix = f"{where}: " if where else ""
+    instance = error.instance
+    is_step = len(error.absolute_path) == 2 and error.absolute_path[0] == "steps"
+    if is_step and error.validator in ("oneOf", "additionalProperties"):
+        return prefix + _step_type_problem(instance)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(instance) - set(error.schema.get("properties", {})))
+        return prefix + f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
+    if error.validator == "required":
+        return prefix + error.message.replace("is a required property", "is required")
+    if error.validator == "type" and instance is None:
+        return prefix + "is empty"
+    return prefix + error.message
+
+
+def _step_type_problem(step: Any) -> str:
+    if not isinstance(step, dict):
+        return "a step must be a mapping"
+    types = [k for k in step if k in STEP_TYPES]
+    unknown = [k for k in step if k not in STEP_TYPES and k not in _STEP_OPTIONS]
+    known = ", ".join(STEP_TYPES)
+    if not types and unknown:
+        return f"'{unknown[0]}' is not a step type (one of: {known})"
+    if not types:
+        return f"a step needs a type (one of: {known})"
+    if len(types) > 1:
+        return f"a step has one type, found {' and '.join(types)}"
+    return f"unknown step option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+
+
+def build(raw: dict[str, Any], name: str) -> Spinner:
+    """The model from a schema-valid mapping (a file just read, or a published version)."""
+    fields = tuple(
+        Field(name=column, required=bool((options or {}).get("required", False)))
+        for column, options in (raw.get("fields") or {}).items()
+    )
+    return Spinner(
+        name=name,
+        table=raw["table"],
+        key=raw["key"],
+        fields=fields,
+        select=raw.get("select"),
+        steps=tuple(_build_step(step) for step in raw["steps"]),
+    )
+
+
+def _build_step(raw: dict[str, Any]) -> Step:
+    common = {"id": raw["id"], "when": raw.get("when")}
+    if "log" in raw:
+        return LogStep(**common, message=compile_template(raw["log"]))
+    if "tag" in raw:
+        return TagStep(**common, tag=compile_template(raw["tag"]))
+    values = tuple((k, _sql_text(v)) for k, v in raw["set"].items())
+    return SetStep(**common, values=values)
+
+
+def _sql_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,5 @@
+"""The store: the only package that speaks SQL to `.cxrun/state.duckdb`."""
+
+from cxrun.store.db import State
+
+__all__ = ["State"]

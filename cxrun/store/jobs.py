@@ -1,0 +1,260 @@
+"""Jobs, their row selections, records and journey entries: creating, advancing, reading."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cxrun.clock import from_db, to_db
+from cxrun.enums import JobStatus
+from cxrun.models import Job, JourneyEntry, Record
+from cxrun.pipeline import FAILURES, RESULT, Compiled
+from cxrun.sql import quote_ident, quote_literal, wrap
+from cxrun.store.tables import ROW, TableInfo
+
+if TYPE_CHECKING:
+    import duckdb
+
+_JOB_COLUMNS = (
+    "job, spinner, version, trigger, status, reason, table_name, total, cursor, completed, "
+    "failed, skipped, waiting, cancelled, created_at, started_at, ended_at"
+)
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    (job, spinner, version, trigger, status, reason, table, total, cursor, completed, failed,
+     skipped, waiting, cancelled, created, started, ended) = row
+    return Job(job, spinner, version, trigger, JobStatus(status), reason, table, total, cursor,
+               completed, failed, skipped, waiting, cancelled, from_db(created), from_db(started),
+               from_db(ended))
+
+
+def create(
+    con: duckdb.DuckDBPyConnection,
+    spinner: str,
+    version: int,
+    trigger: str,
+    table: TableInfo,
+    conditions: list[str],
+    limit: int | None,
+    params: dict[str, Any],
+    status: JobStatus,
+    now: datetime,
+) -> Job:
+    """A new job over the rows of `table` that meet every condition (its snapshot of rows)."""
+    row = con.execute("SELECT nextval('cx_job_ids')").fetchone()
+    job = int(row[0]) if row else 0
+    if conditions:
+        where = " AND ".join(wrap(c) for c in conditions)
+        con.execute(
+            f"INSERT INTO cx_selections SELECT ?, row_number() OVER (ORDER BY {ROW}) - 1, {ROW} "
+            f"FROM (SELECT {ROW} FROM {table.sql} WHERE {where} ORDER BY {ROW} LIMIT ?)",
+            [job, limit],
+        )
+        counted = con.execute("SELECT count(*) FROM cx_selections WHERE job = ?", [job]).fetchone()
+        total = int(counted[0]) if counted else 0
+    else:
+        total = table.rows if limit is None else min(limit, table.rows)
+    con.execute(
+        "INSERT INTO cx_jobs VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, "
+        "?, ?, NULL)",
+        [job, spinner, version, trigger, str(status), table.name, table.version, bool(conditions),
+         total, json.dumps(params), to_db(now), to_db(now) if status == JobStatus.RUNNING else None],
+    )
+    return get(con, job)
+
+
+def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
+    from cxrun.errors import NotFound
+
+    row = con.execute(f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE job = ?", [job]).fetchone()
+    if not row:
+        raise NotFound(f"no job {job}", "list jobs with `cxrun jobs`")
+    return _job(row)
+
+
+def listing(
+    con: duckdb.DuckDBPyConnection,
+    status: str | None,
+    spinner: str | None,
+    limit: int,
+    offset: int,
+) -> list[Job]:
+    rows = con.execute(
+        f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE (? IS NULL OR status = ?) "
+        "AND (? IS NULL OR spinner = ?) ORDER BY job DESC LIMIT ? OFFSET ?",
+        [status, status, spinner, spinner, limit, offset],
+    ).fetchall()
+    return [_job(row) for row in rows]
+
+
+def last_status(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+    rows = con.execute(
+        "SELECT spinner, max_by(job, job), max_by(status, job) FROM cx_jobs GROUP BY spinner"
+    ).fetchall()
+    return {spinner: (job, status) for spinner, job, status in rows}
+
+
+def table_of(con: duckdb.DuckDBPyConnection, job: int) -> tuple[str, int, bool]:
+    row = con.execute(
+        "SELECT table_name, table_version, filtered FROM cx_jobs WHERE job = ?", [job]
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def batch_source(job: int, table: TableInfo, filtered: bool, first: int, last: int) -> str:
+    """The rows of sequence numbers first..last of a job, as a SQL relation."""
+    if not filtered:
+        return f"(SELECT * FROM {table.sql} WHERE {ROW} BETWEEN {int(first)} AND {int(last)})"
+    return (
+        f"(SELECT t.* FROM {table.sql} AS t SEMI JOIN (SELECT row FROM cx_selections "
+        f"WHERE job = {int(job)} AND seq BETWEEN {int(first)} AND {int(last)}) AS s "
+        f"ON t.{ROW} = s.row)"
+    )
+
+
+def compute(con: duckdb.DuckDBPyConnection, compiled: Compiled) -> int:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {compiled.compute}")
+    row = con.execute(f"SELECT count(*) FROM {RESULT}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def probe(con: duckdb.DuckDBPyConnection, compiled: Compiled) -> None:
+    """Evaluate every step for a (small) source; raises what SQL raises for its rows."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_probe AS {compiled.compute}")
+
+
+def rows_of(con: duckdb.DuckDBPyConnection, source: str) -> list[int]:
+    return [int(r[0]) for r in con.execute(f"SELECT {ROW} FROM {source}").fetchall()]
+
+
+def set_failures(con: duckdb.DuckDBPyConnection, failures: dict[int, tuple[int, str]]) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FAILURES} (row BIGINT, pos INTEGER, error VARCHAR)")
+    if failures:
+        rows, positions, errors = zip(*((r, p, e) for r, (p, e) in failures.items()), strict=True)
+        con.execute(
+            f"INSERT INTO {FAILURES} SELECT unnest(?), unnest(?), unnest(?)",
+            [list(rows), list(positions), list(errors)],
+        )
+
+
+def write_batch(
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    compiled: Compiled,
+    cursor: int,
+    window: tuple[datetime, datetime],
+    per_row_ms: float,
+) -> Job:
+    """Write the computed batch: records, journey entries, the job's counts and cursor."""
+    started, ended = window
+    con.execute(
+        f"INSERT INTO cx_records SELECT ?, _cx_row, _cx_key, "
+        f"CASE WHEN _cx_fp IS NULL THEN 'completed' ELSE 'failed' END, {compiled.tags}, "
+        f"{compiled.outputs}, _cx_fe, {compiled.failed_step}, 1, ?, ?, ? FROM {RESULT}",
+        [job, to_db(started), to_db(ended), per_row_ms],
+    )
+    parts = [
+        f"SELECT {part.pos} AS pos, {quote_literal(part.step)} AS step, {part.status} AS status, "
+        f"{part.message} AS message, {part.output} AS output, {part.error} AS error, _cx_row "
+        f"FROM {RESULT} WHERE {part.where}"
+        for part in compiled.journey
+    ]
+    step_ms = per_row_ms / max(1, len(compiled.journey))
+    con.execute(
+        "INSERT INTO cx_journey SELECT ?, _cx_row, pos, step, 1, status, message, output, error, "
+        f"?, ?, ? FROM ({' UNION ALL '.join(parts)})",
+        [job, to_db(started), to_db(ended), step_ms],
+    )
+    con.execute(
+        f"UPDATE cx_jobs SET cursor = ?, completed = completed + c.ok, failed = failed + c.bad "
+        f"FROM (SELECT count(*) FILTER (WHERE _cx_fp IS NULL) AS ok, "
+        f"count(*) FILTER (WHERE _cx_fp IS NOT NULL) AS bad FROM {RESULT}) AS c WHERE job = ?",
+        [cursor, job],
+    )
+    return get(con, job)
+
+
+def finish(
+    con: duckdb.DuckDBPyConnection, job: int, status: JobStatus, reason: str | None, now: datetime
+) -> Job:
+    con.execute(
+        "UPDATE cx_jobs SET status = ?, reason = ?, ended_at = ?, "
+        "started_at = coalesce(started_at, ?) WHERE job = ?",
+        [str(status), reason, to_db(now), to_db(now), job],
+    )
+    return get(con, job)
+
+
+def records(
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    table: TableInfo,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[Record]:
+    rows = con.execute(
+        "SELECT seq, key, status, tags, outputs, error, failed_step, attempts, duration_ms "
+        "FROM cx_records WHERE job = ? AND (? IS NULL OR status = ?) ORDER BY seq LIMIT ? OFFSET ?",
+        [job, status, status, limit, offset],
+    ).fetchall()
+    metadata = _metadata(con, table, [r[0] for r in rows])
+    return [
+        Record(job, key, status, metadata.get(seq, {}), list(tags or []), json.loads(outputs or "{}"),
+               error, failed_step, attempts, duration)
+        for seq, key, status, tags, outputs, error, failed_step, attempts, duration in rows
+    ]
+
+
+def pending_records(
+    con: duckdb.DuckDBPyConnection, job: Job, table: TableInfo, key: str, limit: int, offset: int
+) -> list[Record]:
+    """Rows of the job's snapshot that no batch has reached yet."""
+    _, _, filtered = table_of(con, job.job)
+    first = job.processed + offset
+    last = min(first + limit, job.total) - 1
+    if last < first:
+        return []
+    source = batch_source(job.job, table, filtered, first, last)
+    rows = con.execute(
+        f"SELECT {ROW}, CAST({quote_ident(key)} AS VARCHAR) FROM {source} ORDER BY {ROW}"
+    ).fetchall()
+    metadata = _metadata(con, table, [r[0] for r in rows])
+    return [Record(job.job, k, "pending", metadata.get(s, {}), [], {}, None, None, 0, None) for s, k in rows]
+
+
+def _metadata(con: duckdb.DuckDBPyConnection, table: TableInfo, seqs: list[int]) -> dict[int, dict[str, Any]]:
+    if not seqs:
+        return {}
+    rows = con.execute(
+        f"SELECT {ROW}, to_json(t) FROM (SELECT * FROM {table.sql} WHERE {ROW} IN "
+        f"(SELECT unnest(?))) AS t",
+        [seqs],
+    ).fetchall()
+    result = {}
+    for seq, text in rows:
+        values = json.loads(text)
+        values.pop(ROW, None)
+        result[int(seq)] = values
+    return result
+
+
+def record_seq(con: duckdb.DuckDBPyConnection, job: int, key: str) -> int | None:
+    row = con.execute("SELECT seq FROM cx_records WHERE job = ? AND key = ?", [job, key]).fetchone()
+    return int(row[0]) if row else None
+
+
+def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyEntry]:
+    rows = con.execute(
+        "SELECT step, attempt, status, message, output, error, started_at, ended_at, duration_ms "
+        "FROM cx_journey WHERE job = ? AND seq = ? ORDER BY pos, attempt",
+        [job, seq],
+    ).fetchall()
+    return [
+        JourneyEntry(step, attempt, status, message, json.loads(output) if output else None, error,
+                     from_db(started), from_db(ended), duration)
+        for step, attempt, status, message, output, error, started, ended, duration in rows
+    ]

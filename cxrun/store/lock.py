@@ -1,0 +1,118 @@
+"""The lock file beside the state: shared to read, exclusive to write, taken in turns."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cxrun.errors import StateBusy
+
+# A process that waits announces itself by holding `want` shared; a writer that has just released
+# the state gives such waiters a moment to get in before it takes the state again.
+_YIELD_FOR = 0.25
+_POLL = 0.005
+
+
+class StateLock:
+    """A reentrant (within a process) reader/writer lock over `<state>.lock`, with a bounded wait."""
+
+    def __init__(
+        self,
+        path: Path,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.path = path
+        self.want_path = path.with_suffix(".want")
+        self.timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._fd: int | None = None
+        self._exclusive = False
+        self._depth = 0
+
+    @contextmanager
+    def hold(self, exclusive: bool) -> Iterator[None]:
+        if self._depth:
+            if exclusive and not self._exclusive:
+                raise RuntimeError("cannot upgrade a shared state lock to exclusive")
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._acquire(exclusive)
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self._release()
+
+    def _acquire(self, exclusive: bool) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        want = os.open(self.want_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = self._clock() + self.timeout
+        try:
+            self._take(want, fcntl.LOCK_SH, deadline, fd)
+            try:
+                self._take(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, deadline, fd)
+            finally:
+                fcntl.flock(want, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            os.close(want)
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd, self._exclusive = fd, exclusive
+
+    def _take(self, fd: int, mode: int, deadline: float, lock_fd: int) -> None:
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if self._clock() >= deadline:
+                    raise self._busy(lock_fd) from None
+                self._sleep(_POLL)
+
+    def _busy(self, fd: int) -> StateBusy:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        who = f" (held by PID {holder})" if holder.isdigit() else ""
+        return StateBusy(
+            f"state is busy{who}: waited {self.timeout:g}s for .cxrun/state.lock",
+            "try again in a moment, or raise CXRUN_LOCK_TIMEOUT (seconds)",
+        )
+
+    def _release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        if self._exclusive:
+            self._let_waiters_in()
+
+    def _let_waiters_in(self) -> None:
+        """After a write, give processes that wait for the state a short head start."""
+        want = os.open(self.want_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = self._clock() + _YIELD_FOR
+            while self._clock() < deadline:
+                try:
+                    fcntl.flock(want, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(want, fcntl.LOCK_UN)
+                    return
+                except BlockingIOError:
+                    self._sleep(_POLL)
+        finally:
+            os.close(want)

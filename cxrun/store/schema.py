@@ -1,0 +1,40 @@
+"""The state file's schema, as numbered migrations applied in order on open."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: tables, spinner versions, jobs, records, journey (timestamps are naive UTC)
+    """
+    CREATE TABLE cx_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+    CREATE TABLE cx_tables (
+        name VARCHAR, version INTEGER, physical VARCHAR, file VARCHAR, format VARCHAR,
+        size BIGINT, mtime_ns BIGINT, digest VARCHAR, row_count BIGINT, columns JSON,
+        loaded_at TIMESTAMP, current BOOLEAN
+    );
+    CREATE TABLE cx_spinners (
+        spinner VARCHAR, version INTEGER, digest VARCHAR, spec JSON, source VARCHAR,
+        published_at TIMESTAMP
+    );
+    CREATE SEQUENCE cx_job_ids START 1;
+    CREATE TABLE cx_jobs (
+        job INTEGER, spinner VARCHAR, version INTEGER, trigger VARCHAR, status VARCHAR,
+        reason VARCHAR, table_name VARCHAR, table_version INTEGER, filtered BOOLEAN,
+        total BIGINT, cursor BIGINT, completed BIGINT, failed BIGINT, skipped BIGINT,
+        waiting BIGINT, cancelled BIGINT, params JSON,
+        created_at TIMESTAMP, started_at TIMESTAMP, ended_at TIMESTAMP
+    );
+    CREATE TABLE cx_selections (job INTEGER, seq BIGINT, row BIGINT);
+    CREATE TABLE cx_records (
+        job INTEGER, seq BIGINT, key VARCHAR, status VARCHAR, tags VARCHAR[], outputs JSON,
+        error VARCHAR, failed_step VARCHAR, attempts INTEGER,
+        started_at TIMESTAMP, ended_at TIMESTAMP, duration_ms DOUBLE
+    );
+    CREATE TABLE cx_journey (
+        job INTEGER, seq BIGINT, pos SMALLINT, step VARCHAR, attempt INTEGER, status VARCHAR,
+        message VARCHAR, output JSON, error VARCHAR,
+        started_at TIMESTAMP, ended_at TIMESTAMP, duration_ms DOUBLE
+    );
+    """,
+]
+
+LATEST = len(MIGRATIONS)

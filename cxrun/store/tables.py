@@ -1,0 +1,164 @@
+"""Loaded tables: immutable numbered versions of a CSV/Parquet file, each with a row ordinal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cxrun.clock import from_db, to_db
+from cxrun.sql import quote_ident
+
+if TYPE_CHECKING:
+    import duckdb
+
+ROW = "_cx_row"
+_READERS = {
+    "csv": "read_csv(?, header = true, strict_mode = true)",
+    "parquet": "read_parquet(?)",
+}
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    version: int
+    physical: str
+    file: str
+    format: str
+    size: int
+    mtime_ns: int
+    digest: str
+    rows: int
+    columns: tuple[tuple[str, str], ...]
+    loaded_at: datetime
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def sql(self) -> str:
+        return quote_ident(self.physical)
+
+
+_COLUMNS = "name, version, physical, file, format, size, mtime_ns, digest, row_count, columns, loaded_at"
+
+
+def _info(row: tuple[Any, ...]) -> TableInfo:
+    columns = tuple((str(c[0]), str(c[1])) for c in json.loads(row[9]))
+    loaded_at = from_db(row[10])
+    assert loaded_at is not None
+    return TableInfo(*row[:9], columns=columns, loaded_at=loaded_at)
+
+
+def current(con: duckdb.DuckDBPyConnection, name: str) -> TableInfo | None:
+    row = con.execute(
+        f"SELECT {_COLUMNS} FROM cx_tables WHERE name = ? AND current", [name]
+    ).fetchone()
+    return _info(row) if row else None
+
+
+def version(con: duckdb.DuckDBPyConnection, name: str, number: int) -> TableInfo | None:
+    row = con.execute(
+        f"SELECT {_COLUMNS} FROM cx_tables WHERE name = ? AND version = ?", [name, number]
+    ).fetchone()
+    return _info(row) if row else None
+
+
+def all_current(con: duckdb.DuckDBPyConnection) -> list[TableInfo]:
+    rows = con.execute(f"SELECT {_COLUMNS} FROM cx_tables WHERE current ORDER BY name").fetchall()
+    return [_info(row) for row in rows]
+
+
+def load(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    file: str,
+    path: str,
+    fmt: str,
+    stat: tuple[int, int],
+    digest: str,
+    now: datetime,
+) -> TableInfo:
+    """Read the file into a new version of the table (inside the caller's transaction)."""
+    row = con.execute(
+        "SELECT coalesce(max(version), 0) + 1 FROM cx_tables WHERE name = ?", [name]
+    ).fetchone()
+    number = int(row[0]) if row else 1
+    physical = f"t_{name}_v{number}"
+    con.execute(
+        f"CREATE TABLE {quote_ident(physical)} AS "
+        f"SELECT (row_number() OVER ()) - 1 AS {ROW}, * FROM {_READERS[fmt]}",
+        [path],
+    )
+    described = con.execute(f"DESCRIBE {quote_ident(physical)}").fetchall()
+    columns = [(str(c[0]), str(c[1])) for c in described if c[0] != ROW]
+    count = con.execute(f"SELECT count(*) FROM {quote_ident(physical)}").fetchone()
+    con.execute("UPDATE cx_tables SET current = false WHERE name = ? AND current", [name])
+    con.execute(
+        "INSERT INTO cx_tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true)",
+        [name, number, physical, file, fmt, stat[0], stat[1], digest,
+         count[0] if count else 0, json.dumps(columns), to_db(now)],
+    )
+    _drop_unused(con, name)
+    info = current(con, name)
+    assert info is not None
+    return info
+
+
+def touch(con: duckdb.DuckDBPyConnection, name: str, stat: tuple[int, int]) -> None:
+    """The file was rewritten with the same content: remember its new size and time."""
+    con.execute(
+        "UPDATE cx_tables SET size = ?, mtime_ns = ? WHERE name = ? AND current",
+        [stat[0], stat[1], name],
+    )
+
+
+def _drop_unused(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    unused = con.execute(
+        "SELECT version, physical FROM cx_tables WHERE name = ? AND NOT current "
+        "AND version NOT IN (SELECT table_version FROM cx_jobs WHERE table_name = ?)",
+        [name, name],
+    ).fetchall()
+    for number, physical in unused:
+        con.execute(f"DROP TABLE IF EXISTS {quote_ident(physical)}")
+        con.execute("DELETE FROM cx_tables WHERE name = ? AND version = ?", [name, number])
+
+
+def preview(
+    con: duckdb.DuckDBPyConnection, info: TableInfo, limit: int
+) -> list[dict[str, Any]]:
+    """The first rows, as JSON-ready mappings (values converted by DuckDB itself)."""
+    rows = con.execute(
+        f"SELECT to_json(t) FROM (SELECT * FROM {info.sql} ORDER BY {ROW} LIMIT ?) AS t", [limit]
+    ).fetchall()
+    result = []
+    for (text,) in rows:
+        values = json.loads(text)
+        values.pop(ROW, None)
+        result.append(values)
+    return result
+
+
+def key_counts(con: duckdb.DuckDBPyConnection, info: TableInfo, key: str) -> tuple[int, int]:
+    """How many rows have a null key, and how many rows repeat an earlier key."""
+    column = quote_ident(key)
+    row = con.execute(
+        f"SELECT count(*) FILTER (WHERE {column} IS NULL), "
+        f"count({column}) - count(DISTINCT {column}) FROM {info.sql}"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def duplicate_keys(
+    con: duckdb.DuckDBPyConnection, info: TableInfo, key: str, limit: int = 3
+) -> list[str]:
+    column = quote_ident(key)
+    rows = con.execute(
+        f"SELECT CAST({column} AS VARCHAR) FROM {info.sql} WHERE {column} IS NOT NULL "
+        f"GROUP BY {column} HAVING count(*) > 1 ORDER BY min({ROW}) LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
