@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,31 @@ _CONFIG_SCHEMA: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
 class Project:
-    root: Path
-    name: str
-    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    channels: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    limits: Mapping[str, int] = field(default_factory=dict)
+    """A project folder. Its cxrun.yaml is read and checked the first time it is needed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @cached_property
+    def config(self) -> Mapping[str, Any]:
+        return read_config(self.root)
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    @property
+    def providers(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.config.get("providers") or {}
+
+    @property
+    def channels(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.config.get("channels") or {}
+
+    @property
+    def limits(self) -> Mapping[str, int]:
+        return self.config.get("limits") or {}
 
     @property
     def state_dir(self) -> Path:
@@ -83,9 +101,12 @@ def find_root(override: str | None = None, start: Path | None = None) -> Path:
 
 
 def load_project(override: str | None = None, start: Path | None = None) -> Project:
+    return Project(find_root(override, start))
+
+
+def read_config(root: Path) -> dict[str, Any]:
     import jsonschema
 
-    root = find_root(override, start)
     raw = read_yaml(root / CONFIG_FILE, CONFIG_FILE) or {}
     errors = sorted(
         jsonschema.Draft202012Validator(_CONFIG_SCHEMA).iter_errors(raw), key=lambda e: list(e.path)
@@ -96,10 +117,5 @@ def load_project(override: str | None = None, start: Path | None = None) -> Proj
             f"{CONFIG_FILE}: {where + ': ' if where else ''}{errors[0].message}",
             f"fix {CONFIG_FILE} and try again",
         )
-    return Project(
-        root=root,
-        name=raw["name"],
-        providers=raw.get("providers") or {},
-        channels=raw.get("channels") or {},
-        limits=raw.get("limits") or {},
-    )
+    result: dict[str, Any] = raw
+    return result

@@ -1,0 +1,40 @@
+# `make run` and `make test` set everything up from nothing: a virtual environment with cxrun
+# and its development tools installed from the package registry.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Publishes the example spinners, runs both (a job with failed rows exits 3: that is the demo),
+# then shows the jobs table.
+run: setup
+	$(BIN)/cxrun publish
+	$(BIN)/cxrun run-now welcome || [ $$? -eq 3 ]
+	$(BIN)/cxrun run-now lead-triage || [ $$? -eq 3 ]
+	$(BIN)/cxrun jobs --limit 10
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check cxrun tests bench
+	$(BIN)/ruff format --check cxrun tests bench
+
+typecheck: setup
+	$(BIN)/mypy cxrun
+
+bench: setup
+	$(BIN)/python bench/pure.py
+
+clean:
+	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache
