@@ -20,7 +20,7 @@ INTERNAL_ERROR = 70
 class _Group(TyperGroup):
     """Catches every CxrunError once: a short message on stderr and its exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         from cxrun import render
 
         try:
@@ -38,8 +38,12 @@ class _Group(TyperGroup):
         except Exception as exc:
             if _debug(ctx):
                 raise
-            render.error([f"internal error: {type(exc).__name__}: {exc}",
-                          "run again with --debug for the traceback, and report it"])
+            render.error(
+                [
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    "run again with --debug for the traceback, and report it",
+                ]
+            )
             raise typer.Exit(INTERNAL_ERROR) from None
 
 
@@ -59,8 +63,12 @@ app.add_typer(tables_app, name="tables")
 
 ProjectOpt = Annotated[
     str | None,
-    typer.Option("--project", "-P", help="Project folder (default: found from here upward).",
-                 show_default=False),
+    typer.Option(
+        "--project",
+        "-P",
+        help="Project folder (default: found from here upward).",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
 PageOpt = Annotated[int, typer.Option("--page", min=1, help="Page number (50 rows a page).")]
@@ -78,8 +86,10 @@ def _version(value: bool) -> None:
 def _main(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
-                                                 help="Print the version.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
 ) -> None:
     ctx.obj = {"debug": debug}
 
@@ -96,8 +106,10 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")] = 
     from cxrun import render, services
 
     written = services.init_project(directory)
-    render.lines([f"created {directory / w}" for w in written]
-                 + [f"next: cd {directory} && cxrun publish && cxrun run-now welcome"])
+    render.lines(
+        [f"created {directory / w}" for w in written]
+        + [f"next: cd {directory} && cxrun publish && cxrun run-now welcome"]
+    )
 
 
 @tables_app.callback(invoke_without_command=True)
@@ -105,13 +117,17 @@ def tables(ctx: typer.Context, project: ProjectOpt = None, json_: JsonOpt = Fals
     """List tables: name, file, rows, columns, loaded at."""
     if ctx.invoked_subcommand:
         return
-    from cxrun import render, tables as table_service
+    from cxrun import render
+    from cxrun import tables as table_service
 
     listing = table_service.list_tables(_ctx(project).project, _ctx(project).state)
     if json_:
         return render.print_json(listing)
-    render.dict_table(listing, ["name", "file", "rows", "columns", "version", "loaded_at", "stale"],
-                      "no tables: put CSV or Parquet files under tables/")
+    render.dict_table(
+        listing,
+        ["name", "file", "rows", "columns", "version", "loaded_at", "stale"],
+        "no tables: put CSV or Parquet files under tables/",
+    )
 
 
 @tables_app.command("load")
@@ -121,12 +137,21 @@ def tables_load(
     json_: JsonOpt = False,
 ) -> None:
     """Load CSV/Parquet files into the state (only those that changed)."""
-    from cxrun import render, tables as table_service
+    from cxrun import render
+    from cxrun import tables as table_service
 
     ctx = _ctx(project)
     loaded = table_service.load_tables(ctx.project, ctx.state, name)
-    rows = [{"name": t.name, "version": t.version, "rows": t.rows, "columns": len(t.columns),
-             "loaded_at": t.loaded_at.isoformat()} for t in loaded]
+    rows = [
+        {
+            "name": t.name,
+            "version": t.version,
+            "rows": t.rows,
+            "columns": len(t.columns),
+            "loaded_at": t.loaded_at.isoformat(),
+        }
+        for t in loaded
+    ]
     if json_:
         return render.print_json(rows)
     render.dict_table(rows, ["name", "version", "rows", "columns", "loaded_at"], "no tables")
@@ -140,13 +165,16 @@ def tables_show(
     json_: JsonOpt = False,
 ) -> None:
     """Preview a table's first rows ("Show data")."""
-    from cxrun import render, tables as table_service
+    from cxrun import render
+    from cxrun import tables as table_service
 
     ctx = _ctx(project)
     info, rows = table_service.show_table(ctx.project, ctx.state, name, limit)
     if json_:
         return render.print_json(rows)
-    render.preview(info.column_names, rows, f"{info.name}: {info.rows} rows, {len(info.columns)} columns")
+    render.preview(
+        info.column_names, rows, f"{info.name}: {info.rows} rows, {len(info.columns)} columns"
+    )
 
 
 @app.command()
@@ -185,11 +213,14 @@ def publish(
     results = services.publish(_ctx(project), spinner)
     if json_:
         return render.print_json(results)
-    render.lines([
-        f"{r['spinner']}: published version {r['version']}" if r["changed"]
-        else f"{r['spinner']}: unchanged, version {r['version']}"
-        for r in results
-    ])
+    render.lines(
+        [
+            f"{r['spinner']}: published version {r['version']}"
+            if r["changed"]
+            else f"{r['spinner']}: unchanged, version {r['version']}"
+            for r in results
+        ]
+    )
 
 
 @app.command()
@@ -200,8 +231,11 @@ def spinners(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     listing = services.spinners(_ctx(project))
     if json_:
         return render.print_json(listing)
-    render.dict_table(listing, ["spinner", "version", "edited", "last_job", "last_status"],
-                      "no spinners: add spinners/NAME.yaml")
+    render.dict_table(
+        listing,
+        ["spinner", "version", "edited", "last_job", "last_status"],
+        "no spinners: add spinners/NAME.yaml",
+    )
 
 
 @app.command("run-now")

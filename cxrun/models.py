@@ -29,7 +29,7 @@ class Job:
     skipped: int
     waiting: int
     cancelled: int
-    created_at: datetime
+    created_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
 

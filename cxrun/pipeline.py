@@ -72,7 +72,10 @@ def _compute(spinner: Spinner, source: str, with_failures: bool) -> str:
         fail_pos = "CASE WHEN _cx_req IS NOT NULL THEN -1 ELSE _cx_epos END"
         fail_error = "coalesce(_cx_req, _cx_eerr)"
     else:
-        first = f"SELECT src.*, {key} AS _cx_key, {_required_check(spinner)} AS _cx_req FROM {source} AS src"
+        first = (
+            f"SELECT src.*, {key} AS _cx_key, {_required_check(spinner)} AS _cx_req "
+            f"FROM {source} AS src"
+        )
         fail_pos = "CASE WHEN _cx_req IS NOT NULL THEN -1 END"
         fail_error = "_cx_req"
     ctes = [
@@ -86,7 +89,9 @@ def _compute(spinner: Spinner, source: str, with_failures: bool) -> str:
         ran = f"{alive} AND coalesce({wrap(step.when)}, false)" if step.when else alive
         ctes.append(f"s{level + 1} AS (SELECT *, ({ran}) AS _cx_w{pos} FROM s{level})")
         columns = _step_columns(pos, step)
-        ctes.append(f"s{level + 2} AS (SELECT *, {', '.join(c for c, _ in columns)} FROM s{level + 1})")
+        ctes.append(
+            f"s{level + 2} AS (SELECT *, {', '.join(c for c, _ in columns)} FROM s{level + 1})"
+        )
         keep += [f"_cx_w{pos}"] + [name for _, name in columns]
         level += 2
     return f"WITH {', '.join(ctes)} SELECT {', '.join(keep)} FROM s{level}"
@@ -139,8 +144,10 @@ def _journey(spinner: Spinner) -> tuple[JourneyPart, ...]:
             JourneyPart(
                 pos=pos,
                 step=step.id,
-                status=f"CASE WHEN {failed} THEN 'failed' WHEN {ran} THEN 'completed' ELSE 'skipped' END",
-                message=f"CASE WHEN {ran} THEN {message} WHEN NOT {failed} THEN 'skipped: when is not true' END",
+                status=f"CASE WHEN {failed} THEN 'failed' WHEN {ran} THEN 'completed' "
+                "ELSE 'skipped' END",
+                message=f"CASE WHEN {ran} THEN {message} WHEN NOT {failed} "
+                "THEN 'skipped: when is not true' END",
                 output=f"CASE WHEN {ran} THEN {output} END",
                 error=f"CASE WHEN {failed} THEN _cx_fe END",
                 where=f"(_cx_fp IS NULL OR _cx_fp >= {pos})",

@@ -80,7 +80,7 @@ class Project:
 
 
 def find_root(override: str | None = None, start: Path | None = None) -> Path:
-    """The project folder: --project, then CXRUN_PROJECT, then the first folder upward with cxrun.yaml."""
+    """The project: --project, then CXRUN_PROJECT, then the first folder upward with cxrun.yaml."""
     chosen = override or os.environ.get("CXRUN_PROJECT")
     if chosen:
         root = Path(chosen).expanduser().resolve()

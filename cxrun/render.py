@@ -1,4 +1,4 @@
-"""Rendering: rich tables and progress for people, plain JSON for scripts. The only rich importer."""
+"""Rendering: rich tables and progress for people, plain JSON for scripts (the only rich user)."""
 
 from __future__ import annotations
 
@@ -94,22 +94,47 @@ def lines(items: Sequence[str]) -> None:
 
 
 def jobs_table(jobs: Sequence[Job]) -> None:
-    table = _table("job", "spinner", "ver", "progress", "ok", "failed", "skipped", "status",
-                   "started", "ended", "duration")
+    table = _table(
+        "job",
+        "spinner",
+        "ver",
+        "progress",
+        "ok",
+        "failed",
+        "skipped",
+        "status",
+        "started",
+        "ended",
+        "duration",
+    )
     for job in jobs:
         table.add_row(
-            str(job.job), job.spinner, str(job.version), _bar(job.processed, job.total),
-            str(job.completed), str(job.failed) if job.failed else "0", str(job.skipped),
-            _status(job.status), _when(job.started_at), _when(job.ended_at),
+            str(job.job),
+            job.spinner,
+            str(job.version),
+            _bar(job.processed, job.total),
+            str(job.completed),
+            str(job.failed) if job.failed else "0",
+            str(job.skipped),
+            _status(job.status),
+            _when(job.started_at),
+            _when(job.ended_at),
             _seconds(job.duration_s()),
         )
     _console().print(table if jobs else "no jobs yet")
 
 
 def job_summary(job: Job) -> None:
-    parts = [f"job {job.job}", f"{job.spinner} v{job.version}", _status(job.status),
-             f"{job.completed} completed", f"{job.failed} failed", f"{job.skipped} skipped",
-             f"of {job.total}", _seconds(job.duration_s())]
+    parts = [
+        f"job {job.job}",
+        f"{job.spinner} v{job.version}",
+        _status(job.status),
+        f"{job.completed} completed",
+        f"{job.failed} failed",
+        f"{job.skipped} skipped",
+        f"of {job.total}",
+        _seconds(job.duration_s()),
+    ]
     text = " · ".join(p for p in parts if p)
     if job.reason:
         text += f"\n{_escape(job.reason)}"
@@ -120,8 +145,12 @@ def records_table(records: Sequence[Record]) -> None:
     table = _table("record", "status", "tags", "outputs", "error", "metadata")
     for record in records:
         table.add_row(
-            _escape(record.record), _status(record.status), _escape(", ".join(record.tags)),
-            _escape(record.outputs or None), _escape(record.error), _escape(record.metadata),
+            _escape(record.record),
+            _status(record.status),
+            _escape(", ".join(record.tags)),
+            _escape(record.outputs or None),
+            _escape(record.error),
+            _escape(record.metadata),
         )
     _console().print(table if records else "no records")
 
@@ -130,8 +159,12 @@ def journey_table(entries: Sequence[JourneyEntry]) -> None:
     table = _table("step", "try", "status", "message", "output", "error", "ms")
     for entry in entries:
         table.add_row(
-            _escape(entry.step), str(entry.attempt), _status(entry.status), _escape(entry.message),
-            _escape(entry.output), _escape(entry.error),
+            _escape(entry.step),
+            str(entry.attempt),
+            _status(entry.status),
+            _escape(entry.message),
+            _escape(entry.output),
+            _escape(entry.error),
             "" if entry.duration_ms is None else f"{entry.duration_ms:.3f}",
         )
     _console().print(table if entries else "no steps yet")
@@ -140,8 +173,9 @@ def journey_table(entries: Sequence[JourneyEntry]) -> None:
 def dict_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], empty: str) -> None:
     table = _table(*columns)
     for row in rows:
-        table.add_row(*(_escape(row.get(c)) if c != "status" else _status(str(row.get(c)))
-                        for c in columns))
+        table.add_row(
+            *(_escape(row.get(c)) if c != "status" else _status(str(row.get(c))) for c in columns)
+        )
     _console().print(table if rows else empty)
 
 
@@ -169,8 +203,14 @@ class JobProgress:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        self._bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=console, transient=True)
+        self._bar = Progress(
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self._task = self._bar.add_task(f"job {job.job} {job.spinner}", total=job.total)
         self._bar.start()
 

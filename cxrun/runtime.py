@@ -57,7 +57,7 @@ class Runner:
                     job = self._batch(con, job, table, filtered, first, last)
                 if self.on_progress:
                     self.on_progress(job)
-        except _row_errors() + (_duckdb_error(),) as exc:  # run-level: not one row's fault
+        except _duckdb_error() as exc:  # run-level: not one row's fault
             with self.state.write() as con:
                 return job_store.finish(
                     con, job_id, JobStatus.FAILED, duckdb_message(exc), self.clock()
@@ -88,7 +88,9 @@ class Runner:
             compiled = compile_spinner(self.spinner, source(first, last), with_failures=True)
             count = job_store.compute(con, compiled)
         per_row_ms = (time.perf_counter() - tick) * 1000 / max(count, 1)
-        job = job_store.write_batch(con, job.job, compiled, last + 1, (started, self.clock()), per_row_ms)
+        job = job_store.write_batch(
+            con, job.job, compiled, last + 1, (started, self.clock()), per_row_ms
+        )
         if job.processed >= job.total:
             job = self._finish(con, job)
         return job
@@ -98,9 +100,13 @@ class Runner:
         return job_store.finish(con, job.job, status, reason, self.clock())
 
     def _failures(
-        self, con: duckdb.DuckDBPyConnection, source: Callable[[int, int], str], first: int, last: int
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: Callable[[int, int], str],
+        first: int,
+        last: int,
     ) -> dict[int, tuple[int, str]]:
-        """Rows whose steps raise in SQL, found by halving the batch: {row: (step position, error)}."""
+        """Rows whose steps raise in SQL, found by halving the batch: {row: (position, error)}."""
         found: dict[int, tuple[int, str]] = {}
         ranges = [(first, last)]
         while ranges:

@@ -71,7 +71,9 @@ def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, Ta
         raise ValidationFailed([f"{file.shown}: table: {exc.message}"], exc.hint) from None
     problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key)
     if problems:
-        raise ValidationFailed([f"{file.shown}: {p}" for p in problems], f"fix {file.shown} and try again")
+        raise ValidationFailed(
+            [f"{file.shown}: {p}" for p in problems], f"fix {file.shown} and try again"
+        )
     return raw, spinner, table
 
 
@@ -86,7 +88,9 @@ def _key_problems(ctx: Context, table: TableInfo, key: str) -> list[str]:
         problems.append(f'key: column "{key}" is empty in {nulls} row(s) of tables/{table.file}')
     if repeats:
         shown = ", ".join(duplicates)
-        problems.append(f'key: column "{key}" has duplicate values in tables/{table.file} ({shown})')
+        problems.append(
+            f'key: column "{key}" has duplicate values in tables/{table.file} ({shown})'
+        )
     return problems
 
 
@@ -127,11 +131,13 @@ def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
         for file, raw in checked:
             before = spinner_store.latest(con, file.name)
             version = spinner_store.publish(con, file.name, file.digest, raw, file.source, utcnow())
-            results.append({
-                "spinner": file.name,
-                "version": version.version,
-                "changed": before is None or before.version != version.version,
-            })
+            results.append(
+                {
+                    "spinner": file.name,
+                    "version": version.version,
+                    "changed": before is None or before.version != version.version,
+                }
+            )
     return results
 
 
@@ -143,15 +149,17 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
     listing = []
     for name in sorted(set(files) | set(published)):
         file, version = files.get(name), published.get(name)
-        listing.append({
-            "spinner": name,
-            "file": file.shown if file else None,
-            "version": version.version if version else None,
-            "published_at": version.published_at.isoformat() if version else None,
-            "edited": bool(file and version and file.digest != version.digest),
-            "last_job": last[name][0] if name in last else None,
-            "last_status": last[name][1] if name in last else None,
-        })
+        listing.append(
+            {
+                "spinner": name,
+                "file": file.shown if file else None,
+                "version": version.version if version else None,
+                "published_at": version.published_at.isoformat() if version else None,
+                "edited": bool(file and version and file.digest != version.digest),
+                "last_job": last[name][0] if name in last else None,
+                "last_status": last[name][1] if name in last else None,
+            }
+        )
     return listing
 
 
@@ -185,8 +193,16 @@ def run_now(
     conditions = [c for c in (spinner.select, where) if c]
     with ctx.state.write() as con:
         job = job_store.create(
-            con, name, number, str(Trigger.MANUAL), table, conditions, limit,
-            {"where": where, "limit": limit}, JobStatus.RUNNING, utcnow(),
+            con,
+            name,
+            number,
+            str(Trigger.MANUAL),
+            table,
+            conditions,
+            limit,
+            {"where": where, "limit": limit},
+            JobStatus.RUNNING,
+            utcnow(),
         )
     if on_start:
         on_start(job)
@@ -202,7 +218,10 @@ def _current_table(ctx: Context, name: str, spinner: Spinner) -> TableInfo:
     problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key)
     if problems:
         raise ValidationFailed(
-            [f"spinner '{name}' (published) no longer fits table {table.name}: {p}" for p in problems],
+            [
+                f"spinner '{name}' (published) no longer fits table {table.name}: {p}"
+                for p in problems
+            ],
             "fix the table file, or edit the spinner and publish it again",
         )
     return table

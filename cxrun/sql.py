@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cxrun.spec.model import Template
@@ -30,7 +31,7 @@ def wrap(expr: str) -> str:
     return f"({expr}\n)"
 
 
-def duckdb_message(exc: BaseException) -> str:
+def duckdb_message(exc: BaseException | str) -> str:
     """DuckDB's error text made short: no error class prefix, no caret drawing."""
     lines: list[str] = []
     for line in str(exc).splitlines():
@@ -52,7 +53,9 @@ def expression_problem(con: duckdb.DuckDBPyConnection, expr: str) -> str | None:
     if not expr.strip():
         return "empty expression"
     row = con.execute("SELECT json_serialize_sql(?)", ["SELECT " + wrap(expr)]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True, "error_message": "cannot parse"}
+    tree: dict[str, Any] = (
+        json.loads(row[0]) if row else {"error": True, "error_message": "cannot parse"}
+    )
     if tree.get("error"):
         return "not a single SQL expression: " + duckdb_message(tree.get("error_message", ""))
     statements = tree.get("statements", [])
@@ -75,7 +78,7 @@ def _forbidden_in(tree: Any) -> str | None:
             return _FORBIDDEN[tree["class"]]
         if tree.get("class") == "PARAMETER" or tree.get("type") == "VALUE_PARAMETER":
             return "a parameter ($name or ?)"
-        children = tree.values()
+        children: Iterable[Any] = tree.values()
     elif isinstance(tree, list):
         children = tree
     else:

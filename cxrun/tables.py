@@ -115,18 +115,26 @@ def list_tables(project: Project, state: State) -> list[dict[str, Any]]:
     listing = []
     for name in sorted(set(table_names(project)) | set(loaded)):
         info = loaded.get(name)
-        path = next((project.tables_dir / f"{name}{s}" for s in FORMATS
-                     if (project.tables_dir / f"{name}{s}").is_file()), None)
+        path = next(
+            (
+                project.tables_dir / f"{name}{s}"
+                for s in FORMATS
+                if (project.tables_dir / f"{name}{s}").is_file()
+            ),
+            None,
+        )
         stale = info is None or path is None or _changed(path, info)
-        listing.append({
-            "name": name,
-            "file": project.shown(path) if path else None,
-            "rows": info.rows if info else None,
-            "columns": len(info.columns) if info else None,
-            "version": info.version if info else None,
-            "loaded_at": info.loaded_at.isoformat() if info else None,
-            "stale": stale,
-        })
+        listing.append(
+            {
+                "name": name,
+                "file": project.shown(path) if path else None,
+                "rows": info.rows if info else None,
+                "columns": len(info.columns) if info else None,
+                "version": info.version if info else None,
+                "loaded_at": info.loaded_at.isoformat() if info else None,
+                "stale": stale,
+            }
+        )
     return listing
 
 

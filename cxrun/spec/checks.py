@@ -67,7 +67,8 @@ def check(spinner: Spinner, table: TableInfo) -> list[str]:
     for field in spinner.fields:
         if field.name.lower() not in columns:
             problems.append(
-                f'fields.{field.name}: column "{field.name}" is not in table {table.name} ({listing})'
+                f'fields.{field.name}: column "{field.name}" is not in table '
+                f"{table.name} ({listing})"
             )
     problems += _names(spinner, columns)
     with sandbox(table) as con:
@@ -90,7 +91,10 @@ def _names(spinner: Spinner, columns: set[str]) -> list[str]:
             elif output.lower().startswith(RESERVED_PREFIX):
                 problems.append(f"{where}: names starting with '{RESERVED_PREFIX}' are reserved")
             elif output.lower() in seen_outputs:
-                problems.append(f"{where}: output '{output}' is set by step '{seen_outputs[output.lower()]}' already")
+                problems.append(
+                    f"{where}: output '{output}' is set by step "
+                    f"'{seen_outputs[output.lower()]}' already"
+                )
             seen_outputs.setdefault(output.lower(), step.id)
     return problems
 

@@ -106,10 +106,10 @@ def _describe(error: Any) -> str | None:
         extra = sorted(set(instance) - set(error.schema.get("properties", {})))
         return prefix + f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
     if error.validator == "required":
-        return prefix + error.message.replace("is a required property", "is required")
+        return prefix + str(error.message).replace("is a required property", "is required")
     if error.validator == "type" and instance is None:
         return prefix + "is empty"
-    return prefix + error.message
+    return prefix + str(error.message)
 
 
 def _step_type_problem(step: Any) -> str:

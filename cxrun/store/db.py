@@ -92,7 +92,10 @@ class State:
     def _open(self, read_only: bool, files: bool) -> duckdb.DuckDBPyConnection:
         import duckdb
 
-        config = {"enable_external_access": files, "threads": 2}
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "enable_external_access": files,
+            "threads": 2,
+        }
         try:
             return duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.IOException as exc:

@@ -23,11 +23,44 @@ _JOB_COLUMNS = (
 
 
 def _job(row: tuple[Any, ...]) -> Job:
-    (job, spinner, version, trigger, status, reason, table, total, cursor, completed, failed,
-     skipped, waiting, cancelled, created, started, ended) = row
-    return Job(job, spinner, version, trigger, JobStatus(status), reason, table, total, cursor,
-               completed, failed, skipped, waiting, cancelled, from_db(created), from_db(started),
-               from_db(ended))
+    (
+        job,
+        spinner,
+        version,
+        trigger,
+        status,
+        reason,
+        table,
+        total,
+        cursor,
+        completed,
+        failed,
+        skipped,
+        waiting,
+        cancelled,
+        created,
+        started,
+        ended,
+    ) = row
+    return Job(
+        job,
+        spinner,
+        version,
+        trigger,
+        JobStatus(status),
+        reason,
+        table,
+        total,
+        cursor,
+        completed,
+        failed,
+        skipped,
+        waiting,
+        cancelled,
+        from_db(created),
+        from_db(started),
+        from_db(ended),
+    )
 
 
 def create(
@@ -59,8 +92,20 @@ def create(
     con.execute(
         "INSERT INTO cx_jobs VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, "
         "?, ?, NULL)",
-        [job, spinner, version, trigger, str(status), table.name, table.version, bool(conditions),
-         total, json.dumps(params), to_db(now), to_db(now) if status == JobStatus.RUNNING else None],
+        [
+            job,
+            spinner,
+            version,
+            trigger,
+            str(status),
+            table.name,
+            table.version,
+            bool(conditions),
+            total,
+            json.dumps(params),
+            to_db(now),
+            to_db(now) if status == JobStatus.RUNNING else None,
+        ],
     )
     return get(con, job)
 
@@ -203,8 +248,18 @@ def records(
     ).fetchall()
     metadata = _metadata(con, table, [r[0] for r in rows])
     return [
-        Record(job, key, status, metadata.get(seq, {}), list(tags or []), json.loads(outputs or "{}"),
-               error, failed_step, attempts, duration)
+        Record(
+            job,
+            key,
+            status,
+            metadata.get(seq, {}),
+            list(tags or []),
+            json.loads(outputs or "{}"),
+            error,
+            failed_step,
+            attempts,
+            duration,
+        )
         for seq, key, status, tags, outputs, error, failed_step, attempts, duration in rows
     ]
 
@@ -223,10 +278,15 @@ def pending_records(
         f"SELECT {ROW}, CAST({quote_ident(key)} AS VARCHAR) FROM {source} ORDER BY {ROW}"
     ).fetchall()
     metadata = _metadata(con, table, [r[0] for r in rows])
-    return [Record(job.job, k, "pending", metadata.get(s, {}), [], {}, None, None, 0, None) for s, k in rows]
+    return [
+        Record(job.job, k, "pending", metadata.get(s, {}), [], {}, None, None, 0, None)
+        for s, k in rows
+    ]
 
 
-def _metadata(con: duckdb.DuckDBPyConnection, table: TableInfo, seqs: list[int]) -> dict[int, dict[str, Any]]:
+def _metadata(
+    con: duckdb.DuckDBPyConnection, table: TableInfo, seqs: list[int]
+) -> dict[int, dict[str, Any]]:
     if not seqs:
         return {}
     rows = con.execute(
@@ -254,7 +314,16 @@ def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyE
         [job, seq],
     ).fetchall()
     return [
-        JourneyEntry(step, attempt, status, message, json.loads(output) if output else None, error,
-                     from_db(started), from_db(ended), duration)
+        JourneyEntry(
+            step,
+            attempt,
+            status,
+            message,
+            json.loads(output) if output else None,
+            error,
+            from_db(started),
+            from_db(ended),
+            duration,
+        )
         for step, attempt, status, message, output, error, started, ended, duration in rows
     ]

@@ -18,7 +18,7 @@ _POLL = 0.005
 
 
 class StateLock:
-    """A reentrant (within a process) reader/writer lock over `<state>.lock`, with a bounded wait."""
+    """A reader/writer lock over `state.lock`, reentrant within a process, with a bounded wait."""
 
     def __init__(
         self,

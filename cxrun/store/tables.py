@@ -43,14 +43,19 @@ class TableInfo:
         return quote_ident(self.physical)
 
 
-_COLUMNS = "name, version, physical, file, format, size, mtime_ns, digest, row_count, columns, loaded_at"
+_COLUMNS = (
+    "name, version, physical, file, format, size, mtime_ns, digest, row_count, columns, loaded_at"
+)
 
 
 def _info(row: tuple[Any, ...]) -> TableInfo:
     columns = tuple((str(c[0]), str(c[1])) for c in json.loads(row[9]))
+    name, number, physical, file, fmt, size, mtime_ns, digest, count = row[:9]
     loaded_at = from_db(row[10])
     assert loaded_at is not None
-    return TableInfo(*row[:9], columns=columns, loaded_at=loaded_at)
+    return TableInfo(
+        name, number, physical, file, fmt, size, mtime_ns, digest, count, columns, loaded_at
+    )
 
 
 def current(con: duckdb.DuckDBPyConnection, name: str) -> TableInfo | None:
@@ -99,8 +104,19 @@ def load(
     con.execute("UPDATE cx_tables SET current = false WHERE name = ? AND current", [name])
     con.execute(
         "INSERT INTO cx_tables VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true)",
-        [name, number, physical, file, fmt, stat[0], stat[1], digest,
-         count[0] if count else 0, json.dumps(columns), to_db(now)],
+        [
+            name,
+            number,
+            physical,
+            file,
+            fmt,
+            stat[0],
+            stat[1],
+            digest,
+            count[0] if count else 0,
+            json.dumps(columns),
+            to_db(now),
+        ],
     )
     _drop_unused(con, name)
     info = current(con, name)
@@ -127,9 +143,7 @@ def _drop_unused(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute("DELETE FROM cx_tables WHERE name = ? AND version = ?", [name, number])
 
 
-def preview(
-    con: duckdb.DuckDBPyConnection, info: TableInfo, limit: int
-) -> list[dict[str, Any]]:
+def preview(con: duckdb.DuckDBPyConnection, info: TableInfo, limit: int) -> list[dict[str, Any]]:
     """The first rows, as JSON-ready mappings (values converted by DuckDB itself)."""
     rows = con.execute(
         f"SELECT to_json(t) FROM (SELECT * FROM {info.sql} ORDER BY {ROW} LIMIT ?) AS t", [limit]
