@@ -14,7 +14,7 @@ from cxrun.models import Job
 from cxrun.pipeline import compile_spinner
 from cxrun.spec.model import Spinner
 from cxrun.sql import duckdb_message
-from cxrun.store import State
+from cxrun.store import State, transaction
 from cxrun.store import jobs as job_store
 from cxrun.store import tables as table_store
 from cxrun.store.tables import TableInfo
@@ -53,7 +53,7 @@ class Runner:
             while job.processed < job.total:
                 first = job.processed
                 last = min(first + self.batch_rows, job.total) - 1
-                with self.state.write() as con:
+                with self.state.session() as con:
                     job = self._batch(con, job, table, filtered, first, last)
                 if self.on_progress:
                     self.on_progress(job)
@@ -79,6 +79,8 @@ class Runner:
         def source(a: int, b: int) -> str:
             return job_store.batch_source(job.job, table, filtered, a, b)
 
+        # Computed in autocommit mode, into a temp table: a statement that raises for some row
+        # fails alone, and the rows to blame are then found by further statements.
         started, tick = self.clock(), time.perf_counter()
         compiled = compile_spinner(self.spinner, source(first, last))
         try:
@@ -88,11 +90,12 @@ class Runner:
             compiled = compile_spinner(self.spinner, source(first, last), with_failures=True)
             count = job_store.compute(con, compiled)
         per_row_ms = (time.perf_counter() - tick) * 1000 / max(count, 1)
-        job = job_store.write_batch(
-            con, job.job, compiled, last + 1, (started, self.clock()), per_row_ms
-        )
-        if job.processed >= job.total:
-            job = self._finish(con, job)
+        with transaction(con):
+            job = job_store.write_batch(
+                con, job.job, compiled, last + 1, (started, self.clock()), per_row_ms
+            )
+            if job.processed >= job.total:
+                job = self._finish(con, job)
         return job
 
     def _finish(self, con: duckdb.DuckDBPyConnection, job: Job) -> Job:

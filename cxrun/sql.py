@@ -43,7 +43,8 @@ def duckdb_message(exc: BaseException | str) -> str:
     missing = _MISSING_COLUMN.search(text)
     if missing:
         candidates = text.split("Candidate bindings:", 1)[1].strip() if "Candidate" in text else ""
-        hint = f" (did you mean {candidates}?)" if candidates else ""
+        best = candidates.split(",")[0].strip()
+        hint = f" (did you mean {best}?)" if best else ""
         text = f'column "{missing.group(1)}" not found{hint}'
     return text
 

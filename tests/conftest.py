@@ -43,8 +43,9 @@ steps:
 """
 
 
-def write_project(root: Path, spinners: dict[str, str] | None = None,
-                  tables: dict[str, str] | None = None) -> Path:
+def write_project(
+    root: Path, spinners: dict[str, str] | None = None, tables: dict[str, str] | None = None
+) -> Path:
     """A project folder: cxrun.yaml, spinners/*.yaml and tables/*.csv from the given texts."""
     (root / "spinners").mkdir(parents=True, exist_ok=True)
     (root / "tables").mkdir(parents=True, exist_ok=True)
@@ -100,12 +101,24 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
 def run() -> Callable[..., CliResult]:
     """Run the installed `cxrun` executable in a subprocess, as a user or a CI script would."""
 
-    def invoke(root: Path, *args: str, input: str | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None) -> CliResult:
+    def invoke(
+        root: Path,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> CliResult:
         environment = {k: v for k, v in os.environ.items() if k != "CXRUN_PROJECT"}
         environment.update(env or {})
-        done = subprocess.run([str(EXECUTABLE), *args], cwd=root, input=input,
-                              capture_output=True, text=True, timeout=timeout, env=environment)
+        done = subprocess.run(
+            [str(EXECUTABLE), *args],
+            cwd=root,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environment,
+        )
         return CliResult(done.returncode, done.stdout, done.stderr)
 
     return invoke

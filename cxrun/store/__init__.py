@@ -1,5 +1,5 @@
 """The store: the only package that speaks SQL to `.cxrun/state.duckdb`."""
 
-from cxrun.store.db import State
+from cxrun.store.db import State, transaction
 
-__all__ = ["State"]
+__all__ = ["State", "transaction"]

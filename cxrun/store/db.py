@@ -19,6 +19,18 @@ STATE_FILE = "state.duckdb"
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction on `con`: committed on success, rolled back on any error."""
+    con.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def _lock_timeout() -> float:
     raw = os.environ.get("CXRUN_LOCK_TIMEOUT", "")
     try:
@@ -50,18 +62,18 @@ class State:
     @contextmanager
     def write(self, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, read-write transaction; committed on success, rolled back on error."""
+        with self.session(files) as con, transaction(con):
+            yield con
+
+    @contextmanager
+    def session(self, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive, read-write connection in autocommit mode (see `transaction`)."""
         self._prepare()
         with self.lock.hold(exclusive=True):
             con = self._open(read_only=False, files=files)
             try:
                 self._migrate(con)
-                con.execute("BEGIN")
-                try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
+                yield con
             finally:
                 con.close()
 

@@ -1,0 +1,66 @@
+"""The state file: migrations, one transaction per open, sandboxed connections."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from cxrun.errors import CxrunError
+from cxrun.store import State
+from cxrun.store.schema import LATEST
+
+
+def version_on_disk(state: State) -> int:
+    con = duckdb.connect(str(state.path), read_only=True)
+    try:
+        return int(
+            con.execute("SELECT value FROM cx_meta WHERE key = 'schema_version'").fetchone()[0]
+        )
+    finally:
+        con.close()
+
+
+def test_a_new_state_is_migrated_to_the_latest_schema(tmp_path):
+    state = State(tmp_path / ".cxrun")
+    with state.read() as con:
+        assert con.execute("SELECT count(*) FROM cx_jobs").fetchone() == (0,)
+    assert version_on_disk(state) == LATEST
+    assert (tmp_path / ".cxrun").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_state_from_a_newer_cxrun_is_refused(tmp_path):
+    state = State(tmp_path / ".cxrun")
+    with state.write() as con:
+        con.execute("UPDATE cx_meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(CxrunError, match="newer cxrun"), State(tmp_path / ".cxrun").write():
+        pass
+
+
+def test_a_failed_write_rolls_back_and_leaves_the_state_as_it_was(tmp_path):
+    state = State(tmp_path / ".cxrun")
+    with state.write() as con:
+        con.execute("INSERT INTO cx_selections VALUES (1, 0, 0)")
+    with pytest.raises(ZeroDivisionError), state.write() as con:
+        con.execute("INSERT INTO cx_selections VALUES (1, 1, 1)")
+        raise ZeroDivisionError
+    with state.read() as con:
+        assert con.execute("SELECT count(*) FROM cx_selections").fetchone() == (1,)
+
+
+def test_state_connections_cannot_read_files(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2")
+    state = State(tmp_path / ".cxrun")
+    with state.write() as con, pytest.raises(duckdb.PermissionException):
+        con.execute("SELECT * FROM read_text(?)", [str(secret)])
+    with state.read() as con, pytest.raises(duckdb.PermissionException):
+        con.execute(f"ATTACH '{tmp_path / 'other.db'}' AS other")
+
+
+def test_the_connection_is_closed_after_each_transaction(tmp_path):
+    state = State(tmp_path / ".cxrun")
+    with state.write():
+        pass
+    # Nothing in this process holds the file: another connection can open it read-write.
+    other = duckdb.connect(str(state.path))
+    other.close()
