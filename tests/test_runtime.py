@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 from conftest import write_project
@@ -47,10 +48,8 @@ def start(ctx, name):
         created.append(job)
         raise Stop
 
-    try:
+    with contextlib.suppress(Stop):
         services.run_now(ctx, name, on_start=grab)
-    except Stop:
-        pass
     return created[0]
 
 
