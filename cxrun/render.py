@@ -32,7 +32,10 @@ _STATUS_STYLE = {
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # a file or a pipe: room for whole rows rather than 80 columns
+        console.width = max(console.width, 160)
+    return console
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -62,7 +65,7 @@ def _seconds(value: float | None) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _bar(done: int, total: int, width: int = 12) -> str:
+def _bar(done: int, total: int, width: int = 8) -> str:
     filled = width if total == 0 else round(width * done / total)
     return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
 
@@ -72,8 +75,13 @@ def _escape(value: Any) -> str:
 
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return escape(text)
+
+
+def _brief(values: dict[str, Any], limit: int = 60) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in values.items() if v not in (None, ""))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def print_json(data: Any) -> None:
@@ -150,7 +158,7 @@ def records_table(records: Sequence[Record]) -> None:
             _escape(", ".join(record.tags)),
             _escape(record.outputs or None),
             _escape(record.error),
-            _escape(record.metadata),
+            _escape(_brief(record.metadata)),
         )
     _console().print(table if records else "no records")
 
