@@ -146,6 +146,8 @@ def job_summary(job: Job) -> None:
     text = " · ".join(p for p in parts if p)
     if job.reason:
         text += f"\n{_escape(job.reason)}"
+    if job.failed:
+        text += f": see them with `cxrun records {job.job} --status failed`"
     _console().print(text)
 
 
