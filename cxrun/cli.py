@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cxrun import __version__
+from cxrun.enums import JobStatus, RecordStatus
 from cxrun.errors import CxrunError
 
 INTERNAL_ERROR = 70
@@ -30,7 +31,11 @@ class _Group(TyperGroup):
                 traceback.print_exc()
             render.error(exc.lines())
             raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except typer.TyperException as exc:  # usage: a bad option value, a missing argument
+            where = getattr(getattr(exc, "ctx", None), "command_path", "cxrun")
+            render.error([exc.format_message(), f"see `{where} --help`"])
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
             render.error(["interrupted"])
@@ -73,7 +78,8 @@ ProjectOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
 PageOpt = Annotated[int, typer.Option("--page", min=1, help="Page number (50 rows a page).")]
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Rows a page.")]
-StatusOpt = Annotated[str | None, typer.Option("--status", help="Only this status.")]
+JobStatusOpt = Annotated[JobStatus | None, typer.Option("--status", help="Only this status.")]
+RecordStatusOpt = Annotated[RecordStatus | None, typer.Option("--status", help="Only this status.")]
 
 
 def _version(value: bool) -> None:
@@ -263,7 +269,7 @@ def run_now(
 
 @app.command()
 def jobs(
-    status: StatusOpt = None,
+    status: JobStatusOpt = None,
     spinner: Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")] = None,
     page: PageOpt = 1,
     limit: LimitOpt = 50,
@@ -282,7 +288,7 @@ def jobs(
 @app.command()
 def records(
     job: Annotated[int, typer.Argument(help="Job number.")],
-    status: StatusOpt = None,
+    status: RecordStatusOpt = None,
     page: PageOpt = 1,
     limit: LimitOpt = 50,
     project: ProjectOpt = None,

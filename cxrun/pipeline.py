@@ -138,7 +138,7 @@ def _journey(spinner: Spinner) -> tuple[JourneyPart, ...]:
         )
     for pos, step in enumerate(spinner.steps):
         ran = f"_cx_w{pos}"
-        failed = f"_cx_fp = {pos}"
+        failed = f"_cx_fp IS NOT DISTINCT FROM {pos}"
         message, output = _entry(pos, step)
         parts.append(
             JourneyPart(

@@ -104,19 +104,25 @@ def _files(ctx: Context, name: str | None) -> list[SpinnerFile]:
 
 
 def _check_all(ctx: Context, name: str | None) -> list[tuple[SpinnerFile, dict[str, Any]]]:
-    checked, problems, hints = [], [], []
+    """Every spinner (or the one named) checked; ValidationFailed lists all their problems."""
+    ctx.project.config  # noqa: B018 - a broken cxrun.yaml fails here, before any spinner
+    checked: list[tuple[SpinnerFile, dict[str, Any]]] = []
+    failures: list[CxrunError] = []
     for file in _files(ctx, name):
         try:
             raw, _, _ = _check(ctx, file)
             checked.append((file, raw))
-        except ValidationFailed as exc:
-            problems += exc.problems
-            hints.append(exc.hint)
-        except CxrunError as exc:  # YAML syntax
-            problems.append(exc.message)
-    if problems:
-        raise ValidationFailed(problems, hints[0] if len(hints) == 1 else "fix these and try again")
+        except CxrunError as exc:  # validation problems, or a YAML syntax error
+            failures.append(exc)
+    if failures:
+        problems = [line for exc in failures for line in _problems(exc)]
+        hint = failures[0].hint if len(failures) == 1 else "fix these files and try again"
+        raise ValidationFailed(problems, hint)
     return checked
+
+
+def _problems(exc: CxrunError) -> list[str]:
+    return exc.problems if isinstance(exc, ValidationFailed) else [exc.message]
 
 
 def validate(ctx: Context, name: str | None) -> list[str]:
@@ -184,6 +190,7 @@ def run_now(
     on_progress: Callable[[Job], None] | None = None,
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end."""
+    ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
     number, spinner = published_spinner(ctx, name)
     table = _current_table(ctx, name, spinner)
     if where is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from cxrun.store import tables as table_store
 from cxrun.store.tables import TableInfo
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_DELIMITERS = (",", ";", "\t", "|")
 RESERVED_PREFIX = "_cx"
 
 
@@ -71,13 +73,23 @@ def _load(
 
     shown = project.shown(path)
     fmt = FORMATS[path.suffix.lower()]
+    header = _csv_header(path, shown) if fmt == "csv" else None
+    delimiter = header[0] if header else ","
     try:
-        info = table_store.load(con, name, path.name, str(path), fmt, signature, digest, utcnow())
+        info = table_store.load(
+            con, name, path.name, str(path), fmt, signature, digest, utcnow(), delimiter
+        )
     except duckdb.Error as exc:
+        problem = (_ragged_line(path, header) if header else None) or duckdb_message(exc)
         raise TableError(
-            f"{shown}: cannot load as {fmt.upper()}: {_short(duckdb_message(exc))}",
+            f"{shown}: cannot load as {fmt.upper()}: {_short(problem)}",
             "fix the file (every row needs the same columns as the header) and try again",
         ) from None
+    if header and len(info.columns) != len(header[1]):
+        raise TableError(
+            f"{shown}: cannot load as CSV: {_ragged_line(path, header) or 'inconsistent rows'}",
+            "fix the file (every row needs the same columns as the header) and try again",
+        )
     reserved = [c for c in info.column_names if c.lower().startswith(RESERVED_PREFIX)]
     if reserved:
         raise TableError(
@@ -88,6 +100,29 @@ def _load(
     if not info.columns:
         raise TableError(f"{shown}: the file has no columns", "add a header row")
     return info
+
+
+def _csv_header(path: Path, shown: str) -> tuple[str, list[str]]:
+    """The delimiter (the likeliest of , ; tab |) and the column names of a CSV's first line."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise TableError(f"{shown}: the file is empty", "add a header row and some rows")
+    delimiter = max(_DELIMITERS, key=first.count)
+    return delimiter, next(csv.reader([first], delimiter=delimiter))
+
+
+def _ragged_line(path: Path, header: tuple[str, list[str]]) -> str | None:
+    """Where the first row with a different number of fields than the header is, if any."""
+    delimiter, names = header
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        for row in reader:
+            if row and len(row) != len(names):
+                return (
+                    f"line {reader.line_num} has {len(row)} fields but the header has {len(names)}"
+                )
+    return None
 
 
 def _short(message: str, limit: int = 300) -> str:

@@ -17,6 +17,23 @@ _YIELD_FOR = 0.25
 _POLL = 0.005
 
 
+def holders(fd: int, table: Path = Path("/proc/locks")) -> set[int]:
+    """The PIDs holding a lock on the file open at `fd`, from the kernel's lock table (Linux)."""
+    stat = os.fstat(fd)
+    wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    try:
+        lines = table.read_text().splitlines()
+    except OSError:
+        return set()
+    found = set()
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF"; waiters have "->" after the number
+        if len(fields) >= 6 and fields[1] != "->" and fields[5] == wanted and fields[4].isdigit():
+            found.add(int(fields[4]))
+    return found
+
+
 class StateLock:
     """A reader/writer lock over `state.lock`, reentrant within a process, with a bounded wait."""
 
@@ -70,9 +87,6 @@ class StateLock:
             raise
         finally:
             os.close(want)
-        if exclusive:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd, self._exclusive = fd, exclusive
 
     def _take(self, fd: int, mode: int, deadline: float, lock_fd: int) -> None:
@@ -86,8 +100,8 @@ class StateLock:
                 self._sleep(_POLL)
 
     def _busy(self, fd: int) -> StateBusy:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        who = f" (held by PID {holder})" if holder.isdigit() else ""
+        pids = sorted(holders(fd) - {os.getpid()}) or sorted(holders(fd))
+        who = f" (held by PID {', '.join(map(str, pids))})" if pids else ""
         return StateBusy(
             f"state is busy{who}: waited {self.timeout:g}s for .cxrun/state.lock",
             "try again in a moment, or raise CXRUN_LOCK_TIMEOUT (seconds)",

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 ROW = "_cx_row"
 _READERS = {
-    "csv": "read_csv(?, header = true, strict_mode = true)",
+    "csv": "read_csv(?, delim = ?, header = true, strict_mode = true)",
     "parquet": "read_parquet(?)",
 }
 
@@ -86,6 +86,7 @@ def load(
     stat: tuple[int, int],
     digest: str,
     now: datetime,
+    delimiter: str = ",",
 ) -> TableInfo:
     """Read the file into a new version of the table (inside the caller's transaction)."""
     row = con.execute(
@@ -96,7 +97,7 @@ def load(
     con.execute(
         f"CREATE TABLE {quote_ident(physical)} AS "
         f"SELECT (row_number() OVER ()) - 1 AS {ROW}, * FROM {_READERS[fmt]}",
-        [path],
+        [path, delimiter] if fmt == "csv" else [path],
     )
     described = con.execute(f"DESCRIBE {quote_ident(physical)}").fetchall()
     columns = [(str(c[0]), str(c[1])) for c in described if c[0] != ROW]
