@@ -1,0 +1,521 @@
+"""Benchmark: cxrun's pure steps (log, tag, set) over a large table, against hand-written SQL.
+
+Run with `.venv/bin/python bench/pure.py` (or `make bench`); `--rows` and `--runs` make it quicker.
+
+What it does, in a temporary folder that is removed at the end:
+
+1. generates a Parquet table of realistic contacts with DuckDB itself, and a project whose spinner
+   `pure` has exactly three steps: `log` "Welcome {{ first_name }}", `tag` vip when
+   `lifetime_value > 1000`, and `set` score = `lifetime_value / 100`; publishes it (not timed:
+   publishing loads the table into the state);
+2. times `cxrun run-now pure --json` end to end in a subprocess, `--runs` times, and checks that
+   the job it prints is completed with every row completed;
+3. times, as many times and interleaved with those runs, a baseline: a `python -c` process that
+   imports DuckDB and writes the same records and journey entries into a fresh DuckDB file with
+   the same two tables (`cx_records`, `cx_journey`) as cxrun's state, reading the same Parquet
+   file, with hand-written SQL. Interpreter start-up and the DuckDB import count for both;
+4. times `cxrun --help` and `cxrun jobs --json` (on the state the runs left), 10 times each;
+5. checks that the baseline wrote what cxrun wrote (counts per step and status, tags, outputs).
+
+Wall time is measured around each subprocess (from spawn to reaped). Peak memory is the
+kernel's maximum resident set size of the measured process, reported by GNU `/usr/bin/time -f %M`
+(a tiny parent that reads it from wait4). `os.wait4` from this process is not used: a child
+spawned by a large parent inherits the parent's high-water mark across exec. Without GNU time the
+script falls back to polling VmHWM (the kernel's per-process peak) in /proc/PID/status every
+10 ms, which can only miss a peak reached in the last 10 ms before exit.
+
+The exit status is 0 whatever the figures: each figure is marked "ok" or "over target".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parent.parent
+CXRUN = Path(sys.executable).parent / "cxrun"
+GNU_TIME = Path("/usr/bin/time")
+QUICK_RUNS = 10
+
+TARGET_RATIO = 2.0
+TARGET_RSS_MB = 300.0
+TARGET_HELP_S = 0.3
+TARGET_JOBS_S = 0.5
+
+SPINNER = """\
+name: pure
+table: contacts
+key: id
+fields:
+  first_name: {}
+  lifetime_value: {}
+steps:
+  - id: hello
+    log: "Welcome {{ first_name }}"
+  - id: vip
+    tag: vip
+    when: "lifetime_value > 1000"
+  - id: score
+    set:
+      score: "lifetime_value / 100"
+"""
+
+# Deterministic, varied contacts: names, cities and plans picked by hash, a skewed lifetime value
+# (about 40% above 1000), sign-up dates over six years.
+CONTACTS_SQL = """
+COPY (
+    SELECT
+        i + 1 AS id,
+        ['Ada', 'Alan', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Margaret', 'Ken', 'Frances',
+         'John', 'Radia', 'Tim', 'Hedy', 'Dennis', 'Katherine', 'Linus', 'Sophie', 'Guido',
+         'Anita', 'Niklaus'][1 + CAST(hash(i, 'first') % 20 AS INTEGER)] AS first_name,
+        ['Lovelace', 'Turing', 'Hopper', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton', 'Thompson',
+         'Allen', 'McCarthy', 'Perlman', 'Berners-Lee', 'Lamarr', 'Ritchie', 'Johnson',
+         'Torvalds', 'Wilson', 'van Rossum', 'Borg', 'Wirth']
+            [1 + CAST(hash(i, 'last') % 20 AS INTEGER)] AS last_name,
+        lower(first_name || '.' || replace(last_name, ' ', '') || '.' || id) || '@example.org'
+            AS email,
+        ['London', 'Paris', 'Berlin', 'Madrid', 'Lisbon', 'Rome', 'Amsterdam', 'Dublin',
+         'New York', 'Boston', 'Austin', 'Toronto', 'Lyon', 'Manchester', 'Zurich',
+         'Vienna'][1 + CAST(hash(i, 'city') % 16 AS INTEGER)] AS city,
+        ['FR', 'GB', 'DE', 'ES', 'PT', 'IT', 'NL', 'IE', 'US', 'CA']
+            [1 + CAST(hash(i, 'country') % 10 AS INTEGER)] AS country,
+        '+33 6 ' || lpad(CAST(hash(i, 'phone') % 100000000 AS VARCHAR), 8, '0') AS phone,
+        ['free', 'starter', 'pro', 'enterprise'][1 + CAST(hash(i, 'plan') % 4 AS INTEGER)] AS plan,
+        round(pow((hash(i, 'ltv') % 1000000) / 1000000.0, 3) * 5000, 2) AS lifetime_value,
+        DATE '2020-01-01' + CAST(hash(i, 'signup') % 2190 AS INTEGER) AS signup_date,
+        hash(i, 'opt') % 10 < 8 AS opted_in
+    FROM range(?) AS t(i)
+) TO '{path}' (FORMAT parquet)
+"""
+
+# The same two tables as cxrun's state (copied from cxrun/store/schema.py; checked below).
+STATE_TABLES = """
+    CREATE TABLE cx_records (
+        job INTEGER, seq BIGINT, key VARCHAR, status VARCHAR, tags VARCHAR[], outputs JSON,
+        error VARCHAR, failed_step VARCHAR, attempts INTEGER,
+        started_at TIMESTAMP, ended_at TIMESTAMP, duration_ms DOUBLE
+    );
+    CREATE TABLE cx_journey (
+        job INTEGER, seq BIGINT, pos SMALLINT, step VARCHAR, attempt INTEGER, status VARCHAR,
+        message VARCHAR, output JSON, error VARCHAR,
+        started_at TIMESTAMP, ended_at TIMESTAMP, duration_ms DOUBLE
+    );
+"""
+
+# The baseline process: argv = database, parquet file, schema. One transaction, one statement for
+# the records and one for the journey entries, from the rows computed once.
+BASELINE = """
+import sys, time
+from datetime import UTC, datetime
+import duckdb
+
+database, parquet, schema = sys.argv[1:4]
+tick = time.perf_counter()
+started = datetime.now(UTC).replace(tzinfo=None)
+con = duckdb.connect(database)
+con.execute(schema)
+con.execute("BEGIN")
+con.execute(
+    "CREATE TEMP TABLE batch AS SELECT row_number() OVER () - 1 AS seq, "
+    "CAST(id AS VARCHAR) AS key, 'Welcome ' || first_name AS message, "
+    "coalesce(lifetime_value > 1000, false) AS vip, lifetime_value / 100 AS score "
+    "FROM read_parquet(?)",
+    [parquet],
+)
+rows = con.execute("SELECT count(*) FROM batch").fetchone()[0]
+per_row_ms = (time.perf_counter() - tick) * 1000 / max(rows, 1)
+ended = datetime.now(UTC).replace(tzinfo=None)
+window = [started, ended, per_row_ms]
+con.execute(
+    "INSERT INTO cx_records SELECT 1, seq, key, 'completed', "
+    "CASE WHEN vip THEN ['vip'] ELSE CAST([] AS VARCHAR[]) END, json_object('score', score), "
+    "NULL, NULL, 1, ?, ?, ? FROM batch",
+    window,
+)
+con.execute(
+    "INSERT INTO cx_journey SELECT 1, seq, pos, step, 1, status, message, output, NULL, ?, ?, ? "
+    "FROM ("
+    " SELECT seq, 0 AS pos, 'hello' AS step, 'completed' AS status, message, "
+    "  CAST(NULL AS JSON) AS output FROM batch"
+    " UNION ALL SELECT seq, 1, 'vip', CASE WHEN vip THEN 'completed' ELSE 'skipped' END, "
+    "  CASE WHEN vip THEN 'tagged vip' ELSE 'skipped: when is not true' END, NULL FROM batch"
+    " UNION ALL SELECT seq, 2, 'score', 'completed', 'set score', json_object('score', score) "
+    "  FROM batch)",
+    [started, ended, per_row_ms / 3],
+)
+con.execute("COMMIT")
+con.close()
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One subprocess: its wall time, peak RSS (MB, None if unknown) and what it printed."""
+
+    wall_s: float
+    rss_mb: float | None
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    value: float
+    unit: str
+    target: float
+
+    def line(self) -> str:
+        verdict = "ok" if self.value <= self.target else "over target"
+        digits = {" MB": 0, "x": 2}.get(self.unit, 3)
+        shown = f"{self.value:.{digits}f}{self.unit}"
+        if self.value > self.target and float(f"{self.value:.{digits}f}") <= self.target:
+            shown = f"{self.value:.{digits + 2}f}{self.unit}"  # over by less than it shows
+        target = f"{self.target:g}{self.unit}"
+        return f"  {self.label:<36} {shown:>10}   target <= {target:<8} {verdict}"
+
+
+# ---- measuring one process ----------------------------------------------------------------
+
+
+def gnu_time_works() -> bool:
+    if not GNU_TIME.exists():
+        return False
+    done = subprocess.run([str(GNU_TIME), "-f", "%M", "true"], capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    return done.returncode == 0 and bool(lines) and lines[-1].isdigit()
+
+
+def measure(command: Sequence[str], cwd: Path, memory: str | None = None) -> Measured:
+    """Run `command` to its end and time it; with `memory` ("time" or "poll"), its peak RSS too."""
+    env = {k: v for k, v in os.environ.items() if k != "CXRUN_PROJECT"}
+    with tempfile.TemporaryDirectory(prefix="cxrun-measure-") as scratch:
+        out, err, rss = (Path(scratch) / name for name in ("out", "err", "rss"))
+        if memory == "time":
+            command = [str(GNU_TIME), "-f", "%M", "-o", str(rss), *command]
+        with out.open("w") as stdout, err.open("w") as stderr:
+            tick = time.perf_counter()
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+            poller = PeakPoller(process.pid) if memory == "poll" else None
+            code = process.wait()
+            wall = time.perf_counter() - tick
+        peak = read_time_rss(rss) if memory == "time" else poller.stop() if poller else None
+        return Measured(wall, peak, code, out.read_text(), err.read_text())
+
+
+def read_time_rss(path: Path) -> float | None:
+    """The last line GNU time wrote (after a possible "Command exited with ..." line), in MB."""
+    lines = path.read_text().strip().splitlines() if path.exists() else []
+    return int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else None
+
+
+class PeakPoller:
+    """Reads VmHWM (the kernel's peak RSS of the process) every 10 ms, in a thread, so that the
+    caller can wait for the process and time it exactly."""
+
+    def __init__(self, pid: int, every: float = 0.01) -> None:
+        self.status = Path(f"/proc/{pid}/status")
+        self.every = every
+        self.peak: float | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            try:
+                found = re.search(r"^VmHWM:\s+(\d+) kB", self.status.read_text(), re.MULTILINE)
+            except OSError:
+                return
+            if found:
+                self.peak = max(self.peak or 0.0, int(found.group(1)) / 1024)
+            self.done.wait(self.every)
+
+    def stop(self) -> float | None:
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+
+# ---- the project and the runs -------------------------------------------------------------
+
+
+def make_project(root: Path, rows: int) -> Path:
+    """cxrun.yaml, spinners/pure.yaml and tables/contacts.parquet (generated by DuckDB)."""
+    (root / "spinners").mkdir(parents=True)
+    (root / "tables").mkdir()
+    (root / "cxrun.yaml").write_text("name: bench\n")
+    (root / "spinners" / "pure.yaml").write_text(SPINNER)
+    parquet = root / "tables" / "contacts.parquet"
+    with duckdb.connect() as con:
+        con.execute(CONTACTS_SQL.format(path=str(parquet).replace("'", "''")), [rows])
+    return parquet
+
+
+def cxrun(project: Path, *args: str, memory: str | None = None) -> Measured:
+    return measure([str(CXRUN), *args], project, memory)
+
+
+def publish(project: Path) -> None:
+    done = cxrun(project, "publish", "--json")
+    if done.code != 0:
+        sys.exit(f"publish failed (exit {done.code}): {done.stderr.strip()}")
+
+
+def run_cxrun(project: Path, rows: int, memory: str) -> tuple[Measured, int]:
+    """One `run-now pure --json`; exits the benchmark if the job is not entirely completed."""
+    done = cxrun(project, "run-now", "pure", "--json", memory=memory)
+    try:
+        job = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        sys.exit(f"run-now printed no JSON (exit {done.code}): {done.stderr.strip()}")
+    if done.code != 0 or job["status"] != "completed" or job["completed"] != rows:
+        sys.exit(f"run-now did not complete {rows} records (exit {done.code}): {job}")
+    return done, int(job["job"])
+
+
+def run_baseline(folder: Path, parquet: Path, memory: str) -> Measured:
+    database = folder / "baseline.duckdb"
+    database.unlink(missing_ok=True)
+    command = [sys.executable, "-c", BASELINE, str(database), str(parquet), STATE_TABLES]
+    done = measure(command, folder, memory)
+    if done.code != 0:
+        sys.exit(f"baseline failed (exit {done.code}): {done.stderr.strip()}")
+    return done
+
+
+def quick(project: Path, args: Sequence[str], check: Callable[[Measured], bool]) -> list[float]:
+    """Wall times of QUICK_RUNS runs of a short command."""
+    times = []
+    for _ in range(QUICK_RUNS):
+        done = cxrun(project, *args)
+        if not check(done):
+            sys.exit(f"cxrun {' '.join(args)} failed (exit {done.code}): {done.stderr.strip()}")
+        times.append(done.wall_s)
+    return times
+
+
+# ---- checks and report --------------------------------------------------------------------
+
+
+def schema_matches() -> bool:
+    """Whether STATE_TABLES is still, word for word, part of cxrun's schema."""
+    from cxrun.store.schema import MIGRATIONS
+
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    return all(
+        words(statement) + ";" in words("\n".join(MIGRATIONS))
+        for statement in STATE_TABLES.split(";")
+        if statement.strip()
+    )
+
+
+OUTCOMES_SQL = """
+SELECT 'record', status, count(*), count(*) FILTER (WHERE list_contains(tags, 'vip')),
+       round(sum(CAST(outputs->>'score' AS DOUBLE)), 2) FROM {db}.cx_records {where} GROUP BY status
+UNION ALL
+SELECT step, status, count(*), count(DISTINCT message),
+       round(sum(CAST(output->>'score' AS DOUBLE)), 2) FROM {db}.cx_journey {where}
+GROUP BY step, status ORDER BY 1, 2
+"""
+
+
+def outcome_differences(project: Path, job: int, baseline: Path) -> list[str]:
+    """Counts by step and status, tags, messages and score sums: cxrun's last job vs the baseline.
+
+    Called after every cxrun process has ended, so opening the state file read-only is safe.
+    Each line that differs is returned as "cxrun (...) != baseline (...)".
+    """
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{project / '.cxrun' / 'state.duckdb'}' AS s (READ_ONLY)")
+        con.execute(f"ATTACH '{baseline}' AS b (READ_ONLY)")
+        ours = con.execute(OUTCOMES_SQL.format(db="s", where=f"WHERE job = {int(job)}")).fetchall()
+        theirs = con.execute(OUTCOMES_SQL.format(db="b", where="")).fetchall()
+    keys = sorted({row[:2] for row in ours + theirs})
+    mine, base = {r[:2]: r for r in ours}, {r[:2]: r for r in theirs}
+    return [f"cxrun {mine.get(k)} != baseline {base.get(k)}" for k in keys if mine[k] != base[k]]
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = found.group(1).strip() if found else cpu
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [
+        f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
+        f"{memory:.0f} GiB RAM",
+        f"system:  {platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"DuckDB {duckdb.__version__}",
+    ]
+
+
+def runs_line(label: str, results: Sequence[Measured]) -> str:
+    walls = " ".join(f"{r.wall_s:.2f}" for r in results)
+    peaks = " ".join("?" if r.rss_mb is None else f"{r.rss_mb:.0f}" for r in results)
+    return f"  {label:<10} wall s: {walls}   peak RSS MB: {peaks}"
+
+
+def summary_line(label: str, results: Sequence[Measured], rows: int) -> str:
+    wall = statistics.median(r.wall_s for r in results)
+    peaks = [r.rss_mb for r in results if r.rss_mb is not None]
+    rss = f"{statistics.median(peaks):.0f} MB" if peaks else "?"
+    return f"  {label:<36} {wall:>8.3f} s {rows / wall:>13,.0f} rows/s   peak RSS {rss}"
+
+
+def report(
+    rows: int,
+    ours: list[Measured],
+    base: list[Measured],
+    help_s: list[float],
+    jobs_s: list[float],
+    rss_method: str,
+    checks: list[str],
+) -> None:
+    ratio = statistics.median(r.wall_s for r in ours) / statistics.median(r.wall_s for r in base)
+    peaks = [r.rss_mb for r in ours if r.rss_mb is not None]
+    print()
+    print(f"cxrun pure-step benchmark: {rows:,} rows, {len(ours)} runs each (medians)")
+    print(*machine(), sep="\n")
+    print(f"peak RSS: {rss_method}")
+    print()
+    print(runs_line("cxrun", ours))
+    print(runs_line("baseline", base))
+    print()
+    print(summary_line("cxrun run-now pure --json", ours, rows))
+    print(summary_line("baseline (hand-written DuckDB SQL)", base, rows))
+    print()
+    figures = [Figure("ratio cxrun / baseline (wall)", ratio, "x", TARGET_RATIO)]
+    if peaks:
+        figures.append(
+            Figure("cxrun run-now peak RSS", statistics.median(peaks), " MB", TARGET_RSS_MB)
+        )
+    figures += [
+        Figure(f"cxrun --help ({QUICK_RUNS} runs)", statistics.median(help_s), " s", TARGET_HELP_S),
+        Figure(
+            f"cxrun jobs --json ({QUICK_RUNS} runs, {len(ours)} jobs)",
+            statistics.median(jobs_s),
+            " s",
+            TARGET_JOBS_S,
+        ),
+    ]
+    print(*(f.line() for f in figures), sep="\n")
+    if not peaks:
+        print("  cxrun run-now peak RSS                      unknown (no GNU time, no /proc)")
+    print()
+    print(*checks, sep="\n")
+
+
+# ---- main ---------------------------------------------------------------------------------
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="table rows (1,000,000)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each side (5)")
+    args = parser.parse_args()
+    if args.rows < 1 or args.runs < 1:
+        parser.error("--rows and --runs must be at least 1")
+    return args
+
+
+def rss_method() -> tuple[str, str]:
+    """How peak memory is measured: "time" or "poll", and a sentence for the report."""
+    if gnu_time_works():
+        return "time", "GNU /usr/bin/time -f %M (kernel max RSS of the process, via wait4)"
+    return "poll", "highest VmHWM in /proc/PID/status, polled every 10 ms"
+
+
+def setup(project: Path, rows: int) -> Path:
+    """The project, published; prints how long that took (not part of the figures)."""
+    tick = time.perf_counter()
+    parquet = make_project(project, rows)
+    generated = time.perf_counter() - tick
+    tick = time.perf_counter()
+    publish(project)
+    published = time.perf_counter() - tick
+    size = parquet.stat().st_size / 2**20
+    print(
+        f"setup (not timed): {rows:,}-row Parquet ({size:.0f} MB) generated in {generated:.1f} s, "
+        f"published (table loaded) in {published:.1f} s",
+        flush=True,
+    )
+    return parquet
+
+
+def interleaved_runs(
+    folder: Path, project: Path, parquet: Path, args: argparse.Namespace, memory: str
+) -> tuple[list[Measured], list[Measured], int]:
+    """cxrun and the baseline in turns, so that both see the same machine; and the last job."""
+    ours: list[Measured] = []
+    base: list[Measured] = []
+    job = 0
+    for number in range(1, args.runs + 1):
+        done, job = run_cxrun(project, args.rows, memory)
+        ours.append(done)
+        base.append(run_baseline(folder, parquet, memory))
+        print(
+            f"run {number}/{args.runs}: cxrun {ours[-1].wall_s:.2f} s, "
+            f"baseline {base[-1].wall_s:.2f} s",
+            flush=True,
+        )
+    return ours, base, job
+
+
+def checks(folder: Path, project: Path, job: int, rows: int) -> list[str]:
+    differences = outcome_differences(project, job, folder / "baseline.duckdb")
+    same_schema = "ok" if schema_matches() else "DIFFERENT (update STATE_TABLES)"
+    return [
+        f"check: every cxrun job completed {rows:,} of {rows:,} records: ok",
+        "check: baseline records and journey equal cxrun's (counts by step and status, "
+        f"tags, distinct messages, score sums): {'MISMATCH' if differences else 'ok'}",
+        *(
+            f"  (step, status, rows, vip tags or distinct messages, score sum): {d}"
+            for d in differences
+        ),
+        f"check: baseline tables as in cxrun/store/schema.py: {same_schema}",
+    ]
+
+
+def main() -> int:
+    args = arguments()
+    if not CXRUN.exists():
+        sys.exit(f"no cxrun executable at {CXRUN}: run `make setup` first")
+    memory, method = rss_method()
+    with tempfile.TemporaryDirectory(prefix="cxrun-bench-") as temp:
+        folder = Path(temp)
+        project = folder / "project"
+        parquet = setup(project, args.rows)
+        ours, base, job = interleaved_runs(folder, project, parquet, args, memory)
+        help_s = quick(project, ["--help"], lambda m: m.code == 0 and "run-now" in m.stdout)
+        jobs_s = quick(
+            project,
+            ["jobs", "--json"],
+            lambda m: m.code == 0 and len(json.loads(m.stdout)) == args.runs,
+        )
+        found = checks(folder, project, job, args.rows)
+        report(args.rows, ours, base, help_s, jobs_s, method, found)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
