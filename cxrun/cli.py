@@ -61,9 +61,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Run spinners (YAML pipelines of steps) over the rows of CSV/Parquet tables.",
 )
-tables_app = typer.Typer(cls=_Group, help="List, load and preview tables.")
+tables_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="List, load and preview tables.")
 app.add_typer(tables_app, name="tables")
 
 ProjectOpt = Annotated[
@@ -213,7 +214,7 @@ def publish(
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Validate and freeze a new version of each spinner whose file changed."""
+    """Freeze a new version of each spinner whose file changed."""
     from cxrun import render, services
 
     results = services.publish(_ctx(project), spinner)
@@ -252,7 +253,7 @@ def run_now(
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Create a job for the published spinner and run it here, with progress."""
+    """Run the published spinner now, here, with progress."""
     from cxrun import render, services
 
     view = render.JobProgress(enabled=not json_)
@@ -276,7 +277,7 @@ def jobs(
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Jobs, newest first: progress, counts, status, started, ended, duration."""
+    """Jobs, newest first: progress, counts, status, timing."""
     from cxrun import render, services
 
     found = services.jobs(_ctx(project), status, spinner, page, limit)
