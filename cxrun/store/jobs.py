@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,44 +24,12 @@ _JOB_COLUMNS = (
 
 
 def _job(row: tuple[Any, ...]) -> Job:
-    (
-        job,
-        spinner,
-        version,
-        trigger,
-        status,
-        reason,
-        table,
-        total,
-        cursor,
-        completed,
-        failed,
-        skipped,
-        waiting,
-        cancelled,
-        created,
-        started,
-        ended,
-    ) = row
-    return Job(
-        job,
-        spinner,
-        version,
-        trigger,
-        JobStatus(status),
-        reason,
-        table,
-        total,
-        cursor,
-        completed,
-        failed,
-        skipped,
-        waiting,
-        cancelled,
-        from_db(created),
-        from_db(started),
-        from_db(ended),
-    )
+    """A Job from a row of _JOB_COLUMNS (whose order is Job's field order)."""
+    values = dict(zip((f.name for f in fields(Job)), row, strict=True))
+    values["status"] = JobStatus(values["status"])
+    for moment in ("created_at", "started_at", "ended_at"):
+        values[moment] = from_db(values[moment])
+    return Job(**values)
 
 
 def create(
