@@ -29,6 +29,9 @@ class Job:
     skipped: int
     waiting: int
     cancelled: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
     created_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
@@ -55,6 +58,9 @@ class Job:
             "skipped": self.skipped,
             "waiting": self.waiting,
             "cancelled": self.cancelled,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": round(self.cost, 6),
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),

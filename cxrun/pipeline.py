@@ -1,52 +1,141 @@
-"""Compiling a spinner's pure steps into set-based SQL over one batch of rows."""
+"""Compiling a spinner into set-based SQL over one batch: stages of pure steps, each ended by
+an I/O step whose inputs are rendered in SQL and whose results come back as a table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxrun.spec.model import LogStep, SetStep, Spinner, Step, TagStep
+from cxrun.spec.model import IOStep, SendStep, SetStep, Spinner, Step, TagStep
+from cxrun.spec.outputs import output_expression
 from cxrun.sql import quote_ident, quote_literal, wrap
 
 FIELDS_STEP = "(fields)"
-RESULT = "_cx_res"
 FAILURES = "_cx_errs"
+# The JSON shape of the attempts list an I/O result carries (see runtime.CallResult).
+ATTEMPTS = (
+    '[{"attempt": "INTEGER", "status": "VARCHAR", "message": "VARCHAR", "output": "JSON", '
+    '"error": "VARCHAR", "started_at": "TIMESTAMP", "ended_at": "TIMESTAMP", '
+    '"duration_ms": "DOUBLE"}]'
+)
+
+
+def io_table(pos: int) -> str:
+    return f"_cx_io{pos}"
+
+
+def stage_table(index: int) -> str:
+    return f"_cx_s{index}"
+
+
+def render_column(pos: int, index: int) -> str:
+    return f"_cx_r{pos}_{index}"
 
 
 @dataclass(frozen=True)
-class JourneyPart:
-    """One step's journey entries for a batch, as SQL expressions over the result table."""
+class Stage:
+    """Pure steps at `positions`, then (unless it is the last stage) the I/O step at `io`."""
 
-    pos: int
-    step: str
-    status: str
-    message: str
-    output: str
-    error: str
-    where: str
+    index: int
+    positions: tuple[int, ...]
+    io: int | None
 
 
-@dataclass(frozen=True)
-class Compiled:
-    compute: str
-    tags: str
-    outputs: str
-    failed_step: str
-    journey: tuple[JourneyPart, ...]
+def stages(spinner: Spinner) -> tuple[Stage, ...]:
+    found: list[Stage] = []
+    pending: list[int] = []
+    for pos, step in enumerate(spinner.steps):
+        if step.is_io:
+            found.append(Stage(len(found), tuple(pending), pos))
+            pending = []
+        else:
+            pending.append(pos)
+    found.append(Stage(len(found), tuple(pending), None))
+    return tuple(found)
 
 
-def compile_spinner(spinner: Spinner, source: str, with_failures: bool = False) -> Compiled:
-    """SQL that computes every step for the rows of `source` (a relation with _cx_row).
+def compile_stage(
+    spinner: Spinner,
+    stage: Stage,
+    source: str,
+    with_failures: bool = False,
+    upto: int | None = None,
+) -> str:
+    """SQL for one stage over `source` (the batch for stage 0, the previous stage's table else).
 
     A record that fails stops there: `_cx_fp` is the failed step's position (-1 for a required
-    field) and `_cx_fe` the error. Failures that SQL raises for single rows are found by the
-    runtime and passed in through the `_cx_errs` table when `with_failures` is set.
+    field) and `_cx_fe` the error. Rows whose SQL raises are found by the runtime and passed in
+    through `_cx_errs` when `with_failures` is set. `upto` keeps only the steps before it (to find
+    which step raises).
     """
-    return Compiled(
-        compute=_compute(spinner, source, with_failures),
-        tags=_tags(spinner.steps),
-        outputs=_outputs(spinner.steps),
-        failed_step=_failed_step(spinner.steps),
-        journey=_journey(spinner),
+    ctes = [f"i0 AS ({_stage_input(spinner, stage, source, with_failures)})"]
+    positions = [p for p in stage.positions if upto is None or p < upto]
+    if stage.io is not None and (upto is None or stage.io < upto):
+        positions.append(stage.io)
+    level = 0
+    kept = ["_cx_row", "_cx_key", "_cx_fp", "_cx_fe", *_earlier_columns(spinner, stage)]
+    for pos in positions:
+        step = spinner.steps[pos]
+        alive = f"(_cx_fp IS NULL OR _cx_fp > {pos})"
+        ran = f"{alive} AND coalesce({wrap(step.when)}, false)" if step.when else alive
+        ctes.append(f"i{level + 1} AS (SELECT *, ({ran}) AS _cx_w{pos} FROM i{level})")
+        columns = _step_columns(pos, step)
+        kept += [f"_cx_w{pos}"] + [_alias(c) for c in columns]
+        if columns:
+            ctes.append(f"i{level + 2} AS (SELECT *, {', '.join(columns)} FROM i{level + 1})")
+            level += 2
+        else:
+            level += 1
+    # The last stage keeps only what the batch's write needs; earlier ones keep the row too.
+    chosen = ", ".join(kept) if stage.io is None and upto is None else "*"
+    return f"WITH {', '.join(ctes)} SELECT {chosen} FROM i{level}"
+
+
+def _alias(column: str) -> str:
+    return column.rsplit(" AS ", 1)[1]
+
+
+def _earlier_columns(spinner: Spinner, stage: Stage) -> list[str]:
+    """The columns earlier stages made that the batch's write reads."""
+    columns = []
+    for pos, step in enumerate(spinner.steps):
+        if pos >= (stage.positions[0] if stage.positions else stage.io or len(spinner.steps)):
+            break
+        columns.append(f"_cx_w{pos}")
+        if isinstance(step, SetStep) or step.is_io:
+            columns += [quote_ident(name) for name in step.outputs]
+        if step.is_io:
+            columns += [f"_cx_m{pos}", f"_cx_a{pos}", f"_cx_v{pos}"]
+        elif not isinstance(step, SetStep):
+            columns.append(f"_cx_m{pos}")
+    return columns
+
+
+def _stage_input(spinner: Spinner, stage: Stage, source: str, with_failures: bool) -> str:
+    errors = f" LEFT JOIN {FAILURES} AS e ON e.row = src._cx_row" if with_failures else ""
+    error_pos = "e.pos" if with_failures else "CAST(NULL AS INTEGER)"
+    error_text = "e.error" if with_failures else "CAST(NULL AS VARCHAR)"
+    if stage.index == 0:
+        key = f"CAST({quote_ident(spinner.key)} AS VARCHAR)"
+        required = _required_check(spinner)
+        return (
+            f"SELECT src.*, {key} AS _cx_key, "
+            f"CASE WHEN {required} IS NOT NULL THEN -1 ELSE {error_pos} END AS _cx_fp, "
+            f"coalesce({required}, {error_text}) AS _cx_fe FROM {source} AS src{errors}"
+        )
+    pos = stages(spinner)[stage.index - 1].io
+    assert pos is not None
+    step = spinner.steps[pos]
+    outputs = "".join(
+        f", {output_expression(step, 'io.value')} AS {quote_ident(name)}" for name in step.outputs
+    )
+    failed = "src._cx_fp IS NULL AND io.ok = false"
+    return (
+        f"SELECT src.* REPLACE ("
+        f"CASE WHEN {failed} THEN {pos} ELSE coalesce(src._cx_fp, {error_pos}) END AS _cx_fp, "
+        f"CASE WHEN {failed} THEN io.error ELSE coalesce(src._cx_fe, {error_text}) END AS _cx_fe)"
+        f"{outputs}, io.message AS _cx_m{pos}, io.attempts AS _cx_a{pos}, "
+        f"io.value AS _cx_v{pos} "
+        f"FROM {source} AS src LEFT JOIN {io_table(pos)} AS io ON io.row = src._cx_row{errors}"
     )
 
 
@@ -58,59 +147,37 @@ def _required_check(spinner: Spinner) -> str:
         f"THEN {quote_literal(f'required field {name!r} is empty')}"
         for name in spinner.required_fields
     )
-    return f"CASE {cases} END"
+    return f"(CASE {cases} END)"
 
 
-def _compute(spinner: Spinner, source: str, with_failures: bool) -> str:
-    key = f"CAST({quote_ident(spinner.key)} AS VARCHAR)"
-    if with_failures:
-        first = (
-            f"SELECT src.*, {key} AS _cx_key, {_required_check(spinner)} AS _cx_req, "
-            f"e.pos AS _cx_epos, e.error AS _cx_eerr FROM {source} AS src "
-            f"LEFT JOIN {FAILURES} AS e ON e.row = src._cx_row"
-        )
-        fail_pos = "CASE WHEN _cx_req IS NOT NULL THEN -1 ELSE _cx_epos END"
-        fail_error = "coalesce(_cx_req, _cx_eerr)"
-    else:
-        first = (
-            f"SELECT src.*, {key} AS _cx_key, {_required_check(spinner)} AS _cx_req "
-            f"FROM {source} AS src"
-        )
-        fail_pos = "CASE WHEN _cx_req IS NOT NULL THEN -1 END"
-        fail_error = "_cx_req"
-    ctes = [
-        f"s0 AS ({first})",
-        f"s1 AS (SELECT *, {fail_pos} AS _cx_fp, {fail_error} AS _cx_fe FROM s0)",
-    ]
-    keep = ["_cx_row", "_cx_key", "_cx_fp", "_cx_fe"]
-    level = 1
-    for pos, step in enumerate(spinner.steps):
-        alive = f"(_cx_fp IS NULL OR _cx_fp > {pos})"
-        ran = f"{alive} AND coalesce({wrap(step.when)}, false)" if step.when else alive
-        ctes.append(f"s{level + 1} AS (SELECT *, ({ran}) AS _cx_w{pos} FROM s{level})")
-        columns = _step_columns(pos, step)
-        ctes.append(
-            f"s{level + 2} AS (SELECT *, {', '.join(c for c, _ in columns)} FROM s{level + 1})"
-        )
-        keep += [f"_cx_w{pos}"] + [name for _, name in columns]
-        level += 2
-    return f"WITH {', '.join(ctes)} SELECT {', '.join(keep)} FROM s{level}"
-
-
-def _step_columns(pos: int, step: Step) -> list[tuple[str, str]]:
+def _step_columns(pos: int, step: Step) -> list[str]:
     ran = f"_cx_w{pos}"
-    if isinstance(step, LogStep | TagStep):
-        template = step.message if isinstance(step, LogStep) else step.tag
-        return [(f"CASE WHEN {ran} THEN {template.sql} END AS _cx_m{pos}", f"_cx_m{pos}")]
-    assert isinstance(step, SetStep)
-    return [
-        (f"CASE WHEN {ran} THEN {wrap(expr)} END AS {quote_ident(name)}", quote_ident(name))
-        for name, expr in step.values
-    ]
+    if isinstance(step, SetStep):
+        return [
+            f"CASE WHEN {ran} THEN {wrap(expr)} END AS {quote_ident(name)}"
+            for name, expr in step.values
+        ]
+    if step.is_io:  # the inputs of the call, one column per template
+        return [
+            f"CASE WHEN {ran} THEN {template.sql} END AS {render_column(pos, index)}"
+            for index, (_, template) in enumerate(step.templates())
+        ]
+    ((_, template),) = step.templates()
+    return [f"CASE WHEN {ran} THEN {template.sql} END AS _cx_m{pos}"]
 
 
-def _tags(steps: tuple[Step, ...]) -> str:
-    tags = [f"_cx_m{pos}" for pos, step in enumerate(steps) if isinstance(step, TagStep)]
+# ---- writing a computed batch ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JourneyPart:
+    """One step's journey entries for a batch, as a SELECT over the result table."""
+
+    sql: str
+
+
+def tags_sql(spinner: Spinner) -> str:
+    tags = [f"_cx_m{pos}" for pos, step in enumerate(spinner.steps) if isinstance(step, TagStep)]
     if not tags:
         return "CAST([] AS VARCHAR[])"
     return f"list_filter([{', '.join(tags)}], lambda t: t IS NOT NULL AND t <> '')"
@@ -120,47 +187,122 @@ def _json_object(names: list[str]) -> str:
     return "json_object(" + ", ".join(f"{quote_literal(n)}, {quote_ident(n)}" for n in names) + ")"
 
 
-def _outputs(steps: tuple[Step, ...]) -> str:
-    names = [name for step in steps for name in step.outputs]
+def outputs_sql(spinner: Spinner) -> str:
+    names = [name for step in spinner.steps for name in step.outputs]
     return _json_object(names) if names else "CAST('{}' AS JSON)"
 
 
-def _failed_step(steps: tuple[Step, ...]) -> str:
-    cases = " ".join(f"WHEN {pos} THEN {quote_literal(s.id)}" for pos, s in enumerate(steps))
+def failed_step_sql(spinner: Spinner) -> str:
+    cases = " ".join(
+        f"WHEN {pos} THEN {quote_literal(s.id)}" for pos, s in enumerate(spinner.steps)
+    )
     return f"CASE _cx_fp WHEN -1 THEN {quote_literal(FIELDS_STEP)} {cases} END"
 
 
-def _journey(spinner: Spinner) -> tuple[JourneyPart, ...]:
+_ENTRY = (
+    "SELECT {pos} AS pos, {step} AS step, {attempt} AS attempt, {status} AS status, "
+    "{message} AS message, {output} AS output, {error} AS error, {started} AS started_at, "
+    "{ended} AS ended_at, {ms} AS duration_ms, _cx_row FROM {source} WHERE {where}"
+)
+
+
+def journey_parts(spinner: Spinner, result: str) -> list[str]:
+    """SELECTs over the result table giving every journey entry of the batch.
+
+    Pure steps take the batch's times ($started, $ended, $ms); I/O steps bring their own, one
+    entry per attempt.
+    """
+    batch = {"attempt": "1", "started": "$started", "ended": "$ended", "ms": "$ms"}
     parts = []
     if spinner.required_fields:
         parts.append(
-            JourneyPart(-1, FIELDS_STEP, "'failed'", "NULL", "NULL", "_cx_fe", "_cx_fp = -1")
+            _ENTRY.format(
+                pos=-1,
+                step=quote_literal(FIELDS_STEP),
+                status="'failed'",
+                message="NULL",
+                output="NULL",
+                error="_cx_fe",
+                source=result,
+                where="_cx_fp = -1",
+                **batch,
+            )
         )
     for pos, step in enumerate(spinner.steps):
         ran = f"_cx_w{pos}"
         failed = f"_cx_fp IS NOT DISTINCT FROM {pos}"
+        skipped = dict(
+            pos=pos,
+            step=quote_literal(step.id),
+            status="'skipped'",
+            message="'skipped: when is not true'",
+            output="NULL",
+            error="NULL",
+            source=result,
+            where=f"NOT {ran} AND (_cx_fp IS NULL OR _cx_fp > {pos})",
+            **batch,
+        )
+        if step.is_io:
+            parts.append(_ENTRY.format(**skipped))
+            parts.append(_io_entries(pos, step, result))
+            continue
         message, output = _entry(pos, step)
         parts.append(
-            JourneyPart(
+            _ENTRY.format(
                 pos=pos,
-                step=step.id,
+                step=quote_literal(step.id),
                 status=f"CASE WHEN {failed} THEN 'failed' WHEN {ran} THEN 'completed' "
                 "ELSE 'skipped' END",
                 message=f"CASE WHEN {ran} THEN {message} WHEN NOT {failed} "
                 "THEN 'skipped: when is not true' END",
                 output=f"CASE WHEN {ran} THEN {output} END",
                 error=f"CASE WHEN {failed} THEN _cx_fe END",
+                source=result,
                 where=f"(_cx_fp IS NULL OR _cx_fp >= {pos})",
+                **batch,
             )
         )
-    return tuple(parts)
+    return parts
+
+
+def _io_entries(pos: int, step: Step, result: str) -> str:
+    attempts = (
+        f"(SELECT _cx_row, unnest(from_json(_cx_a{pos}, {quote_literal(ATTEMPTS)})) AS a "
+        f"FROM {result} WHERE _cx_w{pos} AND _cx_a{pos} IS NOT NULL)"
+    )
+    return _ENTRY.format(
+        pos=pos,
+        step=quote_literal(step.id),
+        attempt="a.attempt",
+        status="a.status",
+        message="a.message",
+        output="a.output",
+        error="a.error",
+        started="a.started_at",
+        ended="a.ended_at",
+        ms="a.duration_ms",
+        source=attempts,
+        where="true",
+    )
 
 
 def _entry(pos: int, step: Step) -> tuple[str, str]:
-    """The message and output of a step that ran."""
-    if isinstance(step, LogStep):
-        return f"_cx_m{pos}", "CAST(NULL AS JSON)"
+    """The message and output of a pure step that ran."""
+    if isinstance(step, SetStep):
+        names = list(step.outputs)
+        return quote_literal("set " + ", ".join(names)), _json_object(names)
     if isinstance(step, TagStep):
         return f"'tagged ' || _cx_m{pos}", "CAST(NULL AS JSON)"
-    names = list(step.outputs)
-    return quote_literal("set " + ", ".join(names)), _json_object(names)
+    return f"_cx_m{pos}", "CAST(NULL AS JSON)"
+
+
+def io_steps(spinner: Spinner) -> list[tuple[int, IOStep]]:
+    return [(pos, step) for pos, step in enumerate(spinner.steps) if isinstance(step, IOStep)]
+
+
+def outbox_steps(spinner: Spinner, outbox_channels: set[str]) -> list[tuple[int, SendStep]]:
+    return [
+        (pos, step)
+        for pos, step in enumerate(spinner.steps)
+        if isinstance(step, SendStep) and step.channel in outbox_channels
+    ]

@@ -1,30 +1,47 @@
-"""Running a job: batches of rows, each computed by one set-based statement and written in bulk."""
+"""Running a job: batches of rows; pure steps as set-based SQL, I/O steps as concurrent calls."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus
+from cxrun.io.executor import Call, Executor, JobPaused, JobTimedOut
 from cxrun.models import Job
-from cxrun.pipeline import compile_spinner
-from cxrun.spec.model import Spinner
+from cxrun.pipeline import (
+    Stage,
+    compile_stage,
+    failed_step_sql,
+    journey_parts,
+    outputs_sql,
+    stage_table,
+    stages,
+    tags_sql,
+)
+from cxrun.spec.model import IOStep, SendStep, Spinner
+from cxrun.spool import Spool
 from cxrun.sql import duckdb_message
 from cxrun.store import State, transaction
 from cxrun.store import jobs as job_store
 from cxrun.store import tables as table_store
+from cxrun.store.jobs import BatchWrite
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
     import duckdb
 
+    from cxrun.io.plugins import Plugins
+
 # Two DuckDB row groups: both cores insert in parallel, and whole row groups are never rewritten.
 BATCH_ROWS = 2 * 122_880
 _ROW_BY_ROW = 16
+Results = dict[int, list[dict[str, Any]]]
 
 
 def _row_errors() -> tuple[type[Exception], ...]:
@@ -34,107 +51,258 @@ def _row_errors() -> tuple[type[Exception], ...]:
 
 
 @dataclass
+class Batch:
+    """One batch of a job being run: its rows, and the I/O results gathered so far."""
+
+    job: Job
+    table: TableInfo
+    filtered: bool
+    first: int
+    last: int
+    results: Results = field(default_factory=dict)
+    failures: dict[int, tuple[int, str]] = field(default_factory=dict)
+    sql_seconds: float = 0.0
+
+    @property
+    def source(self) -> str:
+        return job_store.batch_source(
+            self.job.job, self.table, self.filtered, self.first, self.last
+        )
+
+
+@dataclass
 class Runner:
-    """Runs one job to its end. The clock is a parameter so that tests control time."""
+    """Runs one job to its end (or a pause). Time and the I/O plugins are parameters."""
 
     state: State
     spinner: Spinner
+    plugins: Plugins | None = None
     clock: Callable[[], datetime] = utcnow
-    batch_rows: int = BATCH_ROWS
+    batch_rows: int | None = None
     on_progress: Callable[[Job], None] | None = None
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
     def run(self, job_id: int) -> Job:
+        return asyncio.run(self._run(job_id))
+
+    async def _run(self, job_id: int) -> Job:
         with self.state.read() as con:
             job = job_store.get(con, job_id)
             name, number, filtered = job_store.table_of(con, job_id)
             table = table_store.version(con, name, number)
         assert table is not None, f"job {job_id} lost its table version"
+        spool = Spool(self.state.dir, job_id)
+        done = spool.load()
         try:
-            while job.processed < job.total:
-                first = job.processed
-                last = min(first + self.batch_rows, job.total) - 1
-                with self.state.session() as con:
-                    job = self._batch(con, job, table, filtered, first, last)
-                if self.on_progress:
-                    self.on_progress(job)
+            async with AsyncExitStack() as stack:
+                executor = await self._executor(stack, job, spool, done)
+                while job.processed < job.total and not job.status.finished:
+                    job = await self._batch(
+                        Batch(job, table, filtered, *self._range(job)), executor, done
+                    )
+                    spool.clear()
+                    if self.on_progress:
+                        self.on_progress(job)
+        except JobPaused as paused:
+            return self._set(job_id, JobStatus.PAUSED, paused.reason)
+        except JobTimedOut:
+            limit = self.spinner.limits.job_timeout
+            return self._end(job_id, JobStatus.TIMED_OUT, f"job_timeout of {limit:g}s reached")
         except _duckdb_error() as exc:  # run-level: not one row's fault
+            return self._end(job_id, JobStatus.FAILED, duckdb_message(exc))
+        finally:
+            spool.close()
+        if not job.status.finished:
             with self.state.write() as con:
-                return job_store.finish(
-                    con, job_id, JobStatus.FAILED, duckdb_message(exc), self.clock()
-                )
-        if job.status.finished:
-            return job
+                job = self._finish(con, job)
+        spool.close(remove=True)
+        return job
+
+    def _range(self, job: Job) -> tuple[int, int]:
+        size = self.batch_rows or (
+            BATCH_ROWS
+            if not self.spinner.has_io
+            else max(256, 32 * self.spinner.limits.concurrency)
+        )
+        return job.processed, min(job.processed + size, job.total) - 1
+
+    async def _executor(
+        self, stack: AsyncExitStack, job: Job, spool: Spool, done: dict[Any, dict[str, Any]]
+    ) -> Executor | None:
+        if not self.spinner.has_io:
+            return None
+        assert self.plugins is not None, "a spinner with I/O steps needs its plugins"
+        http = await stack.enter_async_context(self.plugins.client(self.spinner.limits.concurrency))
+
+        def keep(entry: dict[str, Any]) -> None:
+            spool.append(entry)
+            done[(entry["row"], entry["pos"])] = entry
+
+        limits = self.spinner.limits
+        started = job.started_at or self.clock()
+        elapsed = (self.clock() - started).total_seconds()
+        return Executor(
+            job=job.job,
+            targets=self.plugins.targets,
+            http=http,
+            concurrency=limits.concurrency,
+            redact=self.plugins.redact,
+            spool_append=keep,
+            on_rate_limit=lambda until: self._rate_limited(job.job, until),
+            on_resume=lambda: self._set(job.job, JobStatus.RUNNING, None),
+            record_timeout=limits.record_timeout,
+            deadline=None
+            if limits.job_timeout is None
+            else time.monotonic() + limits.job_timeout - elapsed,
+            **self.executor_options,
+        )
+
+    def _rate_limited(self, job: int, until: datetime) -> None:
+        self._set(
+            job, JobStatus.PAUSED, f"rate limited until {until.isoformat(timespec='seconds')}"
+        )
+
+    def _set(self, job: int, status: JobStatus, reason: str | None) -> Job:
         with self.state.write() as con:
-            return self._finish(con, job)
+            return job_store.set_status(con, job, status, reason)
 
-    def _batch(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        job: Job,
-        table: TableInfo,
-        filtered: bool,
-        first: int,
-        last: int,
+    def _end(self, job: int, status: JobStatus, reason: str) -> Job:
+        with self.state.write() as con:
+            return job_store.finish(con, job, status, reason, self.clock())
+
+    async def _batch(
+        self, batch: Batch, executor: Executor | None, done: dict[Any, dict[str, Any]]
     ) -> Job:
-        def source(a: int, b: int) -> str:
-            return job_store.batch_source(job.job, table, filtered, a, b)
+        started = self.clock()
+        for stage in stages(self.spinner):
+            with self.state.session() as con:
+                result = self._compute(con, batch, stage.index)
+                if stage.io is None:
+                    return self._write(con, batch, result, started)
+                calls = self._calls(con, result, stage.io)
+            assert executor is not None
+            # Calls finished before a pause or a crash are in the spool: never made twice.
+            reused = [done[(c.row, c.pos)] for c in calls if (c.row, c.pos) in done]
+            fresh = [c for c in calls if (c.row, c.pos) not in done]
+            made = await executor.run(fresh) if fresh else []
+            batch.results[stage.io] = reused + made
+        raise AssertionError("the last stage has no I/O step")
 
-        # Computed in autocommit mode, into a temp table: a statement that raises for some row
-        # fails alone, and the rows to blame are then found by further statements.
-        started, tick = self.clock(), time.perf_counter()
-        compiled = compile_spinner(self.spinner, source(first, last))
+    def _compute(self, con: duckdb.DuckDBPyConnection, batch: Batch, through: int) -> str:
+        """Compute stages 0..through into temp tables (the earlier ones again: they are pure)."""
+        tick = time.perf_counter()
+        all_stages = stages(self.spinner)
+        job_store.set_failures(con, batch.failures)
+        for stage in all_stages[: through + 1]:
+            if stage.index:
+                pos = all_stages[stage.index - 1].io
+                assert pos is not None
+                job_store.load_results(con, pos, batch.results.get(pos, []))
+            source = batch.source if stage.index == 0 else stage_table(stage.index - 1)
+            self._materialize(con, batch, stage, source)
+        batch.sql_seconds += time.perf_counter() - tick
+        return stage_table(through)
+
+    def _materialize(
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, stage: Stage, source: str
+    ) -> None:
+        # Autocommit, into a temp table: a statement that raises for some row fails alone, and
+        # the rows to blame are then found by further statements.
+        target = stage_table(stage.index)
         try:
-            count = job_store.compute(con, compiled)
+            sql = compile_stage(self.spinner, stage, source, bool(batch.failures))
+            job_store.materialize(con, target, sql)
         except _row_errors():
-            job_store.set_failures(con, self._failures(con, source, first, last))
-            compiled = compile_spinner(self.spinner, source(first, last), with_failures=True)
-            count = job_store.compute(con, compiled)
-        per_row_ms = (time.perf_counter() - tick) * 1000 / max(count, 1)
+            batch.failures.update(self._failures(con, batch, stage, source))
+            job_store.set_failures(con, batch.failures)
+            job_store.materialize(con, target, compile_stage(self.spinner, stage, source, True))
+
+    def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> list[Call]:
+        step = self.spinner.steps[pos]
+        assert isinstance(step, IOStep)
+        count = len(step.templates())
+        return [
+            Call(row=int(r[0]), key=str(r[1]), pos=pos, step=step, inputs=tuple(r[2:]))
+            for r in job_store.call_inputs(con, result, pos, count)
+        ]
+
+    def _write(
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, result: str, started: datetime
+    ) -> Job:
+        count = batch.last - batch.first + 1
+        per_row_ms = batch.sql_seconds * 1000 / max(count, 1)
         with transaction(con):
             job = job_store.write_batch(
-                con, job.job, compiled, last + 1, (started, self.clock()), per_row_ms
+                con,
+                batch.job.job,
+                self._plan(result),
+                result,
+                batch.last + 1,
+                (started, self.clock()),
+                per_row_ms,
             )
             if job.processed >= job.total:
                 job = self._finish(con, job)
         return job
+
+    def _plan(self, result: str) -> BatchWrite:
+        outbox = self.plugins.outbox if self.plugins else set()
+        return BatchWrite(
+            tags=tags_sql(self.spinner),
+            outputs=outputs_sql(self.spinner),
+            failed_step=failed_step_sql(self.spinner),
+            journey=journey_parts(self.spinner, result),
+            io_positions=[p for p, s in enumerate(self.spinner.steps) if s.is_io],
+            outbox=[
+                (p, s.id, s.channel)
+                for p, s in enumerate(self.spinner.steps)
+                if isinstance(s, SendStep) and s.channel in outbox
+            ],
+        )
 
     def _finish(self, con: duckdb.DuckDBPyConnection, job: Job) -> Job:
         status, reason = final_status(job)
         return job_store.finish(con, job.job, status, reason, self.clock())
 
     def _failures(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        source: Callable[[int, int], str],
-        first: int,
-        last: int,
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, stage: Stage, source: str
     ) -> dict[int, tuple[int, str]]:
-        """Rows whose steps raise in SQL, found by halving the batch: {row: (position, error)}."""
+        """Rows whose steps raise in SQL, found by halving: {row: (step position, error)}."""
         found: dict[int, tuple[int, str]] = {}
-        ranges = [(first, last)]
+        bounds = job_store.row_range(con, source)
+        ranges = [bounds] if bounds else []
         while ranges:
             a, b = ranges.pop()
+            part = f"(SELECT * FROM {source} WHERE _cx_row BETWEEN {a} AND {b})"
             if b - a < _ROW_BY_ROW:
-                for seq in range(a, b + 1):
-                    self._row_failure(con, source(seq, seq), found)
+                for row in job_store.rows_of(con, part):
+                    self._row_failure(con, batch, stage, source, row, found)
                 continue
             try:
-                job_store.probe(con, compile_spinner(self.spinner, source(a, b)))
+                sql = compile_stage(self.spinner, stage, part, bool(batch.failures))
+                job_store.materialize(con, "_cx_probe", sql)
             except _row_errors():
                 middle = (a + b) // 2
                 ranges += [(middle + 1, b), (a, middle)]
         return found
 
     def _row_failure(
-        self, con: duckdb.DuckDBPyConnection, source: str, found: dict[int, tuple[int, str]]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: Batch,
+        stage: Stage,
+        source: str,
+        row: int,
+        found: dict[int, tuple[int, str]],
     ) -> None:
-        for pos in range(len(self.spinner.steps)):
-            prefix = replace(self.spinner, steps=self.spinner.steps[: pos + 1])
+        one = f"(SELECT * FROM {source} WHERE _cx_row = {row})"
+        positions = list(stage.positions) + ([stage.io] if stage.io is not None else [])
+        for pos in positions:
+            sql = compile_stage(self.spinner, stage, one, bool(batch.failures), upto=pos + 1)
             try:
-                job_store.probe(con, compile_spinner(prefix, source))
+                job_store.materialize(con, "_cx_probe", sql)
             except _row_errors() as exc:
-                for row in job_store.rows_of(con, source):
-                    found[row] = (pos, duckdb_message(exc))
+                found[row] = (pos, duckdb_message(exc))
                 return
 
 

@@ -12,9 +12,11 @@ from typing import Any
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus, Trigger
 from cxrun.errors import CxrunError, NotFound, TableError, ValidationFailed
+from cxrun.io import plugins
 from cxrun.models import Job, JourneyEntry, Record
 from cxrun.project import CONFIG_FILE, Project, load_project
 from cxrun.runtime import Runner
+from cxrun.secrets import Secrets
 from cxrun.spec import checks, loader
 from cxrun.spec.loader import SpinnerFile
 from cxrun.spec.model import Spinner
@@ -32,6 +34,10 @@ PAGE_SIZE = 50
 class Context:
     project: Project
     state: State
+
+    @property
+    def secrets(self) -> Secrets:
+        return Secrets(self.project.state_dir)
 
 
 def open_context(project_dir: str | None) -> Context:
@@ -70,11 +76,16 @@ def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, Ta
     except (TableError, NotFound) as exc:
         raise ValidationFailed([f"{file.shown}: table: {exc.message}"], exc.hint) from None
     problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key)
+    problems = [f"{file.shown}: {p}" for p in problems + _plugin_problems(ctx, spinner)]
     if problems:
-        raise ValidationFailed(
-            [f"{file.shown}: {p}" for p in problems], f"fix {file.shown} and try again"
-        )
+        raise ValidationFailed(problems, f"fix {file.shown} (or cxrun.yaml) and try again")
     return raw, spinner, table
+
+
+def _plugin_problems(ctx: Context, spinner: Spinner) -> list[str]:
+    """Unknown providers or channels, and the cxrun.yaml entries and secrets they need."""
+    problems = checks.plugin_problems(spinner, ctx.project.providers, ctx.project.channels)
+    return problems + plugins.config_problems(ctx.project, spinner, ctx.secrets)
 
 
 def _key_problems(ctx: Context, table: TableInfo, key: str) -> list[str]:
@@ -198,6 +209,7 @@ def run_now(
         if problem:
             raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
     conditions = [c for c in (spinner.select, where) if c]
+    built = _plugins(ctx, name, spinner)
     with ctx.state.write() as con:
         job = job_store.create(
             con,
@@ -213,7 +225,19 @@ def run_now(
         )
     if on_start:
         on_start(job)
-    return Runner(ctx.state, spinner, on_progress=on_progress).run(job.job)
+    return Runner(ctx.state, spinner, built, on_progress=on_progress).run(job.job)
+
+
+def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | None:
+    """The providers and channels of a published spinner, checked again before a run."""
+    if not spinner.has_io:
+        return None
+    problems = _plugin_problems(ctx, spinner)
+    if problems:
+        raise ValidationFailed(
+            [f"spinner '{name}': {p}" for p in problems], "fix cxrun.yaml or set the secrets"
+        )
+    return plugins.build(ctx.project, spinner, ctx.secrets)
 
 
 def _current_table(ctx: Context, name: str, spinner: Spinner) -> TableInfo:

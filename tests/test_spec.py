@@ -63,7 +63,7 @@ def test_the_model_is_built_from_a_valid_mapping():
         ({"table": "t", "key": "id", "steps": []}, "steps: [] should be non-empty"),
         (
             {"table": "t", "key": "id", "steps": [{"id": "a", "sms": "x"}]},
-            "steps[0]: 'sms' is not a step type (one of: log, tag, set)",
+            "steps[0]: 'sms' is not a step type (one of: log, tag, set, ai, send, http)",
         ),
         (
             {"table": "t", "key": "id", "steps": [{"id": "a", "log": "x", "tag": "y"}]},

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from cxrun.spec.model import LogStep, SetStep, Spinner, TagStep
+from cxrun.spec.model import AIStep, SendStep, SetStep, Spinner
+from cxrun.spec.outputs import output_expression
 from cxrun.sql import duckdb_message, expression_problem, quote_ident, wrap
 from cxrun.store.tables import TableInfo
 
@@ -112,22 +113,27 @@ def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
             problem = expression_error(con, context, step.when, condition=True)
             if problem:
                 problems.append(f"{at}.when: {problem}")
-        if isinstance(step, LogStep | TagStep):
-            template = step.message if isinstance(step, LogStep) else step.tag
+        for label, template in step.templates():
             for expr in template.expressions:
                 problem = expression_error(con, context, expr)
                 if problem:
-                    problems.append(f"{at}.{step.kind}: {{{{ {expr} }}}}: {problem}")
+                    problems.append(f"{at}.{label}: {{{{ {expr} }}}}: {problem}")
         if isinstance(step, SetStep):
-            context, found = _extend(con, context, index, step)
+            selected, found = _set_columns(con, context, index, step)
             problems += found
+        else:
+            selected = [
+                f"{output_expression(step, 'NULL')} AS {quote_ident(name)}" for name in step.outputs
+            ]
+        if selected:
+            context = _extend(con, context, index, selected)
     return problems
 
 
-def _extend(
+def _set_columns(
     con: duckdb.DuckDBPyConnection, context: str, index: int, step: SetStep
-) -> tuple[str, list[str]]:
-    """Check a set step's expressions; the next context has its outputs as columns."""
+) -> tuple[list[str], list[str]]:
+    """A set step's columns for the next context (NULL where an expression has a problem)."""
     problems: list[str] = []
     selected: list[str] = []
     for name, expr in step.values:
@@ -135,6 +141,11 @@ def _extend(
         if problem:
             problems.append(f"steps[{index}].set.{name}: {problem}")
         selected.append(f"{'NULL' if problem else wrap(expr)} AS {quote_ident(name)}")
+    return selected, problems
+
+
+def _extend(con: duckdb.DuckDBPyConnection, context: str, index: int, selected: list[str]) -> str:
+    """The next context: the previous one with a step's outputs as columns."""
     import duckdb
 
     following = f"ctx{index + 1}"
@@ -143,5 +154,38 @@ def _extend(
             f"CREATE TABLE {following} AS SELECT *, {', '.join(selected)} FROM {context} LIMIT 0"
         )
     except duckdb.Error:  # an output that clashes with a column: reported by _names already
-        return context, problems
-    return following, problems
+        return context
+    return following
+
+
+def plugin_problems(
+    spinner: Spinner, providers: Mapping[str, Any], channels: Mapping[str, Any]
+) -> list[str]:
+    """Every AI step names a provider of cxrun.yaml, every send step a channel."""
+    problems = []
+    for index, step in enumerate(spinner.steps):
+        if isinstance(step, AIStep) and step.provider not in providers:
+            known = ", ".join(sorted(providers)) or "none"
+            problems.append(
+                f"steps[{index}].ai.provider: unknown provider '{step.provider}' "
+                f"(providers in cxrun.yaml: {known})"
+            )
+        if isinstance(step, SendStep) and step.channel not in channels:
+            known = ", ".join(sorted(channels)) or "none"
+            problems.append(
+                f"steps[{index}].send.channel: unknown channel '{step.channel}' "
+                f"(channels in cxrun.yaml: {known})"
+            )
+        if isinstance(step, AIStep) and step.schema is not None:
+            problems += _schema_problem(index, step.schema)
+    return problems
+
+
+def _schema_problem(index: int, schema: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [f"steps[{index}].ai.schema: not a valid JSON Schema: {exc.message}"]
+    return []

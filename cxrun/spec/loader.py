@@ -10,14 +10,28 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cxrun.durations import seconds
 from cxrun.errors import NotFound, ValidationFailed
 from cxrun.project import Project
-from cxrun.spec.model import Field, LogStep, SetStep, Spinner, Step, TagStep
+from cxrun.spec.model import (
+    AIStep,
+    Field,
+    HttpStep,
+    Limits,
+    LogStep,
+    Retry,
+    SendStep,
+    SetStep,
+    Spinner,
+    Step,
+    TagStep,
+    Template,
+)
 from cxrun.sql import compile_template
 from cxrun.yamlfile import parse_yaml
 
-STEP_TYPES = ("log", "tag", "set")
-_STEP_OPTIONS = ("id", "when")
+STEP_TYPES = ("log", "tag", "set", "ai", "send", "http")
+_STEP_OPTIONS = ("id", "when", "retry", "timeout")
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         Field(name=column, required=bool((options or {}).get("required", False)))
         for column, options in (raw.get("fields") or {}).items()
     )
+    limits = raw.get("limits") or {}
     return Spinner(
         name=name,
         table=raw["table"],
@@ -140,17 +155,90 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         fields=fields,
         select=raw.get("select"),
         steps=tuple(_build_step(step) for step in raw["steps"]),
+        limits=Limits(
+            concurrency=int(limits.get("concurrency", Limits.concurrency)),
+            record_timeout=_optional_seconds(limits.get("record_timeout")),
+            job_timeout=_optional_seconds(limits.get("job_timeout")),
+        ),
     )
 
 
+def _optional_seconds(value: Any) -> float | None:
+    return None if value is None else seconds(value)
+
+
 def _build_step(raw: dict[str, Any]) -> Step:
-    common = {"id": raw["id"], "when": raw.get("when")}
+    common: dict[str, Any] = {"id": raw["id"], "when": raw.get("when")}
     if "log" in raw:
         return LogStep(**common, message=compile_template(raw["log"]))
     if "tag" in raw:
         return TagStep(**common, tag=compile_template(raw["tag"]))
-    values = tuple((k, _sql_text(v)) for k, v in raw["set"].items())
-    return SetStep(**common, values=values)
+    if "set" in raw:
+        values = tuple((k, _sql_text(v)) for k, v in raw["set"].items())
+        return SetStep(**common, values=values)
+    retry = raw.get("retry") or {}
+    common["retry"] = Retry(
+        attempts=int(retry.get("attempts", 1)),
+        backoff=seconds(retry.get("backoff", "1s")),
+        max_backoff=seconds(retry.get("max_backoff", "60s")),
+    )
+    common["timeout"] = _optional_seconds(raw.get("timeout"))
+    if "ai" in raw:
+        return _ai_step(raw["ai"], common)
+    if "send" in raw:
+        spec = raw["send"]
+        return SendStep(
+            **common,
+            channel=spec["channel"],
+            to=compile_template(spec["to"]),
+            text=compile_template(spec["text"]),
+            subject=_optional_template(spec.get("subject")),
+        )
+    return _http_step(raw["http"], common)
+
+
+def _ai_step(spec: dict[str, Any], common: dict[str, Any]) -> AIStep:
+    return AIStep(
+        **common,
+        output=spec["output"],
+        provider=spec["provider"],
+        model=spec["model"],
+        prompt=compile_template(spec["prompt"]),
+        system=_optional_template(spec.get("system")),
+        schema_json=json.dumps(spec["schema"]) if "schema" in spec else None,
+        temperature=spec.get("temperature"),
+        max_tokens=spec.get("max_tokens"),
+    )
+
+
+def _http_step(spec: dict[str, Any], common: dict[str, Any]) -> HttpStep:
+    body = spec.get("json")
+    return HttpStep(
+        **common,
+        output=spec.get("output"),
+        method=spec.get("method", "POST" if body is not None else "GET"),
+        url=compile_template(spec["url"]),
+        headers=tuple(
+            (name, compile_template(value)) for name, value in (spec.get("headers") or {}).items()
+        ),
+        body=tuple((path, compile_template(text)) for path, text in string_leaves(body)),
+        body_json=None if body is None else json.dumps(body),
+    )
+
+
+def string_leaves(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string inside a JSON value, with its path (`/a/0/b`)."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in string_leaves(v, f"{path}/{k}")]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in string_leaves(v, f"{path}/{i}")]
+    return []
+
+
+def _optional_template(text: str | None) -> Template | None:
+    return None if text is None else compile_template(text)
 
 
 def _sql_text(value: Any) -> str:

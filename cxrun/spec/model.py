@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,9 +22,14 @@ class Step:
     when: str | None
 
     kind = "step"
+    is_io = False
 
     @property
     def outputs(self) -> tuple[str, ...]:
+        return ()
+
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        """The step's templates, each with the path under the step that names it in errors."""
         return ()
 
 
@@ -32,12 +39,18 @@ class LogStep(Step):
 
     kind = "log"
 
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        return (("log", self.message),)
+
 
 @dataclass(frozen=True)
 class TagStep(Step):
     tag: Template
 
     kind = "tag"
+
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        return (("tag", self.tag),)
 
 
 @dataclass(frozen=True)
@@ -52,9 +65,103 @@ class SetStep(Step):
 
 
 @dataclass(frozen=True)
+class Retry:
+    attempts: int = 1
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+
+
+@dataclass(frozen=True)
+class IOStep(Step):
+    """A step that calls out: its inputs are rendered with SQL, the call is made concurrently."""
+
+    retry: Retry
+    timeout: float | None
+
+    is_io = True
+    output: str | None = None
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.output,) if self.output else ()
+
+    @property
+    def target(self) -> str:
+        """The provider or channel this step uses ("" for plain HTTP)."""
+        return ""
+
+
+@dataclass(frozen=True)
+class AIStep(IOStep):
+    provider: str = ""
+    model: str = ""
+    prompt: Template | None = None
+    system: Template | None = None
+    schema_json: str | None = None  # the JSON Schema the answer must fit, as JSON text
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    kind = "ai"
+
+    @property
+    def target(self) -> str:
+        return self.provider
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return json.loads(self.schema_json) if self.schema_json else None
+
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        found = [("ai.prompt", self.prompt), ("ai.system", self.system)]
+        return tuple((label, t) for label, t in found if t is not None)
+
+
+@dataclass(frozen=True)
+class SendStep(IOStep):
+    channel: str = ""
+    to: Template | None = None
+    text: Template | None = None
+    subject: Template | None = None
+
+    kind = "send"
+
+    @property
+    def target(self) -> str:
+        return self.channel
+
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        found = [("send.to", self.to), ("send.text", self.text), ("send.subject", self.subject)]
+        return tuple((label, t) for label, t in found if t is not None)
+
+
+@dataclass(frozen=True)
+class HttpStep(IOStep):
+    method: str = "GET"
+    url: Template | None = None
+    headers: tuple[tuple[str, Template], ...] = ()
+    body: tuple[tuple[str, Template], ...] = ()  # JSON-pointer-like paths of string leaves
+    body_json: str | None = None  # the body with its string leaves, as JSON text
+
+    kind = "http"
+
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        found: list[tuple[str, Template]] = [("http.url", self.url)] if self.url else []
+        found += [(f"http.headers.{name}", t) for name, t in self.headers]
+        found += [(f"http.json{path}", t) for path, t in self.body]
+        return tuple(found)
+
+
+@dataclass(frozen=True)
 class Field:
     name: str
     required: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrency: int = 8
+    record_timeout: float | None = None
+    job_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +172,12 @@ class Spinner:
     fields: tuple[Field, ...]
     select: str | None
     steps: tuple[Step, ...]
+    limits: Limits = Limits()
 
     @property
     def required_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.required)
+
+    @property
+    def has_io(self) -> bool:
+        return any(step.is_io for step in self.steps)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cxrun.clock import from_db, to_db
 from cxrun.enums import JobStatus
 from cxrun.models import Job, JourneyEntry, Record
-from cxrun.pipeline import FAILURES, RESULT, Compiled
-from cxrun.sql import quote_ident, quote_literal, wrap
+from cxrun.pipeline import FAILURES, io_table, render_column
+from cxrun.sql import quote_ident, wrap
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 _JOB_COLUMNS = (
     "job, spinner, version, trigger, status, reason, table_name, total, cursor, completed, "
-    "failed, skipped, waiting, cancelled, created_at, started_at, ended_at"
+    "failed, skipped, waiting, cancelled, prompt_tokens, completion_tokens, cost, "
+    "created_at, started_at, ended_at"
 )
 
 
@@ -59,8 +60,10 @@ def create(
     else:
         total = table.rows if limit is None else min(limit, table.rows)
     con.execute(
-        "INSERT INTO cx_jobs VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, "
-        "?, ?, NULL)",
+        "INSERT INTO cx_jobs (job, spinner, version, trigger, status, reason, table_name, "
+        "table_version, filtered, total, cursor, completed, failed, skipped, waiting, cancelled, "
+        "params, created_at, started_at, ended_at) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL)",
         [
             job,
             spinner,
@@ -129,15 +132,14 @@ def batch_source(job: int, table: TableInfo, filtered: bool, first: int, last: i
     )
 
 
-def compute(con: duckdb.DuckDBPyConnection, compiled: Compiled) -> int:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {compiled.compute}")
-    row = con.execute(f"SELECT count(*) FROM {RESULT}").fetchone()
-    return int(row[0]) if row else 0
+def materialize(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> None:
+    """A batch's intermediate result, as a temp table of this connection."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
 
 
-def probe(con: duckdb.DuckDBPyConnection, compiled: Compiled) -> None:
-    """Evaluate every step for a (small) source; raises what SQL raises for its rows."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_probe AS {compiled.compute}")
+def row_range(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, int] | None:
+    row = con.execute(f"SELECT min({ROW}), max({ROW}) FROM {source}").fetchone()
+    return (int(row[0]), int(row[1])) if row and row[0] is not None else None
 
 
 def rows_of(con: duckdb.DuckDBPyConnection, source: str) -> list[int]:
@@ -154,39 +156,118 @@ def set_failures(con: duckdb.DuckDBPyConnection, failures: dict[int, tuple[int, 
         )
 
 
+def call_inputs(
+    con: duckdb.DuckDBPyConnection, table: str, pos: int, inputs: int
+) -> list[tuple[Any, ...]]:
+    """(row, key, rendered inputs...) of the rows whose I/O step at `pos` is to run."""
+    columns = "".join(f", {render_column(pos, i)}" for i in range(inputs))
+    return con.execute(
+        f"SELECT {ROW}, _cx_key{columns} FROM {table} WHERE _cx_w{pos} ORDER BY {ROW}"
+    ).fetchall()
+
+
+_IO_COLUMNS = (
+    "row",
+    "ok",
+    "value",
+    "message",
+    "error",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+)
+
+
+def load_results(con: duckdb.DuckDBPyConnection, pos: int, results: list[dict[str, Any]]) -> None:
+    """The finished calls of the I/O step at `pos`, as a temp table the next stage joins."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {io_table(pos)} (row BIGINT, ok BOOLEAN, value VARCHAR, "
+        "message VARCHAR, error VARCHAR, attempts VARCHAR, prompt_tokens BIGINT, "
+        "completion_tokens BIGINT, cost DOUBLE)"
+    )
+    if not results:
+        return
+    columns = [
+        [json.dumps(r[c]) if c == "attempts" else r[c] for r in results] for c in _IO_COLUMNS
+    ]
+    selects = ", ".join("unnest(?)" for _ in _IO_COLUMNS)
+    con.execute(f"INSERT INTO {io_table(pos)} SELECT {selects}", columns)
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    """How a spinner's computed batch becomes records, journey entries, counts and outbox rows."""
+
+    tags: str
+    outputs: str
+    failed_step: str
+    journey: list[str]
+    io_positions: list[int]
+    outbox: list[tuple[int, str, str]]  # (position, step id, channel)
+
+
 def write_batch(
     con: duckdb.DuckDBPyConnection,
     job: int,
-    compiled: Compiled,
+    plan: BatchWrite,
+    result: str,
     cursor: int,
     window: tuple[datetime, datetime],
     per_row_ms: float,
 ) -> Job:
-    """Write the computed batch: records, journey entries, the job's counts and cursor."""
-    started, ended = window
-    con.execute(
-        f"INSERT INTO cx_records SELECT ?, _cx_row, _cx_key, "
-        f"CASE WHEN _cx_fp IS NULL THEN 'completed' ELSE 'failed' END, {compiled.tags}, "
-        f"{compiled.outputs}, _cx_fe, {compiled.failed_step}, 1, ?, ?, ? FROM {RESULT}",
-        [job, to_db(started), to_db(ended), per_row_ms],
-    )
-    parts = [
-        f"SELECT {part.pos} AS pos, {quote_literal(part.step)} AS step, {part.status} AS status, "
-        f"{part.message} AS message, {part.output} AS output, {part.error} AS error, _cx_row "
-        f"FROM {RESULT} WHERE {part.where}"
-        for part in compiled.journey
-    ]
-    step_ms = per_row_ms / max(1, len(compiled.journey))
-    con.execute(
-        "INSERT INTO cx_journey SELECT ?, _cx_row, pos, step, 1, status, message, output, error, "
-        f"?, ?, ? FROM ({' UNION ALL '.join(parts)})",
-        [job, to_db(started), to_db(ended), step_ms],
+    """Write a computed batch: records, journey entries, outbox rows, the job's counts."""
+    started, ended = to_db(window[0]), to_db(window[1])
+    io_ms = "".join(
+        f' + coalesce(list_sum(list_transform(from_json(_cx_a{p}, \'[{{"duration_ms": '
+        f'"DOUBLE"}}]\'), lambda a: a.duration_ms)), 0)'
+        for p in plan.io_positions
     )
     con.execute(
-        f"UPDATE cx_jobs SET cursor = ?, completed = completed + c.ok, failed = failed + c.bad "
-        f"FROM (SELECT count(*) FILTER (WHERE _cx_fp IS NULL) AS ok, "
-        f"count(*) FILTER (WHERE _cx_fp IS NOT NULL) AS bad FROM {RESULT}) AS c WHERE job = ?",
-        [cursor, job],
+        f"INSERT INTO cx_records SELECT $job, {ROW}, _cx_key, "
+        f"CASE WHEN _cx_fp IS NULL THEN 'completed' ELSE 'failed' END, {plan.tags}, "
+        f"{plan.outputs}, _cx_fe, {plan.failed_step}, 1, $started, $ended, $ms{io_ms} "
+        f"FROM {result}",
+        {"job": job, "started": started, "ended": ended, "ms": per_row_ms},
+    )
+    step_ms = per_row_ms / max(1, len(plan.journey))
+    con.execute(
+        "INSERT INTO cx_journey SELECT $job, _cx_row, pos, step, attempt, status, message, output, "
+        f"error, started_at, ended_at, duration_ms FROM ({' UNION ALL '.join(plan.journey)})",
+        {"job": job, "started": started, "ended": ended, "ms": step_ms},
+    )
+    for pos, step, channel in plan.outbox:
+        con.execute(
+            "INSERT INTO cx_outbox SELECT $job, r._cx_key, $step, $channel, "
+            "io.value::JSON->>'to', io.value::JSON->>'subject', io.value::JSON->>'text', "
+            f"io.value::JSON->>'id', $ended FROM {io_table(pos)} AS io "
+            f"JOIN {result} AS r ON r.{ROW} = io.row WHERE io.ok",
+            {"job": job, "step": step, "channel": channel, "ended": ended},
+        )
+    usage = (
+        " + ".join(
+            f"(SELECT coalesce(sum({{0}}), 0) FROM {io_table(p)})" for p in plan.io_positions
+        )
+        or "0"
+    )
+    con.execute(
+        "UPDATE cx_jobs SET cursor = $cursor, completed = completed + c.ok, "
+        "failed = failed + c.bad, "
+        f"prompt_tokens = prompt_tokens + ({usage.format('prompt_tokens')}), "
+        f"completion_tokens = completion_tokens + ({usage.format('completion_tokens')}), "
+        f"cost = cost + ({usage.format('cost')}) "
+        "FROM (SELECT count(*) FILTER (WHERE _cx_fp IS NULL) AS ok, "
+        f"count(*) FILTER (WHERE _cx_fp IS NOT NULL) AS bad FROM {result}) AS c WHERE job = $job",
+        {"cursor": cursor, "job": job},
+    )
+    return get(con, job)
+
+
+def set_status(
+    con: duckdb.DuckDBPyConnection, job: int, status: JobStatus, reason: str | None
+) -> Job:
+    con.execute(
+        "UPDATE cx_jobs SET status = ?, reason = ? WHERE job = ?", [str(status), reason, job]
     )
     return get(con, job)
 

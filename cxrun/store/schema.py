@@ -37,4 +37,17 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+MIGRATIONS.append(
+    # 2: AI token usage and cost per job; the local outbox channel's messages
+    """
+    ALTER TABLE cx_jobs ADD COLUMN prompt_tokens BIGINT DEFAULT 0;
+    ALTER TABLE cx_jobs ADD COLUMN completion_tokens BIGINT DEFAULT 0;
+    ALTER TABLE cx_jobs ADD COLUMN cost DOUBLE DEFAULT 0;
+    CREATE TABLE cx_outbox (
+        job INTEGER, record VARCHAR, step VARCHAR, channel VARCHAR, recipient VARCHAR,
+        subject VARCHAR, text VARCHAR, idempotency_key VARCHAR, created_at TIMESTAMP
+    );
+    """
+)
+
 LATEST = len(MIGRATIONS)

@@ -1,0 +1,1 @@
+"""I/O steps: AI providers, channels and plain HTTP calls, behind one small interface each."""

@@ -1,0 +1,372 @@
+"""Making a batch's I/O calls concurrently: limits, rate, retries, timeouts, pauses, spooling."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from cxrun.clock import to_db, utcnow
+from cxrun.io.base import AIRequest, CallError, Message, Pause, error_for_status
+from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
+
+DEFAULT_TIMEOUT = 60.0
+MAX_RATE_LIMIT_WAITS = 20
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class JobPaused(Exception):
+    """A call said the job cannot go on (credentials, credits): nothing new is started."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobTimedOut(Exception):
+    """The job's deadline passed: nothing new is started."""
+
+
+@dataclass(frozen=True)
+class Call:
+    row: int
+    key: str
+    pos: int
+    step: IOStep
+    inputs: tuple[Any, ...]  # the rendered templates, in step.templates() order
+
+
+@dataclass
+class Target:
+    """A configured provider or channel, ready to call."""
+
+    name: str
+    plugin: Any  # a Provider or a Channel
+    rate: float | None = None
+    timeout: float | None = None
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    _next: float = 0.0
+
+    async def slot(self, clock: Callable[[], float], sleep: Sleep) -> None:
+        """Wait for this target's next slot under its rate (a smooth token bucket)."""
+        if not self.rate:
+            return
+        now = clock()
+        start = max(now, self._next)
+        self._next = start + 1.0 / self.rate
+        if start > now:
+            await sleep(start - now)
+
+
+@dataclass
+class Outcome:
+    """What one call produced: the raw value for the output column, and every attempt."""
+
+    value: str | None = None
+    message: str | None = None
+    output: Any = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def idempotency_key(job: int, record: str, step: str) -> str:
+    digest = hashlib.sha256(f"{job}\x1f{record}\x1f{step}".encode()).hexdigest()
+    return f"cxrun-{job}-{digest[:32]}"
+
+
+@dataclass
+class Executor:
+    job: int
+    targets: Mapping[str, Target]
+    http: httpx.AsyncClient
+    concurrency: int = 8
+    redact: Callable[[str], str] = lambda text: text
+    spool_append: Callable[[dict[str, Any]], None] = lambda entry: None
+    on_rate_limit: Callable[[datetime], object] = lambda until: None
+    on_resume: Callable[[], object] = lambda: None
+    record_timeout: float | None = None
+    deadline: float | None = None  # monotonic time after which nothing new starts
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] = utcnow
+    sleep: Sleep = asyncio.sleep
+    rand: Callable[[], float] = random.random
+    _paused: str | None = None
+    _timed_out: bool = False
+    _row_started: dict[int, float] = field(default_factory=dict)
+    _limited_until: float | None = None
+
+    async def run(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
+        """Make every call (at most `concurrency` at once); return their results.
+
+        Raises JobPaused or JobTimedOut once the calls in flight have finished; their results
+        are in the spool already.
+        """
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(call: Call) -> dict[str, Any] | None:
+            async with gate:
+                if self._paused or self._expired():
+                    return None
+                result = await self._call(call)
+                self.spool_append(result)
+                return result
+
+        results = await asyncio.gather(*(one(call) for call in calls))
+        if self._paused:
+            raise JobPaused(self._paused)
+        if self._timed_out:
+            raise JobTimedOut()
+        return [r for r in results if r is not None]
+
+    def _expired(self) -> bool:
+        if self.deadline is not None and self.clock() >= self.deadline:
+            self._timed_out = True
+        return self._timed_out
+
+    async def _call(self, call: Call) -> dict[str, Any]:
+        attempts: list[dict[str, Any]] = []
+        tries = waits = 0
+        outcome = Outcome()
+        error: CallError | None = None
+        self._row_started.setdefault(call.row, self.clock())
+        while True:
+            tries += 1
+            error, outcome, attempt = await self._attempt(call, len(attempts) + 1)
+            attempts.append(attempt)
+            if error is None:
+                self._rate_limit_over()
+                break
+            if error.pause in (Pause.CREDENTIALS, Pause.CREDITS):
+                self._paused = f"{error.pause}: {self.redact(error.message)}"
+                break
+            if error.pause == Pause.RATE_LIMITED and waits < MAX_RATE_LIMIT_WAITS:
+                waits += 1
+                tries -= 1  # waiting out a rate limit does not use up an attempt
+                await self._wait_out(call, error)
+                continue
+            if not error.retryable or tries >= call.step.retry.attempts:
+                break
+            await self.sleep(self._backoff(call.step, tries))
+        return self._result(call, outcome, error, attempts)
+
+    async def _wait_out(self, call: Call, error: CallError) -> None:
+        """Wait as long as the remote asked; the job says it is paused until then."""
+        delay = error.retry_after if error.retry_after is not None else call.step.retry.backoff
+        until = self.clock() + delay
+        if self._limited_until is None or until > self._limited_until + 1:
+            self._limited_until = until
+            self.on_rate_limit(self.wall() + timedelta(seconds=delay))
+        await self.sleep(delay)
+
+    def _rate_limit_over(self) -> None:
+        if self._limited_until is not None and self.clock() >= self._limited_until:
+            self._limited_until = None
+            self.on_resume()
+
+    def _backoff(self, step: IOStep, tries: int) -> float:
+        base = min(step.retry.max_backoff, step.retry.backoff * float(2 ** (tries - 1)))
+        return float(base * (0.5 + self.rand()))
+
+    async def _attempt(
+        self, call: Call, number: int
+    ) -> tuple[CallError | None, Outcome, dict[str, Any]]:
+        target = self.targets.get(call.step.target)
+        if target is not None:
+            await target.slot(self.clock, self.sleep)
+        started, tick = self.wall(), self.clock()
+        outcome, error = Outcome(), None
+        budget = self._budget(call, target)
+        if budget <= 0:
+            error = CallError(f"record_timeout of {self.record_timeout:g}s reached")
+        else:
+            try:
+                outcome = await asyncio.wait_for(self._invoke(call, target), timeout=budget)
+            except CallError as exc:
+                error = exc
+            except (TimeoutError, httpx.TimeoutException):
+                error = CallError(f"timed out after {budget:g}s", retryable=True)
+            except httpx.TransportError as exc:
+                error = CallError(f"connection error: {type(exc).__name__}: {exc}", retryable=True)
+        ended = self.wall()
+        attempt = {
+            "attempt": number,
+            "status": "failed" if error else "completed",
+            "message": self.redact(outcome.message) if outcome.message else None,
+            "output": _redact_json(outcome.output, self.redact),
+            "error": self.redact(error.message) if error else None,
+            "started_at": _stamp(started),
+            "ended_at": _stamp(ended),
+            "duration_ms": round((self.clock() - tick) * 1000, 3),
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+        }
+        return error, outcome, attempt
+
+    def _budget(self, call: Call, target: Target | None) -> float:
+        """Seconds this attempt may take: the step's timeout within the record's (0: none left)."""
+        chosen = call.step.timeout or (target.timeout if target else None) or DEFAULT_TIMEOUT
+        budget = float(chosen)
+        if self.record_timeout is not None:
+            left = self.record_timeout - (self.clock() - self._row_started[call.row])
+            budget = max(0.0, min(budget, float(left)))
+        return budget
+
+    async def _invoke(self, call: Call, target: Target | None) -> Outcome:
+        step = call.step
+        if isinstance(step, AIStep):
+            assert target is not None
+            return await _ask(self.http, target, step, call.inputs)
+        if isinstance(step, SendStep):
+            assert target is not None
+            return await _send(self.http, target, step, call, self.job)
+        assert isinstance(step, HttpStep)
+        return await _request(self.http, step, call.inputs)
+
+    def _result(
+        self, call: Call, outcome: Outcome, error: CallError | None, attempts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        target = self.targets.get(call.step.target)
+        prompt = sum(a["prompt_tokens"] for a in attempts)
+        completion = sum(a["completion_tokens"] for a in attempts)
+        return {
+            "row": call.row,
+            "pos": call.pos,
+            "ok": error is None,
+            "value": self.redact(outcome.value) if outcome.value is not None else None,
+            "message": attempts[-1]["message"],
+            "error": attempts[-1]["error"],
+            "attempts": attempts,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cost": _cost(target, call.step, prompt, completion),
+            "paused": error is not None and error.pause in (Pause.CREDENTIALS, Pause.CREDITS),
+        }
+
+
+def _stamp(moment: datetime) -> str:
+    return to_db(moment).isoformat(sep=" ")
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    if value is None:
+        return None
+    return json.loads(redact(json.dumps(value)))
+
+
+def _cost(target: Target | None, step: IOStep, prompt: int, completion: int) -> float:
+    if not isinstance(step, AIStep) or target is None or step.model not in target.prices:
+        return 0.0
+    price = target.prices[step.model]  # per million tokens
+    return (
+        prompt * float(price.get("prompt", 0)) + completion * float(price.get("completion", 0))
+    ) / 1e6
+
+
+async def _ask(
+    http: httpx.AsyncClient, target: Target, step: AIStep, inputs: tuple[Any, ...]
+) -> Outcome:
+    prompt = str(inputs[0])
+    system = str(inputs[1]) if step.system is not None else None
+    request = AIRequest(step.model, prompt, system, step.temperature, step.max_tokens, step.schema)
+    answer = await target.plugin.complete(http, request)
+    usage = answer.usage
+    outcome = Outcome(
+        value=answer.text,
+        message=_excerpt(answer.text),
+        output=answer.text,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+    )
+    if step.schema is not None:
+        parsed = _checked_json(answer.text, step.schema)
+        outcome.value = json.dumps(parsed)
+        outcome.output = parsed
+    return outcome
+
+
+def _checked_json(text: str, schema: Mapping[str, Any]) -> Any:
+    import jsonschema
+
+    cleaned = text.strip()
+    if cleaned.startswith("```"):  # a fenced answer: keep what is inside the fence
+        cleaned = cleaned.strip("`").split("\n", 1)[-1].rsplit("```", 1)[0]
+    try:
+        parsed = json.loads(cleaned)
+    except json.JSONDecodeError as exc:
+        raise CallError(f"the answer is not JSON: {exc.msg} ({_excerpt(text)})") from None
+    problem = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(parsed)
+    )
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path)
+        raise CallError(
+            f"the answer does not fit the schema: {where + ': ' if where else ''}{problem.message}"
+        )
+    return parsed
+
+
+async def _send(
+    http: httpx.AsyncClient, target: Target, step: SendStep, call: Call, job: int
+) -> Outcome:
+    to, text = str(call.inputs[0]), str(call.inputs[1])
+    subject = str(call.inputs[2]) if step.subject is not None else None
+    message = Message(
+        to, text, subject, idempotency_key(job, call.key, step.id), job, call.key, step.id
+    )
+    receipt = await target.plugin.send(http, message)
+    detail = {"id": receipt.id, **dict(receipt.detail)}
+    return Outcome(
+        value=json.dumps(detail), message=f"sent to {to} via {step.channel}", output=detail
+    )
+
+
+async def _request(http: httpx.AsyncClient, step: HttpStep, inputs: tuple[Any, ...]) -> Outcome:
+    values = iter(inputs)
+    url = str(next(values))
+    headers = {name: str(next(values)) for name, _ in step.headers}
+    body = None
+    if step.body_json is not None:
+        body = json.loads(step.body_json)
+        for path, _ in step.body:
+            body = _put(body, path, next(values))
+    response = await http.request(step.method, url, headers=headers, json=body)
+    if response.status_code >= 300:
+        raise error_for_status(response, f"{step.method} {url}")
+    try:
+        output = response.json()
+    except ValueError:
+        output = response.text
+    return Outcome(
+        value=json.dumps(output),
+        message=f"{step.method} {url}: HTTP {response.status_code}",
+        output=output,
+    )
+
+
+def _put(document: Any, path: str, value: Any) -> Any:
+    """Set the string leaf at `path` (`/a/0/b`) of a JSON document to `value`."""
+    if not path:
+        return value
+    parts = path.split("/")[1:]
+    node = document
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return document
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,139 @@
+"""The providers and channels a spinner uses, built from cxrun.yaml with their secrets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cxrun.durations import per_second, seconds
+from cxrun.errors import CxrunError
+from cxrun.io.executor import Target
+from cxrun.project import Project
+from cxrun.spec.model import AIStep, SendStep, Spinner
+
+if TYPE_CHECKING:
+    import httpx
+
+    from cxrun.secrets import Secrets
+
+COMMON = ("kind", "rate", "timeout", "prices")
+TRANSPORT_ENV = "CXRUN_HTTP_TRANSPORT"
+
+
+@dataclass
+class Plugins:
+    targets: dict[str, Target]
+    redact: Callable[[str], str] = lambda text: text
+    outbox: set[str] = field(default_factory=set)
+    transport: str = "default"
+
+    def client(self, concurrency: int) -> httpx.AsyncClient:
+        return http_client(concurrency, self.transport)
+
+
+def used(spinner: Spinner) -> tuple[set[str], set[str]]:
+    """The provider names and channel names the spinner's steps use."""
+    providers = {s.provider for s in spinner.steps if isinstance(s, AIStep)}
+    channels = {s.channel for s in spinner.steps if isinstance(s, SendStep)}
+    return providers, channels
+
+
+def _registry(section: str) -> Mapping[str, Any]:
+    if section == "providers":
+        from cxrun.io.providers import PROVIDERS
+
+        return PROVIDERS
+    from cxrun.io.channels import CHANNELS
+
+    return CHANNELS
+
+
+def config_problems(project: Project, spinner: Spinner, secrets: Secrets) -> list[str]:
+    """Problems with the cxrun.yaml entries the spinner uses: kind, options, secrets."""
+    import jsonschema
+
+    providers, channels = used(spinner)
+    problems = []
+    for section, names in (("providers", providers), ("channels", channels)):
+        configured = project.providers if section == "providers" else project.channels
+        kinds = _registry(section)
+        for name in sorted(names & set(configured)):
+            options = dict(configured[name])
+            where = f"cxrun.yaml: {section}.{name}"
+            kind = str(options.get("kind"))
+            if kind not in kinds:
+                problems.append(f"{where}.kind: {kind!r} is not one of {', '.join(sorted(kinds))}")
+                continue
+            for error in jsonschema.Draft202012Validator(kinds[kind].OPTIONS).iter_errors(options):
+                path = ".".join(str(p) for p in error.absolute_path)
+                problems.append(f"{where}{'.' + path if path else ''}: {error.message}")
+            problems += _common_problems(where, options)
+            problems += [
+                f"{where}: secret {missing} is not set (run `cxrun secrets set {missing}` "
+                f"or set the environment variable {missing})"
+                for missing in sorted(secrets.missing(options))
+            ]
+    return problems
+
+
+def _common_problems(where: str, options: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key, parse in (("rate", per_second), ("timeout", seconds)):
+        if key in options:
+            try:
+                parse(options[key])
+            except ValueError as exc:
+                problems.append(f"{where}.{key}: {exc}")
+    prices = options.get("prices", {})
+    if not isinstance(prices, dict) or not all(
+        isinstance(p, dict) and all(isinstance(v, int | float) for v in p.values())
+        for p in prices.values()
+    ):
+        problems.append(
+            f"{where}.prices: write prices per model as {{MODEL: {{prompt: USD, completion: "
+            "USD}}} per million tokens"
+        )
+    return problems
+
+
+def build(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
+    """Instances of the providers and channels the spinner uses (their config already checked)."""
+    providers, channels = used(spinner)
+    targets: dict[str, Target] = {}
+    outbox: set[str] = set()
+    for section, names in (("providers", providers), ("channels", channels)):
+        configured = project.providers if section == "providers" else project.channels
+        for name in sorted(names):
+            options = dict(configured[name])
+            kind = options["kind"]
+            if kind == "outbox":
+                outbox.add(name)
+            plugin = _registry(section)[kind](name, options, secrets.resolve)
+            targets[name] = Target(
+                name=name,
+                plugin=plugin,
+                rate=per_second(options["rate"]) if "rate" in options else None,
+                timeout=seconds(options["timeout"]) if "timeout" in options else None,
+                prices=options.get("prices") or {},
+            )
+    redactor = secrets.redactor()
+    return Plugins(targets, redactor.redact, outbox, os.environ.get(TRANSPORT_ENV, "default"))
+
+
+def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClient:
+    """The shared HTTP client of a run, with the transport measured fastest (see README)."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    unbounded = httpx.Timeout(None)  # each attempt is bounded by asyncio.wait_for instead
+    if transport in ("default", "aiohttp"):
+        try:
+            from httpx_aiohttp import AiohttpTransport
+        except ImportError:
+            if transport == "aiohttp":
+                raise CxrunError("the aiohttp transport needs the httpx-aiohttp package") from None
+        else:
+            return httpx.AsyncClient(transport=AiohttpTransport(), limits=limits, timeout=unbounded)
+    return httpx.AsyncClient(limits=limits, timeout=unbounded)
