@@ -64,6 +64,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Run spinners (YAML pipelines of steps) over the rows of CSV/Parquet tables.",
 )
+secrets_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Manage local secrets.")
+app.add_typer(secrets_app, name="secrets")
 tables_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="List, load and preview tables.")
 app.add_typer(tables_app, name="tables")
 
@@ -254,18 +256,14 @@ def run_now(
     json_: JsonOpt = False,
 ) -> None:
     """Run the published spinner now, here, with progress."""
-    from cxrun import render, services
+    from cxrun import services
 
-    view = render.JobProgress(enabled=not json_)
-    try:
-        job = services.run_now(_ctx(project), spinner, where, limit, view.start, view.update)
-    finally:
-        view.stop()
-    if json_:
-        render.print_json(job.to_json())
-    else:
-        render.job_summary(job)
-    raise typer.Exit(job.status.exit_code)
+    _run_job(
+        json_,
+        lambda view: services.run_now(
+            _ctx(project), spinner, where, limit, view.start, view.update
+        ),
+    )
 
 
 @app.command()
@@ -318,6 +316,113 @@ def journey(
     if json_:
         return render.print_json([e.to_json() for e in entries])
     render.journey_table(entries)
+
+
+def _run_job(json_: bool, start: Any) -> None:
+    """Run a job with progress, print it, and exit with its status's code."""
+    from cxrun import render
+
+    view = render.JobProgress(enabled=not json_)
+    try:
+        job = start(view)
+    finally:
+        view.stop()
+    if json_:
+        render.print_json(job.to_json())
+    else:
+        render.job_summary(job)
+    if job.status == JobStatus.PAUSED:
+        render.error(
+            [
+                f"job {job.job} is paused: {job.reason}",
+                f"fix the cause, then continue it with `cxrun resume {job.job}`",
+            ]
+        )
+    raise typer.Exit(job.status.exit_code)
+
+
+@app.command()
+def resume(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Continue a paused job here: unfinished records only, no call made twice."""
+    from cxrun import services
+
+    _run_job(json_, lambda view: services.resume(_ctx(project), job, view.update))
+
+
+@app.command()
+def retry(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    record: Annotated[str | None, typer.Option("--record", help="Only this record.")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a job's failed records again from their failed step, reusing earlier outputs."""
+    from cxrun import services
+
+    _run_job(json_, lambda view: services.retry(_ctx(project), job, record, view.update))
+
+
+@app.command()
+def outbox(
+    job: Annotated[int | None, typer.Option("--job", help="Only this job's messages.")] = None,
+    page: PageOpt = 1,
+    limit: LimitOpt = 50,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Messages kept by the local outbox channel, newest first."""
+    from cxrun import render, services
+
+    messages = services.outbox(_ctx(project), job, page, limit)
+    if json_:
+        return render.print_json(messages)
+    render.dict_table(
+        messages,
+        ["job", "record", "step", "recipient", "subject", "text"],
+        "no messages in the outbox",
+    )
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="Secret name, e.g. OPENAI_API_KEY.")],
+    project: ProjectOpt = None,
+) -> None:
+    """Store a secret, read from a hidden prompt or from standard input (never from argv)."""
+    from cxrun import render
+    from cxrun.secrets import read_secret_value
+
+    store = _ctx(project).secrets
+    store.set(name, read_secret_value(sys.stdin, f"value of {name}: "))
+    render.note(f"secret {name} saved in .cxrun/secrets.json")
+
+
+@secrets_app.command("list")
+def secrets_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """Names of the stored secrets (never their values)."""
+    from cxrun import render
+
+    names = _ctx(project).secrets.names()
+    if json_:
+        return render.print_json(names)
+    render.lines(names or ["no secrets stored"])
+
+
+@secrets_app.command("rm")
+def secrets_rm(
+    name: Annotated[str, typer.Argument(help="Secret name.")], project: ProjectOpt = None
+) -> None:
+    """Remove a stored secret."""
+    from cxrun import render
+    from cxrun.errors import NotFound
+
+    if not _ctx(project).secrets.remove(name):
+        raise NotFound(f"no stored secret {name}", "list them with `cxrun secrets list`")
+    render.note(f"secret {name} removed")
 
 
 def main() -> None:

@@ -114,6 +114,7 @@ def jobs_table(jobs: Sequence[Job]) -> None:
         "started",
         "ended",
         "duration",
+        "tokens",
     )
     for job in jobs:
         table.add_row(
@@ -128,8 +129,17 @@ def jobs_table(jobs: Sequence[Job]) -> None:
             _when(job.started_at),
             _when(job.ended_at),
             _seconds(job.duration_s()),
+            _tokens(job),
         )
     _console().print(table if jobs else "no jobs yet")
+
+
+def _tokens(job: Job) -> str:
+    total = job.prompt_tokens + job.completion_tokens
+    if not total:
+        return ""
+    cost = f" ${job.cost:.4f}" if job.cost else ""
+    return f"{total:,}{cost}"
 
 
 def job_summary(job: Job) -> None:
@@ -142,11 +152,12 @@ def job_summary(job: Job) -> None:
         f"{job.skipped} skipped",
         f"of {job.total}",
         _seconds(job.duration_s()),
+        f"{_tokens(job)} tokens" if _tokens(job) else "",
     ]
     text = " · ".join(p for p in parts if p)
     if job.reason:
         text += f"\n{_escape(job.reason)}"
-    if job.failed:
+    if job.failed and job.status.finished:
         text += f": see them with `cxrun records {job.job} --status failed`"
     _console().print(text)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,15 +59,22 @@ class Batch:
     filtered: bool
     first: int
     last: int
+    rows: list[int] | None = None  # a retry's rows, instead of the range first..last
     results: Results = field(default_factory=dict)
     failures: dict[int, tuple[int, str]] = field(default_factory=dict)
     sql_seconds: float = 0.0
 
     @property
     def source(self) -> str:
+        if self.rows is not None:
+            return job_store.rows_source(self.table, self.rows)
         return job_store.batch_source(
             self.job.job, self.table, self.filtered, self.first, self.last
         )
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) if self.rows is not None else self.last - self.first + 1
 
 
 @dataclass
@@ -81,6 +88,10 @@ class Runner:
     batch_rows: int | None = None
     on_progress: Callable[[Job], None] | None = None
     executor_options: dict[str, Any] = field(default_factory=dict)
+    # A retry: row → (the step it starts again from, its attempts so far), and the I/O results
+    # of the steps before, which are reused rather than called again.
+    retry: dict[int, tuple[int, int]] | None = None
+    reuse: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
 
     def run(self, job_id: int) -> Job:
         return asyncio.run(self._run(job_id))
@@ -92,17 +103,17 @@ class Runner:
             table = table_store.version(con, name, number)
         assert table is not None, f"job {job_id} lost its table version"
         spool = Spool(self.state.dir, job_id)
-        done = spool.load()
+        done = {**self.reuse, **spool.load()}
         try:
             async with AsyncExitStack() as stack:
                 executor = await self._executor(stack, job, spool, done)
-                while job.processed < job.total and not job.status.finished:
-                    job = await self._batch(
-                        Batch(job, table, filtered, *self._range(job)), executor, done
-                    )
+                for batch in self._batches(job, table, filtered):
+                    job = await self._batch(batch, executor, done)
                     spool.clear()
                     if self.on_progress:
                         self.on_progress(job)
+                    if job.status.finished:
+                        break
         except JobPaused as paused:
             return self._set(job_id, JobStatus.PAUSED, paused.reason)
         except JobTimedOut:
@@ -118,13 +129,23 @@ class Runner:
         spool.close(remove=True)
         return job
 
-    def _range(self, job: Job) -> tuple[int, int]:
+    def _batches(self, job: Job, table: TableInfo, filtered: bool) -> Iterator[Batch]:
+        """The job's remaining rows in batches (or a retry's rows)."""
         size = self.batch_rows or (
             BATCH_ROWS
             if not self.spinner.has_io
             else max(256, 32 * self.spinner.limits.concurrency)
         )
-        return job.processed, min(job.processed + size, job.total) - 1
+        if self.retry is not None:
+            rows = sorted(self.retry)
+            for start in range(0, len(rows), size):
+                yield Batch(job, table, filtered, 0, 0, rows=rows[start : start + size])
+            return
+        first = job.processed
+        while first < job.total:
+            last = min(first + size, job.total) - 1
+            yield Batch(job, table, filtered, first, last)
+            first = last + 1
 
     async def _executor(
         self, stack: AsyncExitStack, job: Job, spool: Spool, done: dict[Any, dict[str, Any]]
@@ -229,19 +250,21 @@ class Runner:
     def _write(
         self, con: duckdb.DuckDBPyConnection, batch: Batch, result: str, started: datetime
     ) -> Job:
-        count = batch.last - batch.first + 1
-        per_row_ms = batch.sql_seconds * 1000 / max(count, 1)
+        per_row_ms = batch.sql_seconds * 1000 / max(batch.size, 1)
         with transaction(con):
+            if batch.rows is not None:
+                assert self.retry is not None
+                job_store.set_retry(con, {row: self.retry[row] for row in batch.rows})
             job = job_store.write_batch(
                 con,
                 batch.job.job,
                 self._plan(result),
                 result,
-                batch.last + 1,
+                None if batch.rows is not None else batch.last + 1,
                 (started, self.clock()),
                 per_row_ms,
             )
-            if job.processed >= job.total:
+            if batch.rows is None and job.processed >= job.total:
                 job = self._finish(con, job)
         return job
 
@@ -258,6 +281,7 @@ class Runner:
                 for p, s in enumerate(self.spinner.steps)
                 if isinstance(s, SendStep) and s.channel in outbox
             ],
+            retry=self.retry is not None,
         )
 
     def _finish(self, con: duckdb.DuckDBPyConnection, job: Job) -> Job:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from cxrun.runtime import Runner
 from cxrun.secrets import Secrets
 from cxrun.spec import checks, loader
 from cxrun.spec.loader import SpinnerFile
-from cxrun.spec.model import Spinner
+from cxrun.spec.model import AIStep, HttpStep, Spinner, Step
 from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
@@ -240,6 +241,76 @@ def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | Non
     return plugins.build(ctx.project, spinner, ctx.secrets)
 
 
+def _job_spinner(ctx: Context, job: Job) -> Spinner:
+    """The spinner version a job started with (runs never switch versions)."""
+    with ctx.state.read() as con:
+        version = spinner_store.version(con, job.spinner, job.version)
+    assert version is not None, f"job {job.job} lost its spinner version"
+    return loader.build(version.spec, job.spinner)
+
+
+def resume(ctx: Context, job_id: int, on_progress: Callable[[Job], None] | None = None) -> Job:
+    """Continue a paused job with its unfinished records (finished calls are not made again)."""
+    found = job(ctx, job_id)
+    if found.status != JobStatus.PAUSED:
+        raise CxrunError(f"job {job_id} is {found.status}, not paused", "only a paused job resumes")
+    spinner = _job_spinner(ctx, found)
+    built = _plugins(ctx, found.spinner, spinner)
+    with ctx.state.write() as con:
+        job_store.set_status(con, job_id, JobStatus.RUNNING, None)
+    return Runner(ctx.state, spinner, built, on_progress=on_progress).run(job_id)
+
+
+def retry(
+    ctx: Context,
+    job_id: int,
+    record: str | None = None,
+    on_progress: Callable[[Job], None] | None = None,
+) -> Job:
+    """Run a finished job's failed records again from their failed step, reusing what succeeded."""
+    found = job(ctx, job_id)
+    if not found.status.finished:
+        raise CxrunError(f"job {job_id} is {found.status}", "retry a job once it has finished")
+    spinner = _job_spinner(ctx, found)
+    with ctx.state.read() as con:
+        failed = job_store.failed_records(con, job_id, record)
+        earlier = job_store.last_outputs(con, job_id, [row for row, _, _ in failed])
+    if not failed:
+        which = f"record '{record}'" if record else "records"
+        raise CxrunError(f"job {job_id} has no failed {which} to retry")
+    ids = {step.id: pos for pos, step in enumerate(spinner.steps)}
+    starts = {row: (ids.get(step or "", -1), attempts) for row, step, attempts in failed}
+    reuse = {
+        (row, pos): _reused(spinner.steps[pos], row, pos, output)
+        for row, pos, output in earlier
+        if spinner.steps[pos].is_io and pos < starts[row][0]
+    }
+    built = _plugins(ctx, found.spinner, spinner)
+    with ctx.state.write() as con:
+        job_store.reopen(con, job_id)
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, retry=starts, reuse=reuse)
+    return runner.run(job_id)
+
+
+def _reused(step: Step, row: int, pos: int, output: Any) -> dict[str, Any]:
+    """An earlier I/O step's result, from its journey entry, as if the call had just been made."""
+    text = output if isinstance(output, str) and not isinstance(step, HttpStep) else None
+    if isinstance(step, AIStep) and step.schema is not None:
+        text = None
+    return {
+        "row": row,
+        "pos": pos,
+        "ok": True,
+        "message": None,
+        "error": None,
+        "attempts": [],
+        "value": text if text is not None else json.dumps(output),
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+    }
+
+
 def _current_table(ctx: Context, name: str, spinner: Spinner) -> TableInfo:
     """The spinner's table, reloaded if its file changed, and still fitting the spinner."""
     try:
@@ -287,6 +358,13 @@ def records(
             key = spec.spec["key"] if spec else ""
             return job_store.pending_records(con, found, table, key, limit, offset)
         return job_store.records(con, job_id, table, status, limit, offset)
+
+
+def outbox(
+    ctx: Context, job_id: int | None, page: int, limit: int = PAGE_SIZE
+) -> list[dict[str, Any]]:
+    with ctx.state.read() as con:
+        return job_store.outbox(con, job_id, limit, (page - 1) * limit)
 
 
 def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:

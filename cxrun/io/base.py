@@ -131,7 +131,7 @@ def error_for_status(
     text = (body_text if body_text is not None else response.text)[:300]
     message = f"{what}: HTTP {status}" + (f": {text}" if text else "")
     if status == 429:
-        quota = "insufficient_quota" in text or "quota" in text.lower()
+        quota = "insufficient_quota" in text
         if quota:
             return CallError(message, status=status, pause=Pause.CREDITS)
         return rate_limited(message, response)

@@ -107,6 +107,7 @@ def build(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
         configured = project.providers if section == "providers" else project.channels
         for name in sorted(names):
             options = dict(configured[name])
+            secrets.resolve(options)  # so that the redactor knows every value in use
             kind = options["kind"]
             if kind == "outbox":
                 outbox.add(name)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.clock import from_db, to_db
 from cxrun.enums import JobStatus
-from cxrun.models import Job, JourneyEntry, Record
+from cxrun.models import Job, JourneyEntry, Record, iso
 from cxrun.pipeline import FAILURES, io_table, render_column
 from cxrun.sql import quote_ident, wrap
 from cxrun.store.tables import ROW, TableInfo
@@ -132,6 +132,49 @@ def batch_source(job: int, table: TableInfo, filtered: bool, first: int, last: i
     )
 
 
+def rows_source(table: TableInfo, rows: list[int]) -> str:
+    """Some rows of a table version (a retry's failed records), as a SQL relation."""
+    listed = ", ".join(str(int(r)) for r in rows) or "NULL"
+    return f"(SELECT * FROM {table.sql} WHERE {ROW} IN ({listed}))"
+
+
+def failed_records(
+    con: duckdb.DuckDBPyConnection, job: int, key: str | None
+) -> list[tuple[int, str | None, int]]:
+    """(row, failed step id, attempts) of a job's failed records, or of one of them."""
+    return [
+        (int(seq), step, int(attempts))
+        for seq, step, attempts in con.execute(
+            "SELECT seq, failed_step, attempts FROM cx_records WHERE job = ? AND status = 'failed' "
+            "AND (? IS NULL OR key = ?) ORDER BY seq",
+            [job, key, key],
+        ).fetchall()
+    ]
+
+
+def last_outputs(
+    con: duckdb.DuckDBPyConnection, job: int, rows: list[int]
+) -> list[tuple[int, int, Any]]:
+    """(row, step position, output) of the last completed attempt of every step of these rows."""
+    found = con.execute(
+        "SELECT seq, pos, arg_max(output, attempt) FROM cx_journey WHERE job = ? AND status = "
+        "'completed' AND seq IN (SELECT unnest(?)) GROUP BY seq, pos",
+        [job, rows],
+    ).fetchall()
+    return [(int(seq), int(pos), json.loads(out) if out else None) for seq, pos, out in found]
+
+
+def set_retry(con: duckdb.DuckDBPyConnection, starts: dict[int, tuple[int, int]]) -> None:
+    """The rows a retry writes again: the step each starts from and its earlier attempts."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _cx_from (row BIGINT, pos INTEGER, attempts INTEGER)")
+    if starts:
+        rows = list(starts)
+        con.execute(
+            "INSERT INTO _cx_from SELECT unnest(?), unnest(?), unnest(?)",
+            [rows, [starts[r][0] for r in rows], [starts[r][1] for r in rows]],
+        )
+
+
 def materialize(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> None:
     """A batch's intermediate result, as a temp table of this connection."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
@@ -205,6 +248,7 @@ class BatchWrite:
     journey: list[str]
     io_positions: list[int]
     outbox: list[tuple[int, str, str]]  # (position, step id, channel)
+    retry: bool = False  # rows are written again from their failed step (see set_retry)
 
 
 def write_batch(
@@ -212,55 +256,105 @@ def write_batch(
     job: int,
     plan: BatchWrite,
     result: str,
-    cursor: int,
+    cursor: int | None,
     window: tuple[datetime, datetime],
     per_row_ms: float,
 ) -> Job:
     """Write a computed batch: records, journey entries, outbox rows, the job's counts."""
     started, ended = to_db(window[0]), to_db(window[1])
+    times = {"job": job, "started": started, "ended": ended}
     io_ms = "".join(
         f' + coalesce(list_sum(list_transform(from_json(_cx_a{p}, \'[{{"duration_ms": '
         f'"DOUBLE"}}]\'), lambda a: a.duration_ms)), 0)'
         for p in plan.io_positions
     )
+    attempts = "1"
+    if plan.retry:
+        con.execute(
+            "DELETE FROM cx_records WHERE job = ? AND seq IN (SELECT row FROM _cx_from)", [job]
+        )
+        attempts = f"1 + (SELECT attempts FROM _cx_from WHERE row = {ROW})"
     con.execute(
         f"INSERT INTO cx_records SELECT $job, {ROW}, _cx_key, "
         f"CASE WHEN _cx_fp IS NULL THEN 'completed' ELSE 'failed' END, {plan.tags}, "
-        f"{plan.outputs}, _cx_fe, {plan.failed_step}, 1, $started, $ended, $ms{io_ms} "
+        f"{plan.outputs}, _cx_fe, {plan.failed_step}, {attempts}, $started, $ended, $ms{io_ms} "
         f"FROM {result}",
-        {"job": job, "started": started, "ended": ended, "ms": per_row_ms},
+        {**times, "ms": per_row_ms},
     )
-    step_ms = per_row_ms / max(1, len(plan.journey))
-    con.execute(
-        "INSERT INTO cx_journey SELECT $job, _cx_row, pos, step, attempt, status, message, output, "
-        f"error, started_at, ended_at, duration_ms FROM ({' UNION ALL '.join(plan.journey)})",
-        {"job": job, "started": started, "ended": ended, "ms": step_ms},
-    )
+    _write_journey(con, plan, times, per_row_ms / max(1, len(plan.journey)))
     for pos, step, channel in plan.outbox:
+        fresh = f" AND {pos} >= (SELECT pos FROM _cx_from WHERE row = io.row)" if plan.retry else ""
         con.execute(
             "INSERT INTO cx_outbox SELECT $job, r._cx_key, $step, $channel, "
             "io.value::JSON->>'to', io.value::JSON->>'subject', io.value::JSON->>'text', "
             f"io.value::JSON->>'id', $ended FROM {io_table(pos)} AS io "
-            f"JOIN {result} AS r ON r.{ROW} = io.row WHERE io.ok",
+            f"JOIN {result} AS r ON r.{ROW} = io.row WHERE io.ok{fresh}",
             {"job": job, "step": step, "channel": channel, "ended": ended},
         )
+    _count(con, job, plan, result, cursor)
+    return get(con, job)
+
+
+def _write_journey(
+    con: duckdb.DuckDBPyConnection, plan: BatchWrite, times: dict[str, Any], step_ms: float
+) -> None:
+    entries = f"({' UNION ALL '.join(plan.journey)})"
+    if not plan.retry:
+        con.execute(
+            "INSERT INTO cx_journey SELECT $job, _cx_row, pos, step, attempt, status, message, "
+            f"output, error, started_at, ended_at, duration_ms FROM {entries}",
+            {**times, "ms": step_ms},
+        )
+        return
+    # A retry adds entries from each row's failed step on, numbering attempts after the old ones.
+    con.execute(
+        "INSERT INTO cx_journey SELECT $job, j._cx_row, j.pos, j.step, "
+        "j.attempt + coalesce(p.tries, 0), j.status, j.message, j.output, j.error, j.started_at, "
+        f"j.ended_at, j.duration_ms FROM {entries} AS j JOIN _cx_from AS f "
+        "ON f.row = j._cx_row AND j.pos >= f.pos LEFT JOIN (SELECT seq, pos, max(attempt) AS tries "
+        "FROM cx_journey WHERE job = $job GROUP BY seq, pos) AS p "
+        "ON p.seq = j._cx_row AND p.pos = j.pos",
+        {**times, "ms": step_ms},
+    )
+
+
+def _count(
+    con: duckdb.DuckDBPyConnection, job: int, plan: BatchWrite, result: str, cursor: int | None
+) -> None:
     usage = (
         " + ".join(
             f"(SELECT coalesce(sum({{0}}), 0) FROM {io_table(p)})" for p in plan.io_positions
         )
         or "0"
     )
-    con.execute(
-        "UPDATE cx_jobs SET cursor = $cursor, completed = completed + c.ok, "
-        "failed = failed + c.bad, "
+    tokens = (
         f"prompt_tokens = prompt_tokens + ({usage.format('prompt_tokens')}), "
         f"completion_tokens = completion_tokens + ({usage.format('completion_tokens')}), "
-        f"cost = cost + ({usage.format('cost')}) "
+        f"cost = cost + ({usage.format('cost')})"
+    )
+    if plan.retry:  # the failed records were counted before: count them all again
+        con.execute(
+            f"UPDATE cx_jobs SET {tokens}, completed = c.ok, failed = c.bad FROM (SELECT "
+            "count(*) FILTER (WHERE status = 'completed') AS ok, "
+            "count(*) FILTER (WHERE status = 'failed') AS bad FROM cx_records WHERE job = $job) "
+            "AS c WHERE job = $job",
+            {"job": job},
+        )
+        return
+    con.execute(
+        f"UPDATE cx_jobs SET cursor = $cursor, completed = completed + c.ok, "
+        f"failed = failed + c.bad, {tokens} "
         "FROM (SELECT count(*) FILTER (WHERE _cx_fp IS NULL) AS ok, "
         f"count(*) FILTER (WHERE _cx_fp IS NOT NULL) AS bad FROM {result}) AS c WHERE job = $job",
         {"cursor": cursor, "job": job},
     )
-    return get(con, job)
+
+
+def reopen(con: duckdb.DuckDBPyConnection, job: int) -> None:
+    """A finished job running again (a retry)."""
+    con.execute(
+        "UPDATE cx_jobs SET status = 'running', reason = NULL, ended_at = NULL WHERE job = ?", [job]
+    )
 
 
 def set_status(
@@ -377,3 +471,19 @@ def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyE
         )
         for step, attempt, status, message, output, error, started, ended, duration in rows
     ]
+
+
+def outbox(
+    con: duckdb.DuckDBPyConnection, job: int | None, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    cursor = con.execute(
+        "SELECT job, record, step, channel, recipient, subject, text, idempotency_key, created_at "
+        "FROM cx_outbox WHERE ? IS NULL OR job = ? ORDER BY created_at DESC, job DESC, record "
+        "LIMIT ? OFFSET ?",
+        [job, job, limit, offset],
+    )
+    names = [d[0] for d in cursor.description or []]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:
+        row["created_at"] = iso(from_db(row["created_at"]))
+    return rows

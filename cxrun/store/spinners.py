@@ -33,6 +33,15 @@ def latest(con: duckdb.DuckDBPyConnection, spinner: str) -> Version | None:
     return _version(row)
 
 
+def version(con: duckdb.DuckDBPyConnection, spinner: str, number: int) -> Version | None:
+    row = con.execute(
+        "SELECT spinner, version, digest, spec, published_at FROM cx_spinners "
+        "WHERE spinner = ? AND version = ?",
+        [spinner, number],
+    ).fetchone()
+    return _version(row) if row else None
+
+
 def all_latest(con: duckdb.DuckDBPyConnection) -> dict[str, Version]:
     rows = con.execute(
         "SELECT spinner, version, digest, spec, published_at FROM cx_spinners "
