@@ -252,11 +252,18 @@ def run_now(
     spinner: Annotated[str, typer.Argument(help="Spinner name.")],
     where: Annotated[str | None, typer.Option("--where", help="Extra SQL row filter.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="At most N rows.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; call nothing.")
+    ] = False,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Run the published spinner now, here, with progress."""
-    from cxrun import services
+    from cxrun import render, services
+
+    if dry_run:
+        preview = services.dry_run(_ctx(project), spinner, where, limit)
+        return render.print_json(preview.to_json()) if json_ else render.dry_run(preview)
 
     _run_job(
         json_,

@@ -207,6 +207,26 @@ def preview(names: Sequence[str], rows: Sequence[dict[str, Any]], title: str) ->
     _console().print(table)
 
 
+def dry_run(preview: Any) -> None:
+    """Each shown row's I/O calls as they would be sent, then the estimate."""
+    console = _console()
+    for row in preview.rows:
+        console.print(f"[bold]record {_escape(row['record'])}[/]")
+        for call in row["calls"]:
+            target = f" via {call['target']}" if call["target"] else ""
+            console.print(f"  {call['step']} ({call['kind']}{target})")
+            for name, value in call.items():
+                if name not in ("step", "kind", "target"):
+                    console.print(f"    {name}: {_escape(value)}")
+    estimate = preview.to_json()["estimate"]
+    console.print(
+        f"dry run: {preview.selected} rows selected, {len(preview.rows)} shown; nothing was sent "
+        f"and no job was created.\nestimated AI tokens for all rows: about "
+        f"{estimate['prompt_tokens']:,} prompt + {estimate['completion_tokens']:,} completion "
+        f"(completion counts max_tokens, or 256 where it is not set)"
+    )
+
+
 class JobProgress:
     """A job's progress on stderr: a bar on a terminal, a plain line per batch otherwise."""
 

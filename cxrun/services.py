@@ -10,7 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cxrun import dryrun
 from cxrun.clock import utcnow
+from cxrun.dryrun import DryRun
 from cxrun.enums import JobStatus, Trigger
 from cxrun.errors import CxrunError, NotFound, TableError, ValidationFailed
 from cxrun.io import plugins
@@ -29,6 +31,7 @@ from cxrun.store.tables import TableInfo
 from cxrun.tables import ensure_loaded
 
 PAGE_SIZE = 50
+DRY_RUN_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,18 @@ def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | Non
             [f"spinner '{name}': {p}" for p in problems], "fix cxrun.yaml or set the secrets"
         )
     return plugins.build(ctx.project, spinner, ctx.secrets)
+
+
+def dry_run(ctx: Context, name: str, where: str | None, limit: int | None) -> DryRun:
+    """What run-now would send, for the first rows; no call is made and no job is created."""
+    _, spinner = published_spinner(ctx, name)
+    table = _current_table(ctx, name, spinner)
+    if where is not None:
+        problem = checks.where_problem(table, where)
+        if problem:
+            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    conditions = [c for c in (spinner.select, where) if c]
+    return dryrun.dry_run(ctx.state, spinner, table, conditions, limit or DRY_RUN_ROWS)
 
 
 def _job_spinner(ctx: Context, job: Job) -> Spinner:
