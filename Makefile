@@ -15,12 +15,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Publishes the example spinners, runs both (a job with failed rows exits 3: that is the demo),
-# then shows the jobs table.
+# Publishes the example spinners and runs them (a job with failed rows exits 3: that is the
+# demo), then shows the jobs table.
 run: setup
 	$(BIN)/cxrun publish
 	$(BIN)/cxrun run-now welcome || [ $$? -eq 3 ]
 	$(BIN)/cxrun run-now lead-triage || [ $$? -eq 3 ]
+	$(BIN)/cxrun run-now ai-welcome || [ $$? -eq 3 ]
 	$(BIN)/cxrun jobs --limit 10
 
 test: setup
