@@ -172,9 +172,7 @@ class Runner:
             on_rate_limit=lambda until: self._rate_limited(job.job, until),
             on_resume=lambda: self._set(job.job, JobStatus.RUNNING, None),
             record_timeout=limits.record_timeout,
-            deadline=None
-            if limits.job_timeout is None
-            else time.monotonic() + limits.job_timeout - elapsed,
+            time_left=None if limits.job_timeout is None else limits.job_timeout - elapsed,
             **self.executor_options,
         )
 

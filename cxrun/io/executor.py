@@ -93,7 +93,7 @@ class Executor:
     on_rate_limit: Callable[[datetime], object] = lambda until: None
     on_resume: Callable[[], object] = lambda: None
     record_timeout: float | None = None
-    deadline: float | None = None  # monotonic time after which nothing new starts
+    time_left: float | None = None  # seconds until the job's deadline: then nothing new starts
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], datetime] = utcnow
     sleep: Sleep = asyncio.sleep
@@ -102,6 +102,11 @@ class Executor:
     _timed_out: bool = False
     _row_started: dict[int, float] = field(default_factory=dict)
     _limited_until: float | None = None
+    _deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.time_left is not None:
+            self._deadline = self.clock() + self.time_left
 
     async def run(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
         """Make every call (at most `concurrency` at once); return their results.
@@ -116,6 +121,8 @@ class Executor:
                 if self._paused or self._expired():
                     return None
                 result = await self._call(call)
+                if result["paused"]:  # not finished: called again when the job resumes
+                    return None
                 self.spool_append(result)
                 return result
 
@@ -127,7 +134,7 @@ class Executor:
         return [r for r in results if r is not None]
 
     def _expired(self) -> bool:
-        if self.deadline is not None and self.clock() >= self.deadline:
+        if self._deadline is not None and self.clock() >= self._deadline:
             self._timed_out = True
         return self._timed_out
 
@@ -191,9 +198,9 @@ class Executor:
                 outcome = await asyncio.wait_for(self._invoke(call, target), timeout=budget)
             except CallError as exc:
                 error = exc
-            except (TimeoutError, httpx.TimeoutException):
+            except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
-            except httpx.TransportError as exc:
+            except httpx.TransportError as exc:  # connect errors and timeouts included
                 error = CallError(f"connection error: {type(exc).__name__}: {exc}", retryable=True)
         ended = self.wall()
         attempt = {
