@@ -36,6 +36,7 @@ typecheck: setup
 
 bench: setup
 	$(BIN)/python bench/pure.py
+	$(BIN)/python bench/io.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache

@@ -17,12 +17,8 @@ What it does, in a temporary folder that is removed at the end:
 4. times `cxrun --help` and `cxrun jobs --json` (on the state the runs left), 10 times each;
 5. checks that the baseline wrote what cxrun wrote (counts per step and status, tags, outputs).
 
-Wall time is measured around each subprocess (from spawn to reaped). Peak memory is the
-kernel's maximum resident set size of the measured process, reported by GNU `/usr/bin/time -f %M`
-(a tiny parent that reads it from wait4). `os.wait4` from this process is not used: a child
-spawned by a large parent inherits the parent's high-water mark across exec. Without GNU time the
-script falls back to polling VmHWM (the kernel's per-process peak) in /proc/PID/status every
-10 ms, which can only miss a peak reached in the last 10 ms before exit.
+Wall time, CPU time and peak memory are measured as bench/common.py says (peak RSS by GNU
+`/usr/bin/time -f %M`, or by polling /proc/PID/status without it).
 
 The exit status is 0 whatever the figures: each figure is marked "ok" or "over target".
 """
@@ -31,24 +27,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+from common import Measured, machine, measure, rss_method, write_contacts
 
 REPO = Path(__file__).resolve().parent.parent
 CXRUN = Path(sys.executable).parent / "cxrun"
-GNU_TIME = Path("/usr/bin/time")
 QUICK_RUNS = 10
 
 TARGET_RATIO = 2.0
@@ -72,35 +63,6 @@ steps:
   - id: score
     set:
       score: "lifetime_value / 100"
-"""
-
-# Deterministic, varied contacts: names, cities and plans picked by hash, a skewed lifetime value
-# (about 40% above 1000), sign-up dates over six years.
-CONTACTS_SQL = """
-COPY (
-    SELECT
-        i + 1 AS id,
-        ['Ada', 'Alan', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Margaret', 'Ken', 'Frances',
-         'John', 'Radia', 'Tim', 'Hedy', 'Dennis', 'Katherine', 'Linus', 'Sophie', 'Guido',
-         'Anita', 'Niklaus'][1 + CAST(hash(i, 'first') % 20 AS INTEGER)] AS first_name,
-        ['Lovelace', 'Turing', 'Hopper', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton', 'Thompson',
-         'Allen', 'McCarthy', 'Perlman', 'Berners-Lee', 'Lamarr', 'Ritchie', 'Johnson',
-         'Torvalds', 'Wilson', 'van Rossum', 'Borg', 'Wirth']
-            [1 + CAST(hash(i, 'last') % 20 AS INTEGER)] AS last_name,
-        lower(first_name || '.' || replace(last_name, ' ', '') || '.' || id) || '@example.org'
-            AS email,
-        ['London', 'Paris', 'Berlin', 'Madrid', 'Lisbon', 'Rome', 'Amsterdam', 'Dublin',
-         'New York', 'Boston', 'Austin', 'Toronto', 'Lyon', 'Manchester', 'Zurich',
-         'Vienna'][1 + CAST(hash(i, 'city') % 16 AS INTEGER)] AS city,
-        ['FR', 'GB', 'DE', 'ES', 'PT', 'IT', 'NL', 'IE', 'US', 'CA']
-            [1 + CAST(hash(i, 'country') % 10 AS INTEGER)] AS country,
-        '+33 6 ' || lpad(CAST(hash(i, 'phone') % 100000000 AS VARCHAR), 8, '0') AS phone,
-        ['free', 'starter', 'pro', 'enterprise'][1 + CAST(hash(i, 'plan') % 4 AS INTEGER)] AS plan,
-        round(pow((hash(i, 'ltv') % 1000000) / 1000000.0, 3) * 5000, 2) AS lifetime_value,
-        DATE '2020-01-01' + CAST(hash(i, 'signup') % 2190 AS INTEGER) AS signup_date,
-        hash(i, 'opt') % 10 < 8 AS opted_in
-    FROM range(?) AS t(i)
-) TO '{path}' (FORMAT parquet)
 """
 
 # The same two tables as cxrun's state (copied from cxrun/store/schema.py; checked below).
@@ -164,17 +126,6 @@ con.close()
 
 
 @dataclass(frozen=True)
-class Measured:
-    """One subprocess: its wall time, peak RSS (MB, None if unknown) and what it printed."""
-
-    wall_s: float
-    rss_mb: float | None
-    code: int
-    stdout: str
-    stderr: str
-
-
-@dataclass(frozen=True)
 class Figure:
     label: str
     value: float
@@ -191,68 +142,6 @@ class Figure:
         return f"  {self.label:<36} {shown:>10}   target <= {target:<8} {verdict}"
 
 
-# ---- measuring one process ----------------------------------------------------------------
-
-
-def gnu_time_works() -> bool:
-    if not GNU_TIME.exists():
-        return False
-    done = subprocess.run([str(GNU_TIME), "-f", "%M", "true"], capture_output=True, text=True)
-    lines = done.stderr.strip().splitlines()
-    return done.returncode == 0 and bool(lines) and lines[-1].isdigit()
-
-
-def measure(command: Sequence[str], cwd: Path, memory: str | None = None) -> Measured:
-    """Run `command` to its end and time it; with `memory` ("time" or "poll"), its peak RSS too."""
-    env = {k: v for k, v in os.environ.items() if k != "CXRUN_PROJECT"}
-    with tempfile.TemporaryDirectory(prefix="cxrun-measure-") as scratch:
-        out, err, rss = (Path(scratch) / name for name in ("out", "err", "rss"))
-        if memory == "time":
-            command = [str(GNU_TIME), "-f", "%M", "-o", str(rss), *command]
-        with out.open("w") as stdout, err.open("w") as stderr:
-            tick = time.perf_counter()
-            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
-            poller = PeakPoller(process.pid) if memory == "poll" else None
-            code = process.wait()
-            wall = time.perf_counter() - tick
-        peak = read_time_rss(rss) if memory == "time" else poller.stop() if poller else None
-        return Measured(wall, peak, code, out.read_text(), err.read_text())
-
-
-def read_time_rss(path: Path) -> float | None:
-    """The last line GNU time wrote (after a possible "Command exited with ..." line), in MB."""
-    lines = path.read_text().strip().splitlines() if path.exists() else []
-    return int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else None
-
-
-class PeakPoller:
-    """Reads VmHWM (the kernel's peak RSS of the process) every 10 ms, in a thread, so that the
-    caller can wait for the process and time it exactly."""
-
-    def __init__(self, pid: int, every: float = 0.01) -> None:
-        self.status = Path(f"/proc/{pid}/status")
-        self.every = every
-        self.peak: float | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-
-    def _poll(self) -> None:
-        while not self.done.is_set():
-            try:
-                found = re.search(r"^VmHWM:\s+(\d+) kB", self.status.read_text(), re.MULTILINE)
-            except OSError:
-                return
-            if found:
-                self.peak = max(self.peak or 0.0, int(found.group(1)) / 1024)
-            self.done.wait(self.every)
-
-    def stop(self) -> float | None:
-        self.done.set()
-        self.thread.join()
-        return self.peak
-
-
 # ---- the project and the runs -------------------------------------------------------------
 
 
@@ -263,8 +152,7 @@ def make_project(root: Path, rows: int) -> Path:
     (root / "cxrun.yaml").write_text("name: bench\n")
     (root / "spinners" / "pure.yaml").write_text(SPINNER)
     parquet = root / "tables" / "contacts.parquet"
-    with duckdb.connect() as con:
-        con.execute(CONTACTS_SQL.format(path=str(parquet).replace("'", "''")), [rows])
+    write_contacts(parquet, rows)
     return parquet
 
 
@@ -354,21 +242,6 @@ def outcome_differences(project: Path, job: int, baseline: Path) -> list[str]:
     return [f"cxrun {mine.get(k)} != baseline {base.get(k)}" for k in keys if mine[k] != base[k]]
 
 
-def machine() -> list[str]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        cpu = found.group(1).strip() if found else cpu
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return [
-        f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
-        f"{memory:.0f} GiB RAM",
-        f"system:  {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"DuckDB {duckdb.__version__}",
-    ]
-
-
 def runs_line(label: str, results: Sequence[Measured]) -> str:
     walls = " ".join(f"{r.wall_s:.2f}" for r in results)
     peaks = " ".join("?" if r.rss_mb is None else f"{r.rss_mb:.0f}" for r in results)
@@ -395,7 +268,7 @@ def report(
     peaks = [r.rss_mb for r in ours if r.rss_mb is not None]
     print()
     print(f"cxrun pure-step benchmark: {rows:,} rows, {len(ours)} runs each (medians)")
-    print(*machine(), sep="\n")
+    print(*machine({"DuckDB": duckdb.__version__}), sep="\n")
     print(f"peak RSS: {rss_method}")
     print()
     print(runs_line("cxrun", ours))
@@ -436,13 +309,6 @@ def arguments() -> argparse.Namespace:
     if args.rows < 1 or args.runs < 1:
         parser.error("--rows and --runs must be at least 1")
     return args
-
-
-def rss_method() -> tuple[str, str]:
-    """How peak memory is measured: "time" or "poll", and a sentence for the report."""
-    if gnu_time_works():
-        return "time", "GNU /usr/bin/time -f %M (kernel max RSS of the process, via wait4)"
-    return "poll", "highest VmHWM in /proc/PID/status, polled every 10 ms"
 
 
 def setup(project: Path, rows: int) -> Path:

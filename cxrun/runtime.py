@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 BATCH_ROWS = 2 * 122_880
 _ROW_BY_ROW = 16
 Results = dict[int, list[dict[str, Any]]]
+T = TypeVar("T")
 
 
 def _row_errors() -> tuple[type[Exception], ...]:
@@ -73,6 +74,10 @@ class Batch:
         )
 
     @property
+    def spool_name(self) -> str:
+        return f"r{self.rows[0]}" if self.rows else f"b{self.first}"
+
+    @property
     def size(self) -> int:
         return len(self.rows) if self.rows is not None else self.last - self.first + 1
 
@@ -92,6 +97,7 @@ class Runner:
     # of the steps before, which are reused rather than called again.
     retry: dict[int, tuple[int, int]] | None = None
     reuse: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    _db_lock: asyncio.Lock | None = None
 
     def run(self, job_id: int) -> Job:
         return asyncio.run(self._run(job_id))
@@ -106,21 +112,20 @@ class Runner:
         done = {**self.reuse, **spool.load()}
         try:
             async with AsyncExitStack() as stack:
-                executor = await self._executor(stack, job, spool, done)
-                for batch in self._batches(job, table, filtered):
-                    job = await self._batch(batch, executor, done)
-                    spool.clear()
-                    if self.on_progress:
-                        self.on_progress(job)
-                    if job.status.finished:
-                        break
+                executor = await self._executor(stack, job)
+                batches = self._batches(job, table, filtered)
+                if executor is None:
+                    job = await self._pure(job, batches)
+                else:
+                    job = await self._pipelined(job, batches, executor, spool, done)
         except JobPaused as paused:
-            return self._set(job_id, JobStatus.PAUSED, paused.reason)
+            return await self._db(self._set, job_id, JobStatus.PAUSED, paused.reason)
         except JobTimedOut:
             limit = self.spinner.limits.job_timeout
-            return self._end(job_id, JobStatus.TIMED_OUT, f"job_timeout of {limit:g}s reached")
+            reason = f"job_timeout of {limit:g}s reached"
+            return await self._db(self._end, job_id, JobStatus.TIMED_OUT, reason)
         except _duckdb_error() as exc:  # run-level: not one row's fault
-            return self._end(job_id, JobStatus.FAILED, duckdb_message(exc))
+            return await self._db(self._end, job_id, JobStatus.FAILED, duckdb_message(exc))
         finally:
             spool.close()
         if not job.status.finished:
@@ -128,6 +133,95 @@ class Runner:
                 job = self._finish(con, job)
         spool.close(remove=True)
         return job
+
+    async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
+        """Pure steps only: one batch after another, each one session of set-based SQL."""
+        for batch in batches:
+            started = self.clock()
+            with self.state.session() as con:
+                job = self._write(con, batch, self._compute(con, batch, 0), started)
+            self._progress(job)
+            if job.status.finished:
+                break
+        return job
+
+    async def _pipelined(
+        self,
+        job: Job,
+        batches: Iterator[Batch],
+        executor: Executor,
+        spool: Spool,
+        done: dict[tuple[int, int], dict[str, Any]],
+    ) -> Job:
+        """I/O steps: the next batch starts its calls while this one finishes, so the
+        concurrency slots stay busy across batches; batches are written in order."""
+        running: list[asyncio.Task[Job]] = []
+        try:
+            for batch in batches:
+                previous = running[-1] if running else None
+                running.append(
+                    asyncio.create_task(self._io_batch(batch, executor, spool, done, previous))
+                )
+                if len(running) == 2:
+                    job = await running.pop(0)
+                    self._progress(job)
+            while running:
+                job = await running.pop(0)
+                self._progress(job)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        return job
+
+    async def _io_batch(
+        self,
+        batch: Batch,
+        executor: Executor,
+        spool: Spool,
+        done: dict[tuple[int, int], dict[str, Any]],
+        previous: asyncio.Task[Job] | None,
+    ) -> Job:
+        started = self.clock()
+        name = batch.spool_name
+
+        def keep(entry: dict[str, Any]) -> None:
+            spool.append(name, entry)
+            done[(entry["row"], entry["pos"])] = entry
+
+        for stage in stages(self.spinner):
+            if stage.io is None:
+                if previous is not None:
+                    await previous  # batches are written in order
+                job = await self._db(self._write_batch, batch, stage.index, started)
+                spool.drop(name)
+                return job
+            calls = await self._db(self._stage_calls, batch, stage.index, stage.io)
+            # Calls finished before a pause or a crash are in the spool: never made twice.
+            reused = [done[(c.row, c.pos)] for c in calls if (c.row, c.pos) in done]
+            fresh = [c for c in calls if (c.row, c.pos) not in done]
+            made = await executor.run(fresh, keep) if fresh else []
+            batch.results[stage.io] = reused + made
+        raise AssertionError("the last stage has no I/O step")
+
+    async def _db(self, work: Callable[..., T], *args: Any) -> T:
+        """State work off the event loop (DuckDB lets go of the GIL), one piece at a time."""
+        if self._db_lock is None:
+            self._db_lock = asyncio.Lock()
+        async with self._db_lock:
+            return await asyncio.to_thread(work, *args)
+
+    def _stage_calls(self, batch: Batch, through: int, pos: int) -> list[Call]:
+        with self.state.session() as con:
+            return self._calls(con, self._compute(con, batch, through), pos)
+
+    def _write_batch(self, batch: Batch, through: int, started: datetime) -> Job:
+        with self.state.session() as con:
+            return self._write(con, batch, self._compute(con, batch, through), started)
+
+    def _progress(self, job: Job) -> None:
+        if self.on_progress:
+            self.on_progress(job)
 
     def _batches(self, job: Job, table: TableInfo, filtered: bool) -> Iterator[Batch]:
         """The job's remaining rows in batches (or a retry's rows)."""
@@ -147,34 +241,27 @@ class Runner:
             yield Batch(job, table, filtered, first, last)
             first = last + 1
 
-    async def _executor(
-        self, stack: AsyncExitStack, job: Job, spool: Spool, done: dict[Any, dict[str, Any]]
-    ) -> Executor | None:
+    async def _executor(self, stack: AsyncExitStack, job: Job) -> Executor | None:
         if not self.spinner.has_io:
             return None
         assert self.plugins is not None, "a spinner with I/O steps needs its plugins"
-        http = await stack.enter_async_context(self.plugins.client(self.spinner.limits.concurrency))
-
-        def keep(entry: dict[str, Any]) -> None:
-            spool.append(entry)
-            done[(entry["row"], entry["pos"])] = entry
-
         limits = self.spinner.limits
-        started = job.started_at or self.clock()
-        elapsed = (self.clock() - started).total_seconds()
-        return Executor(
+        http = await stack.enter_async_context(self.plugins.client(limits.concurrency))
+        elapsed = (self.clock() - (job.started_at or self.clock())).total_seconds()
+        executor = Executor(
             job=job.job,
             targets=self.plugins.targets,
             http=http,
             concurrency=limits.concurrency,
             redact=self.plugins.redact,
-            spool_append=keep,
-            on_rate_limit=lambda until: self._rate_limited(job.job, until),
-            on_resume=lambda: self._set(job.job, JobStatus.RUNNING, None),
+            on_rate_limit=lambda until: self._db(self._rate_limited, job.job, until),
+            on_resume=lambda: self._db(self._set, job.job, JobStatus.RUNNING, None),
             record_timeout=limits.record_timeout,
             time_left=None if limits.job_timeout is None else limits.job_timeout - elapsed,
             **self.executor_options,
         )
+        stack.push_async_callback(executor.close)
+        return executor
 
     def _rate_limited(self, job: int, until: datetime) -> None:
         self._set(
@@ -189,29 +276,12 @@ class Runner:
         with self.state.write() as con:
             return job_store.finish(con, job, status, reason, self.clock())
 
-    async def _batch(
-        self, batch: Batch, executor: Executor | None, done: dict[Any, dict[str, Any]]
-    ) -> Job:
-        started = self.clock()
-        for stage in stages(self.spinner):
-            with self.state.session() as con:
-                result = self._compute(con, batch, stage.index)
-                if stage.io is None:
-                    return self._write(con, batch, result, started)
-                calls = self._calls(con, result, stage.io)
-            assert executor is not None
-            # Calls finished before a pause or a crash are in the spool: never made twice.
-            reused = [done[(c.row, c.pos)] for c in calls if (c.row, c.pos) in done]
-            fresh = [c for c in calls if (c.row, c.pos) not in done]
-            made = await executor.run(fresh) if fresh else []
-            batch.results[stage.io] = reused + made
-        raise AssertionError("the last stage has no I/O step")
-
     def _compute(self, con: duckdb.DuckDBPyConnection, batch: Batch, through: int) -> str:
         """Compute stages 0..through into temp tables (the earlier ones again: they are pure)."""
         tick = time.perf_counter()
         all_stages = stages(self.spinner)
-        job_store.set_failures(con, batch.failures)
+        if batch.failures:
+            job_store.set_failures(con, batch.failures)
         for stage in all_stages[: through + 1]:
             if stage.index:
                 pos = all_stages[stage.index - 1].io

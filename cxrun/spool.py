@@ -4,53 +4,54 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 
 class Spool:
-    """`.cxrun/spool/job-N.jsonl`: one JSON line per finished call, read back after a restart.
+    """`.cxrun/spool/job-N/B.jsonl`: one JSON line per finished call of the job's batch B.
 
     A result is written with one `write` on an O_APPEND descriptor the moment its call ends, so
-    a process killed later loses none of them; the state ingests them with the batch they belong
-    to, and the spool is emptied once that batch is committed.
+    a process killed later loses none of them. The state ingests them with their batch, and the
+    batch's file is removed once that batch is committed; a restart reads the files left.
     """
 
     def __init__(self, state_dir: Path, job: int) -> None:
-        self.path = state_dir / "spool" / f"job-{job}.jsonl"
-        self._fd: int | None = None
+        self.folder = state_dir / "spool" / f"job-{job}"
+        self._open: dict[str, int] = {}
 
     def load(self) -> dict[tuple[int, int], dict[str, Any]]:
         """Finished results by (row, step position); a torn last line is ignored."""
         found: dict[tuple[int, int], dict[str, Any]] = {}
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return found
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            found[(int(entry["row"]), int(entry["pos"]))] = entry
+        for path in sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                found[(int(entry["row"]), int(entry["pos"]))] = entry
         return found
 
-    def append(self, entry: dict[str, Any]) -> None:
-        if self._fd is None:
-            self.path.parent.mkdir(mode=0o700, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+    def append(self, batch: str, entry: dict[str, Any]) -> None:
+        fd = self._open.get(batch)
+        if fd is None:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = self.folder / f"{batch}.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._open[batch] = fd
+        os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
 
-    def clear(self) -> None:
-        """Forget what the state now holds (after a batch is committed)."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-        elif self.path.exists():
-            os.truncate(self.path, 0)
+    def drop(self, batch: str) -> None:
+        """Forget a batch the state now holds (after it is committed)."""
+        fd = self._open.pop(batch, None)
+        if fd is not None:
+            os.close(fd)
+        (self.folder / f"{batch}.jsonl").unlink(missing_ok=True)
 
     def close(self, remove: bool = False) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
         if remove:
-            self.path.unlink(missing_ok=True)
+            shutil.rmtree(self.folder, ignore_errors=True)

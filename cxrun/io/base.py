@@ -223,7 +223,7 @@ def error_text(text: str) -> str:
 
 async def post_json(
     http: httpx.AsyncClient,
-    url: str,
+    url: str | httpx.URL,
     body: bytes,
     *,
     what: str,

@@ -77,6 +77,71 @@ class Outcome:
     completion_tokens: int = 0
 
 
+async def _nothing() -> None:
+    return None
+
+
+class _Work:
+    """The calls of one `run`: counts down as workers finish them."""
+
+    def __init__(self, count: int, keep: Callable[[dict[str, Any]], None]) -> None:
+        self.left = count
+        self.keep = keep
+        self.results: list[dict[str, Any]] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def cancel(self) -> None:
+        if not self.done.done():
+            self.done.cancel()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.left -= 1
+        if self.done.done():
+            return
+        if error is not None:
+            self.done.set_exception(error)
+        elif self.left == 0:
+            self.done.set_result(None)
+
+
+class _Watchdog:
+    """Time limits for attempts: one periodic check cancels the overdue ones (cheaper than a
+    timer per attempt at thousands of calls a second)."""
+
+    def __init__(self, period: float = 0.02) -> None:
+        self.period = period
+        self._due: dict[asyncio.Task[Any], float] = {}
+        self._fired: set[asyncio.Task[Any]] = set()
+
+    def arm(self, seconds: float) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._due[task] = time.monotonic() + seconds
+        return task
+
+    def disarm(self, task: asyncio.Task[Any]) -> None:
+        self._due.pop(task, None)
+        self._fired.discard(task)
+
+    def fired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the watchdog cancelled `task` (then the cancellation is taken back)."""
+        if task not in self._fired:
+            return False
+        self._fired.discard(task)
+        task.uncancel()
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            now = time.monotonic()
+            for task, due in list(self._due.items()):
+                if due <= now:
+                    del self._due[task]
+                    self._fired.add(task)
+                    task.cancel()
+
+
 def idempotency_key(job: int, record: str, step: str) -> str:
     digest = hashlib.sha256(f"{job}\x1f{record}\x1f{step}".encode()).hexdigest()
     return f"cxrun-{job}-{digest[:32]}"
@@ -89,9 +154,8 @@ class Executor:
     http: httpx.AsyncClient
     concurrency: int = 8
     redact: Callable[[str], str] = lambda text: text
-    spool_append: Callable[[dict[str, Any]], None] = lambda entry: None
-    on_rate_limit: Callable[[datetime], object] = lambda until: None
-    on_resume: Callable[[], object] = lambda: None
+    on_rate_limit: Callable[[datetime], Awaitable[object]] = lambda until: _nothing()
+    on_resume: Callable[[], Awaitable[object]] = lambda: _nothing()
     record_timeout: float | None = None
     time_left: float | None = None  # seconds until the job's deadline: then nothing new starts
     clock: Callable[[], float] = time.monotonic
@@ -103,35 +167,65 @@ class Executor:
     _row_started: dict[int, float] = field(default_factory=dict)
     _limited_until: float | None = None
     _deadline: float | None = None
+    _queue: asyncio.Queue[tuple[Call, _Work]] = field(default_factory=asyncio.Queue)
+    _workers: list[asyncio.Task[None]] = field(default_factory=list)
+    _watchdog: _Watchdog = field(default_factory=lambda: _Watchdog())
 
     def __post_init__(self) -> None:
         if self.time_left is not None:
             self._deadline = self.clock() + self.time_left
 
-    async def run(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
-        """Make every call (at most `concurrency` at once); return their results.
+    async def run(
+        self, calls: Sequence[Call], keep: Callable[[dict[str, Any]], None] = lambda r: None
+    ) -> list[dict[str, Any]]:
+        """Make every call; return their results, each handed to `keep` the moment it is done.
 
-        Raises JobPaused or JobTimedOut once the calls in flight have finished; their results
-        are in the spool already.
+        `concurrency` workers serve every `run` of this executor, so two batches share the
+        slots and a slow call never idles the others. Raises JobPaused or JobTimedOut once the
+        calls in flight have finished.
         """
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(call: Call) -> dict[str, Any] | None:
-            async with gate:
-                if self._paused or self._expired():
-                    return None
-                result = await self._call(call)
-                if result["paused"]:  # not finished: called again when the job resumes
-                    return None
-                self.spool_append(result)
-                return result
-
-        results = await asyncio.gather(*(one(call) for call in calls))
+        if not calls:
+            return []
+        self._start_workers()
+        work = _Work(len(calls), keep)
+        for call in calls:
+            self._queue.put_nowait((call, work))
+        await work.done
         if self._paused:
             raise JobPaused(self._paused)
         if self._timed_out:
             raise JobTimedOut()
-        return [r for r in results if r is not None]
+        return work.results
+
+    def _start_workers(self) -> None:
+        if self._workers:
+            return
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._worker()) for _ in range(self.concurrency)]
+        self._workers.append(loop.create_task(self._watchdog.watch()))
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    async def _worker(self) -> None:
+        while True:
+            call, work = await self._queue.get()
+            try:
+                if not (self._paused or self._expired()):
+                    result = await self._call(call)
+                    if not result["paused"]:  # a paused call is made again on resume
+                        work.keep(result)
+                        work.results.append(result)
+            except asyncio.CancelledError:
+                work.cancel()
+                raise
+            except Exception as exc:  # a bug: handed to the run that waits for it
+                work.finish(exc)
+            else:
+                work.finish()
 
     def _expired(self) -> bool:
         if self._deadline is not None and self.clock() >= self._deadline:
@@ -149,7 +243,7 @@ class Executor:
             error, outcome, attempt = await self._attempt(call, len(attempts) + 1)
             attempts.append(attempt)
             if error is None:
-                self._rate_limit_over()
+                await self._rate_limit_over()
                 break
             if error.pause in (Pause.CREDENTIALS, Pause.CREDITS):
                 self._paused = f"{error.pause}: {self.redact(error.message)}"
@@ -170,13 +264,13 @@ class Executor:
         until = self.clock() + delay
         if self._limited_until is None or until > self._limited_until + 1:
             self._limited_until = until
-            self.on_rate_limit(self.wall() + timedelta(seconds=delay))
+            await self.on_rate_limit(self.wall() + timedelta(seconds=delay))
         await self.sleep(delay)
 
-    def _rate_limit_over(self) -> None:
+    async def _rate_limit_over(self) -> None:
         if self._limited_until is not None and self.clock() >= self._limited_until:
             self._limited_until = None
-            self.on_resume()
+            await self.on_resume()
 
     def _backoff(self, step: IOStep, tries: int) -> float:
         base = min(step.retry.max_backoff, step.retry.backoff * float(2 ** (tries - 1)))
@@ -194,14 +288,21 @@ class Executor:
         if budget <= 0:
             error = CallError(f"record_timeout of {self.record_timeout:g}s reached")
         else:
+            task = self._watchdog.arm(budget)
             try:
-                outcome = await asyncio.wait_for(self._invoke(call, target), timeout=budget)
+                outcome = await self._invoke(call, target)
+            except asyncio.CancelledError:
+                if not self._watchdog.fired(task):
+                    raise
+                error = CallError(f"timed out after {budget:g}s", retryable=True)
             except CallError as exc:
                 error = exc
-            except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
             except httpx.TransportError as exc:  # connect errors and timeouts included
                 error = CallError(f"connection error: {type(exc).__name__}: {exc}", retryable=True)
+            finally:
+                self._watchdog.disarm(task)
         ended = self.wall()
         attempt = {
             "attempt": number,
@@ -265,7 +366,11 @@ def _stamp(moment: datetime) -> str:
 def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
     if value is None:
         return None
-    return json.loads(redact(json.dumps(value)))
+    if isinstance(value, str):
+        return redact(value)
+    text = json.dumps(value)
+    cleaned = redact(text)
+    return value if cleaned == text else json.loads(cleaned)
 
 
 def _cost(target: Target | None, step: IOStep, prompt: int, completion: int) -> float:

@@ -128,7 +128,8 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    unbounded = httpx.Timeout(None)  # each attempt is bounded by asyncio.wait_for instead
+    unbounded = httpx.Timeout(None)  # each attempt is bounded by asyncio.timeout instead
+    verify = httpx.create_ssl_context()  # one context for the transport and any proxy mounts
     if transport in ("default", "aiohttp"):
         try:
             from httpx_aiohttp import AiohttpTransport
@@ -136,5 +137,6 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
             if transport == "aiohttp":
                 raise CxrunError("the aiohttp transport needs the httpx-aiohttp package") from None
         else:
-            return httpx.AsyncClient(transport=AiohttpTransport(), limits=limits, timeout=unbounded)
-    return httpx.AsyncClient(limits=limits, timeout=unbounded)
+            aiohttp = AiohttpTransport(limits=limits)
+            return httpx.AsyncClient(transport=aiohttp, limits=limits, timeout=unbounded)
+    return httpx.AsyncClient(verify=verify, limits=limits, timeout=unbounded)

@@ -157,6 +157,7 @@ class _HttpProvider:
         self.base_url = str(options.get("base_url") or self.BASE_URL).rstrip("/")
         self.api_key = options.get("api_key")
         self.resolve = resolve
+        self._urls: dict[str, httpx.URL] = {}
 
     def key(self) -> str | None:
         """The API key, resolved now (a secret set since the run began is picked up)."""
@@ -171,9 +172,12 @@ class _HttpProvider:
         key = self.key()
         secrets = [key] if key else []
         sent = {**headers, **self.auth(key)} if key else dict(headers)
+        url = self._urls.get(path)
+        if url is None:  # parsed once: httpx would parse a string again for every request
+            url = self._urls[path] = httpx.URL(self.base_url + path)
         response = await post_json(
             http,
-            self.base_url + path,
+            url,
             json_bytes(body),
             what=self.what,
             headers=sent,

@@ -209,21 +209,26 @@ def call_inputs(
     ).fetchall()
 
 
-_IO_COLUMNS = (
-    "row",
-    "ok",
-    "value",
-    "message",
-    "error",
-    "attempts",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost",
+_IO_SHAPE = json.dumps(
+    {
+        "row": "BIGINT",
+        "ok": "BOOLEAN",
+        "value": "VARCHAR",
+        "message": "VARCHAR",
+        "error": "VARCHAR",
+        "attempts": "JSON",
+        "prompt_tokens": "BIGINT",
+        "completion_tokens": "BIGINT",
+        "cost": "DOUBLE",
+    }
 )
 
 
 def load_results(con: duckdb.DuckDBPyConnection, pos: int, results: list[dict[str, Any]]) -> None:
-    """The finished calls of the I/O step at `pos`, as a temp table the next stage joins."""
+    """The finished calls of the I/O step at `pos`, as a temp table the next stage joins.
+
+    They travel as one JSON document that DuckDB parses, much faster than Python lists.
+    """
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {io_table(pos)} (row BIGINT, ok BOOLEAN, value VARCHAR, "
         "message VARCHAR, error VARCHAR, attempts VARCHAR, prompt_tokens BIGINT, "
@@ -231,11 +236,12 @@ def load_results(con: duckdb.DuckDBPyConnection, pos: int, results: list[dict[st
     )
     if not results:
         return
-    columns = [
-        [json.dumps(r[c]) if c == "attempts" else r[c] for r in results] for c in _IO_COLUMNS
-    ]
-    selects = ", ".join("unnest(?)" for _ in _IO_COLUMNS)
-    con.execute(f"INSERT INTO {io_table(pos)} SELECT {selects}", columns)
+    con.execute(
+        f"INSERT INTO {io_table(pos)} SELECT r.row, r.ok, r.value, r.message, r.error, "
+        "CAST(r.attempts AS VARCHAR), r.prompt_tokens, r.completion_tokens, r.cost "
+        f"FROM (SELECT unnest(from_json(?, '[{_IO_SHAPE}]')) AS r)",
+        [json.dumps(results)],
+    )
 
 
 @dataclass(frozen=True)
