@@ -205,14 +205,7 @@ def run_now(
     on_progress: Callable[[Job], None] | None = None,
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end."""
-    ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
-    number, spinner = published_spinner(ctx, name)
-    table = _current_table(ctx, name, spinner)
-    if where is not None:
-        problem = checks.where_problem(table, where)
-        if problem:
-            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
-    conditions = [c for c in (spinner.select, where) if c]
+    number, spinner, table, conditions = _selection(ctx, name, where)
     built = _plugins(ctx, name, spinner)
     with ctx.state.write() as con:
         job = job_store.create(
@@ -246,14 +239,22 @@ def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | Non
 
 def dry_run(ctx: Context, name: str, where: str | None, limit: int | None) -> DryRun:
     """What run-now would send, for the first rows; no call is made and no job is created."""
-    _, spinner = published_spinner(ctx, name)
+    _, spinner, table, conditions = _selection(ctx, name, where)
+    return dryrun.dry_run(ctx.state, spinner, table, conditions, limit or DRY_RUN_ROWS)
+
+
+def _selection(
+    ctx: Context, name: str, where: str | None
+) -> tuple[int, Spinner, TableInfo, list[str]]:
+    """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
+    ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
+    number, spinner = published_spinner(ctx, name)
     table = _current_table(ctx, name, spinner)
     if where is not None:
         problem = checks.where_problem(table, where)
         if problem:
             raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
-    conditions = [c for c in (spinner.select, where) if c]
-    return dryrun.dry_run(ctx.state, spinner, table, conditions, limit or DRY_RUN_ROWS)
+    return number, spinner, table, [c for c in (spinner.select, where) if c]
 
 
 def _job_spinner(ctx: Context, job: Job) -> Spinner:
