@@ -129,7 +129,7 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     unbounded = httpx.Timeout(None)  # each attempt is bounded by asyncio.timeout instead
-    verify = httpx.create_ssl_context()  # one context for the transport and any proxy mounts
+    verify = httpx.create_ssl_context()  # loaded once, for the transport and any proxy mounts
     if transport in ("default", "aiohttp"):
         try:
             from httpx_aiohttp import AiohttpTransport
@@ -137,6 +137,8 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
             if transport == "aiohttp":
                 raise CxrunError("the aiohttp transport needs the httpx-aiohttp package") from None
         else:
-            aiohttp = AiohttpTransport(limits=limits)
-            return httpx.AsyncClient(transport=aiohttp, limits=limits, timeout=unbounded)
+            aiohttp = AiohttpTransport(verify=verify, limits=limits)
+            return httpx.AsyncClient(
+                transport=aiohttp, verify=verify, limits=limits, timeout=unbounded
+            )
     return httpx.AsyncClient(verify=verify, limits=limits, timeout=unbounded)
