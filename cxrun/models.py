@@ -107,6 +107,7 @@ class JourneyEntry:
     started_at: datetime | None
     ended_at: datetime | None
     duration_ms: float | None
+    usage: dict[str, int] | None = None  # the tokens an AI provider reported, for AI steps
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,4 +120,5 @@ class JourneyEntry:
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 4),
+            "usage": self.usage,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxrun.spec.model import IOStep, SendStep, SetStep, Spinner, Step, TagStep
+from cxrun.spec.model import AIStep, IOStep, SendStep, SetStep, Spinner, Step, TagStep
 from cxrun.spec.outputs import output_expression
 from cxrun.sql import quote_ident, quote_literal, wrap
 
@@ -15,7 +15,7 @@ FAILURES = "_cx_errs"
 ATTEMPTS = (
     '[{"attempt": "INTEGER", "status": "VARCHAR", "message": "VARCHAR", "output": "JSON", '
     '"error": "VARCHAR", "started_at": "TIMESTAMP", "ended_at": "TIMESTAMP", '
-    '"duration_ms": "DOUBLE"}]'
+    '"duration_ms": "DOUBLE", "prompt_tokens": "BIGINT", "completion_tokens": "BIGINT"}]'
 )
 
 
@@ -202,7 +202,8 @@ def failed_step_sql(spinner: Spinner) -> str:
 _ENTRY = (
     "SELECT {pos} AS pos, {step} AS step, {attempt} AS attempt, {status} AS status, "
     "{message} AS message, {output} AS output, {error} AS error, {started} AS started_at, "
-    "{ended} AS ended_at, {ms} AS duration_ms, _cx_row FROM {source} WHERE {where}"
+    "{ended} AS ended_at, {ms} AS duration_ms, {usage} AS usage, _cx_row FROM {source} "
+    "WHERE {where}"
 )
 
 
@@ -212,7 +213,13 @@ def journey_parts(spinner: Spinner, result: str) -> list[str]:
     Pure steps take the batch's times ($started, $ended, $ms); I/O steps bring their own, one
     entry per attempt.
     """
-    batch = {"attempt": "1", "started": "$started", "ended": "$ended", "ms": "$ms"}
+    batch = {
+        "attempt": "1",
+        "started": "$started",
+        "ended": "$ended",
+        "ms": "$ms",
+        "usage": "CAST(NULL AS JSON)",
+    }
     parts = []
     if spinner.required_fields:
         parts.append(
@@ -281,9 +288,13 @@ def _io_entries(pos: int, step: Step, result: str) -> str:
         started="a.started_at",
         ended="a.ended_at",
         ms="a.duration_ms",
+        usage=_USAGE if isinstance(step, AIStep) else "CAST(NULL AS JSON)",
         source=attempts,
         where="true",
     )
+
+
+_USAGE = "json_object('prompt_tokens', a.prompt_tokens, 'completion_tokens', a.completion_tokens)"
 
 
 def _entry(pos: int, step: Step) -> tuple[str, str]:

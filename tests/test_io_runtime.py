@@ -256,6 +256,9 @@ def test_ai_answer_feeds_later_steps_and_counts_tokens_and_cost(tmp_path, http_s
     assert draft.started_at is not None and draft.ended_at is not None
     assert draft.started_at <= draft.ended_at
     assert (long.status, shout.message) == ("completed", "Draft: Hello there, record 2")
+    # The journey keeps the tokens the provider reported for each AI attempt, and only there.
+    assert draft.usage == {"prompt_tokens": 12, "completion_tokens": len("Hello there, record 2")}
+    assert long.usage is None and shout.usage is None
 
     listed = cli(root, "jobs", "--json")
     assert listed.code == 0, listed

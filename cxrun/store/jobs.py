@@ -308,7 +308,7 @@ def _write_journey(
     if not plan.retry:
         con.execute(
             "INSERT INTO cx_journey SELECT $job, _cx_row, pos, step, attempt, status, message, "
-            f"output, error, started_at, ended_at, duration_ms FROM {entries}",
+            f"output, error, started_at, ended_at, duration_ms, usage FROM {entries}",
             {**times, "ms": step_ms},
         )
         return
@@ -316,7 +316,7 @@ def _write_journey(
     con.execute(
         "INSERT INTO cx_journey SELECT $job, j._cx_row, j.pos, j.step, "
         "j.attempt + coalesce(p.tries, 0), j.status, j.message, j.output, j.error, j.started_at, "
-        f"j.ended_at, j.duration_ms FROM {entries} AS j JOIN _cx_from AS f "
+        f"j.ended_at, j.duration_ms, j.usage FROM {entries} AS j JOIN _cx_from AS f "
         "ON f.row = j._cx_row AND j.pos >= f.pos LEFT JOIN (SELECT seq, pos, max(attempt) AS tries "
         "FROM cx_journey WHERE job = $job GROUP BY seq, pos) AS p "
         "ON p.seq = j._cx_row AND p.pos = j.pos",
@@ -459,8 +459,8 @@ def record_seq(con: duckdb.DuckDBPyConnection, job: int, key: str) -> int | None
 
 def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyEntry]:
     rows = con.execute(
-        "SELECT step, attempt, status, message, output, error, started_at, ended_at, duration_ms "
-        "FROM cx_journey WHERE job = ? AND seq = ? ORDER BY pos, attempt",
+        "SELECT step, attempt, status, message, output, error, started_at, ended_at, duration_ms, "
+        "usage FROM cx_journey WHERE job = ? AND seq = ? ORDER BY pos, attempt",
         [job, seq],
     ).fetchall()
     return [
@@ -474,8 +474,9 @@ def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyE
             from_db(started),
             from_db(ended),
             duration,
+            json.loads(usage) if usage else None,
         )
-        for step, attempt, status, message, output, error, started, ended, duration in rows
+        for step, attempt, status, message, output, error, started, ended, duration, usage in rows
     ]
 
 

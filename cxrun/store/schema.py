@@ -50,4 +50,11 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 3: the token usage an AI provider reported for each attempt
+    """
+    ALTER TABLE cx_journey ADD COLUMN usage JSON;
+    """
+)
+
 LATEST = len(MIGRATIONS)
