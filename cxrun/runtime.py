@@ -209,7 +209,14 @@ class Runner:
         if self._db_lock is None:
             self._db_lock = asyncio.Lock()
         async with self._db_lock:
-            return await asyncio.to_thread(work, *args)
+            done = asyncio.ensure_future(asyncio.to_thread(work, *args))
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # The thread goes on holding the state: let it finish before anyone else
+                # takes the state (then give up).
+                await asyncio.wait([done])
+                raise
 
     def _stage_calls(self, batch: Batch, through: int, pos: int) -> list[Call]:
         with self.state.session() as con:
