@@ -231,35 +231,22 @@ class Runner:
             self.on_progress(job)
 
     def _batches(self, job: Job, table: TableInfo, filtered: bool) -> Iterator[Batch]:
-        """The job's remaining rows in batches (or a retry's rows).
-
-        With I/O steps the first batch is small, so that calls start at once, and each next
-        one twice as large, up to 32 calls per concurrency slot.
-        """
-        sizes = self._sizes()
+        """The job's remaining rows in batches (or a retry's rows)."""
+        size = self.batch_rows or (
+            BATCH_ROWS
+            if not self.spinner.has_io
+            else max(256, 32 * self.spinner.limits.concurrency)
+        )
         if self.retry is not None:
             rows = sorted(self.retry)
-            start = 0
-            while start < len(rows):
-                size = next(sizes)
+            for start in range(0, len(rows), size):
                 yield Batch(job, table, filtered, 0, 0, rows=rows[start : start + size])
-                start += size
             return
         first = job.processed
         while first < job.total:
-            last = min(first + next(sizes), job.total) - 1
+            last = min(first + size, job.total) - 1
             yield Batch(job, table, filtered, first, last)
             first = last + 1
-
-    def _sizes(self) -> Iterator[int]:
-        if self.batch_rows or not self.spinner.has_io:
-            while True:
-                yield self.batch_rows or BATCH_ROWS
-        slots = self.spinner.limits.concurrency
-        size, largest = 4 * slots, max(256, 32 * slots)
-        while True:
-            yield size
-            size = min(2 * size, largest)
 
     async def _executor(self, stack: AsyncExitStack, job: Job) -> Executor | None:
         if not self.spinner.has_io:
