@@ -255,6 +255,9 @@ def run_now(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; call nothing.")
     ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
+    ] = False,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -264,6 +267,11 @@ def run_now(
     if dry_run:
         preview = services.dry_run(_ctx(project), spinner, where, limit)
         return render.print_json(preview.to_json()) if json_ else render.dry_run(preview)
+    if detach:
+        queued = services.run_now(_ctx(project), spinner, where, limit, detach=True)
+        if json_:
+            return render.print_json(queued.to_json())
+        return render.lines([f"job {queued.job} queued: run `cxrun runtime` to run it"])
 
     _run_job(
         json_,
@@ -346,6 +354,26 @@ def _run_job(json_: bool, start: Any) -> None:
             ]
         )
     raise typer.Exit(job.status.exit_code)
+
+
+@app.command()
+def runtime(
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop when nothing is runnable (for cron).")
+    ] = False,
+    max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="Jobs at a time.")] = 1,
+    project: ProjectOpt = None,
+) -> None:
+    """Run queued jobs, take over orphaned ones; stops cleanly on Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from cxrun import render, services
+
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    services.runtime(_ctx(project), once, max_jobs, stop, render.note)
 
 
 @app.command()

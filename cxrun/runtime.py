@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cxrun.clock import utcnow
@@ -30,7 +30,7 @@ from cxrun.sql import duckdb_message
 from cxrun.store import State, transaction
 from cxrun.store import jobs as job_store
 from cxrun.store import tables as table_store
-from cxrun.store.jobs import BatchWrite
+from cxrun.store.jobs import BatchWrite, Owner
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -97,6 +97,11 @@ class Runner:
     # of the steps before, which are reused rather than called again.
     retry: dict[int, tuple[int, int]] | None = None
     reuse: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    # Who runs the job: its lease is renewed with every batch written (and by a heartbeat while
+    # calls are in flight); `stop` is asked between batches (a runtime shutting down).
+    owner: Owner | None = None
+    lease: float = 30.0
+    stop: Callable[[], bool] = lambda: False
     _db_lock: asyncio.Lock | None = None
 
     def run(self, job_id: int) -> Job:
@@ -118,6 +123,9 @@ class Runner:
                     job = await self._pure(job, batches)
                 else:
                     job = await self._pipelined(job, batches, executor, spool, done)
+        except (Stopped, LostJob):
+            with self.state.read() as con:
+                return job_store.get(con, job_id)
         except JobPaused as paused:
             return await self._db(self._set, job_id, JobStatus.PAUSED, paused.reason)
         except JobTimedOut:
@@ -137,6 +145,7 @@ class Runner:
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
         """Pure steps only: one batch after another, each one session of set-based SQL."""
         for batch in batches:
+            self._check_stop(job)
             started = self.clock()
             with self.state.session() as con:
                 job = self._write(con, batch, self._compute(con, batch, 0), started)
@@ -156,8 +165,10 @@ class Runner:
         """I/O steps: the next batch starts its calls while this one finishes, so the
         concurrency slots stay busy across batches; batches are written in order."""
         running: list[asyncio.Task[Job]] = []
+        heartbeat = asyncio.create_task(self._heartbeat(job.job))
         try:
             for batch in batches:
+                self._check_stop(job)
                 previous = running[-1] if running else None
                 running.append(
                     asyncio.create_task(self._io_batch(batch, executor, spool, done, previous))
@@ -169,10 +180,32 @@ class Runner:
                 job = await running.pop(0)
                 self._progress(job)
         finally:
-            for task in running:
+            for task in [*running, heartbeat]:
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*running, heartbeat, return_exceptions=True)
         return job
+
+    def _check_stop(self, job: Job) -> None:
+        """Between batches: a runtime that stops gives the job back to the queue."""
+        if self.owner is not None and self.stop():
+            with self.state.write() as con:
+                job_store.requeue(con, job.job, self.owner)
+            raise Stopped
+
+    async def _heartbeat(self, job: int) -> None:
+        """Keep the lease while calls are in flight (batches can take a while)."""
+        while self.owner is not None:
+            await asyncio.sleep(self.lease / 3)
+            if not await self._db(self._renew, job):
+                return
+
+    def _renew(self, job: int) -> bool:
+        assert self.owner is not None
+        with self.state.write() as con:
+            return job_store.renew(con, job, self.owner, self._lease_end())
+
+    def _lease_end(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.lease)
 
     async def _io_batch(
         self,
@@ -327,6 +360,10 @@ class Runner:
     ) -> Job:
         per_row_ms = batch.sql_seconds * 1000 / max(batch.size, 1)
         with transaction(con):
+            if self.owner is not None and not job_store.renew(
+                con, batch.job.job, self.owner, self._lease_end()
+            ):
+                raise LostJob  # another runtime took the job: this batch is not ours to write
             if batch.rows is not None:
                 assert self.retry is not None
                 job_store.set_retry(con, {row: self.retry[row] for row in batch.rows})
@@ -403,6 +440,14 @@ class Runner:
             except _row_errors() as exc:
                 found[row] = (pos, duckdb_message(exc))
                 return
+
+
+class Stopped(Exception):
+    """The runtime is stopping: the job went back to the queue between two batches."""
+
+
+class LostJob(Exception):
+    """The job's lease ran out and another runtime took it."""
 
 
 def _duckdb_error() -> type[Exception]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cxrun import dryrun
+from cxrun import dryrun, worker
 from cxrun.clock import utcnow
 from cxrun.dryrun import DryRun
 from cxrun.enums import JobStatus, Trigger
@@ -27,6 +29,7 @@ from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
+from cxrun.store.jobs import Owner
 from cxrun.store.tables import TableInfo
 from cxrun.tables import ensure_loaded
 
@@ -203,10 +206,14 @@ def run_now(
     limit: int | None = None,
     on_start: Callable[[Job], None] | None = None,
     on_progress: Callable[[Job], None] | None = None,
+    detach: bool = False,
 ) -> Job:
-    """Create a job over the published spinner's selected rows and run it to its end."""
+    """Create a job over the published spinner's selected rows and run it to its end here
+    (or, detached, leave it queued for a runtime)."""
     number, spinner, table, conditions = _selection(ctx, name, where)
-    built = _plugins(ctx, name, spinner)
+    built = None if detach else _plugins(ctx, name, spinner)
+    owner = worker.new_owner("run-now")
+    now = utcnow()
     with ctx.state.write() as con:
         job = job_store.create(
             con,
@@ -217,12 +224,42 @@ def run_now(
             conditions,
             limit,
             {"where": where, "limit": limit},
-            JobStatus.RUNNING,
-            utcnow(),
+            JobStatus.QUEUED if detach else JobStatus.RUNNING,
+            now,
         )
+        if not detach:  # owned by this process: a runtime takes it over if this one dies
+            job = job_store.claim(con, job.job, owner, now, now + timedelta(seconds=worker.LEASE))
+    if detach:
+        return job
     if on_start:
         on_start(job)
-    return Runner(ctx.state, spinner, built, on_progress=on_progress).run(job.job)
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner)
+    return runner.run(job.job)
+
+
+def runtime(
+    ctx: Context,
+    once: bool,
+    max_jobs: int,
+    stop: threading.Event | None = None,
+    on_event: Callable[[str], None] = lambda text: None,
+) -> int:
+    """The long-lived runtime (or, with `once`, until nothing is runnable)."""
+
+    def run_job(job_id: int, owner: Owner, stopping: Callable[[], bool]) -> Job:
+        # Each job on its own thread, with its own handle on the state.
+        here = Context(ctx.project, State(ctx.project.state_dir))
+        found = job(here, job_id)
+        spinner = _job_spinner(here, found)
+        try:
+            built = _plugins(here, found.spinner, spinner)
+        except CxrunError as exc:
+            with here.state.write() as con:
+                return job_store.set_status(con, job_id, JobStatus.PAUSED, exc.message)
+        runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
+        return runner.run(job_id)
+
+    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event)
 
 
 def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | None:

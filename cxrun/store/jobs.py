@@ -494,3 +494,75 @@ def outbox(
     for row in rows:
         row["created_at"] = iso(from_db(row["created_at"]))
     return rows
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process that runs jobs: `run-now` inline, or a runtime."""
+
+    id: str
+    pid: int
+    host: str
+
+
+def claimable(con: duckdb.DuckDBPyConnection, now: datetime, host: str, alive: Any) -> list[int]:
+    """Jobs a runtime may take, oldest first: queued ones, and running ones whose owner is gone
+    (a dead process on this host, or a lease that ran out)."""
+    rows = con.execute(
+        "SELECT job, status, owner_pid, owner_host, lease_until FROM cx_jobs "
+        "WHERE status IN ('queued', 'running') ORDER BY job"
+    ).fetchall()
+    found = []
+    for job, status, pid, owner_host, lease in rows:
+        orphaned = (owner_host == host and pid is not None and not alive(pid)) or (
+            lease is not None and lease < to_db(now)
+        )
+        if status == "queued" or orphaned or (status == "running" and pid is None):
+            found.append(int(job))
+    return found
+
+
+def claim(
+    con: duckdb.DuckDBPyConnection, job: int, owner: Owner, now: datetime, lease_until: datetime
+) -> Job:
+    """Take a job: it is running, owned by `owner`, its lease running to `lease_until`."""
+    con.execute(
+        "UPDATE cx_jobs SET status = 'running', reason = NULL, owner = ?, owner_pid = ?, "
+        "owner_host = ?, lease_until = ?, started_at = coalesce(started_at, ?) WHERE job = ?",
+        [owner.id, owner.pid, owner.host, to_db(lease_until), to_db(now), job],
+    )
+    return get(con, job)
+
+
+def renew(con: duckdb.DuckDBPyConnection, job: int, owner: Owner, lease_until: datetime) -> bool:
+    """Extend the lease; False when another owner has taken the job meanwhile."""
+    row = con.execute(
+        "UPDATE cx_jobs SET lease_until = ? WHERE job = ? AND owner = ?",
+        [to_db(lease_until), job, owner.id],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def requeue(con: duckdb.DuckDBPyConnection, job: int, owner: Owner) -> None:
+    """Give a running job back to the queue (a runtime that stops keeps its finished work)."""
+    con.execute(
+        "UPDATE cx_jobs SET status = 'queued', owner = NULL, owner_pid = NULL, "
+        "owner_host = NULL, lease_until = NULL WHERE job = ? AND owner = ? AND status = 'running'",
+        [job, owner.id],
+    )
+
+
+def runtime_beat(
+    con: duckdb.DuckDBPyConnection, owner: Owner, now: datetime, stopped: bool
+) -> None:
+    """A runtime says it is alive (or that it stopped)."""
+    row = con.execute("SELECT count(*) FROM cx_runtimes WHERE id = ?", [owner.id]).fetchone()
+    if not row or not row[0]:
+        con.execute(
+            "INSERT INTO cx_runtimes VALUES (?, ?, ?, ?, ?, NULL)",
+            [owner.id, owner.pid, owner.host, to_db(now), to_db(now)],
+        )
+    con.execute(
+        "UPDATE cx_runtimes SET heartbeat_at = ?, stopped_at = ? WHERE id = ?",
+        [to_db(now), to_db(now) if stopped else None, owner.id],
+    )

@@ -57,4 +57,18 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 4: who runs a job, and until when that claim holds without a heartbeat
+    """
+    ALTER TABLE cx_jobs ADD COLUMN owner VARCHAR;
+    ALTER TABLE cx_jobs ADD COLUMN owner_pid INTEGER;
+    ALTER TABLE cx_jobs ADD COLUMN owner_host VARCHAR;
+    ALTER TABLE cx_jobs ADD COLUMN lease_until TIMESTAMP;
+    CREATE TABLE cx_runtimes (
+        id VARCHAR, pid INTEGER, host VARCHAR, started_at TIMESTAMP, heartbeat_at TIMESTAMP,
+        stopped_at TIMESTAMP
+    );
+    """
+)
+
 LATEST = len(MIGRATIONS)

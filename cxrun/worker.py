@@ -1,0 +1,104 @@
+"""The long-lived runtime: claims queued and orphaned jobs, runs them, beats its heartbeat."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import timedelta
+
+from cxrun.clock import utcnow
+from cxrun.models import Job
+from cxrun.store import State
+from cxrun.store import jobs as job_store
+from cxrun.store.jobs import Owner
+
+POLL = 1.0  # seconds between looks at the queue when there is nothing to run
+LEASE = 30.0  # seconds a claim holds without a heartbeat
+
+
+def new_owner(kind: str) -> Owner:
+    host = socket.gethostname()
+    return Owner(f"{kind}:{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}", os.getpid(), host)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_next(state: State, owner: Owner, busy: set[int], lease: float) -> Job | None:
+    """Take the oldest runnable job not already running here, in one write transaction."""
+    now = utcnow()
+    with state.write() as con:
+        for job in job_store.claimable(con, now, owner.host, alive):
+            if job not in busy:
+                return job_store.claim(con, job, owner, now, now + timedelta(seconds=lease))
+    return None
+
+
+def serve(
+    state_dir: os.PathLike[str] | str,
+    run_job: Callable[[int, Owner, Callable[[], bool]], Job],
+    once: bool,
+    max_jobs: int = 1,
+    stop: threading.Event | None = None,
+    on_event: Callable[[str], None] = lambda text: None,
+    lease: float = LEASE,
+    poll: float = POLL,
+) -> int:
+    """Run jobs until stopped (or, with `once`, until nothing is runnable); jobs run."""
+    from pathlib import Path
+
+    stop = stop or threading.Event()
+    owner = new_owner("runtime")
+    state = State(Path(state_dir))
+    active: dict[int, Future[Job]] = {}
+    ran = 0
+    on_event(f"runtime {owner.id} started")
+    with ThreadPoolExecutor(max_workers=max_jobs) as pool:
+        while True:
+            _beat(state, owner, stopped=False)
+            ran += _reap(active, on_event)
+            while not stop.is_set() and len(active) < max_jobs:
+                job = claim_next(state, owner, set(active), lease)
+                if job is None:
+                    break
+                on_event(f"job {job.job}: claimed ({job.spinner} v{job.version})")
+                active[job.job] = pool.submit(run_job, job.job, owner, stop.is_set)
+            if not active and (once or stop.is_set()):
+                break
+            if active:
+                wait(list(active.values()), timeout=poll, return_when=FIRST_COMPLETED)
+            else:
+                stop.wait(poll)
+    _beat(state, owner, stopped=True)
+    on_event(f"runtime {owner.id} stopped after {ran} job(s)")
+    return ran
+
+
+def _beat(state: State, owner: Owner, stopped: bool) -> None:
+    with state.write() as con:
+        job_store.runtime_beat(con, owner, utcnow(), stopped)
+
+
+def _reap(active: dict[int, Future[Job]], on_event: Callable[[str], None]) -> int:
+    done = [job for job, future in active.items() if future.done()]
+    for job in done:
+        future = active.pop(job)
+        error = future.exception()
+        if error is not None:
+            on_event(f"job {job}: stopped by an error: {type(error).__name__}: {error}")
+        else:
+            result = future.result()
+            reason = f" ({result.reason})" if result.reason else ""
+            on_event(f"job {job}: {result.status}{reason}")
+    return len(done)

@@ -1,0 +1,190 @@
+"""Detached jobs, the runtime, leases and takeover, and resuming after kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from datetime import timedelta
+
+import duckdb
+from conftest import EXECUTABLE
+from test_io_runtime import KEY, Model, ask, llm, make_project
+
+from cxrun.clock import utcnow
+from cxrun.store import State
+from cxrun.store import jobs as job_store
+from cxrun.store.jobs import Owner
+
+pytest_plugins = ["servers"]
+
+ROWS = 300
+CONCURRENCY = 8
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CXRUN_PROJECT"}
+    env["LLM_KEY"] = KEY
+    return env
+
+
+def start(root, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(EXECUTABLE), *args],
+        cwd=root,
+        env=environment(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def state_rows(root, sql: str, params: list[object] | None = None) -> list[tuple]:
+    """Read the state file directly (only once every cxrun process has exited)."""
+    con = duckdb.connect(str(root / ".cxrun" / "state.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def wait_until(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def crash_project(tmp_path, http_server):
+    model = Model(delay=0.02)
+    http_server.handler = model
+    steps = [
+        {"id": "hello", "log": "hi {{ name }}"},
+        ask(),
+        {"id": "size", "set": {"n": "length(draft)"}},
+    ]
+    root = make_project(
+        tmp_path, steps, rows=ROWS, providers=llm(http_server), limits={"concurrency": CONCURRENCY}
+    )
+    published = subprocess.run(
+        [str(EXECUTABLE), "publish"], cwd=root, env=environment(), capture_output=True, text=True
+    )
+    assert published.returncode == 0, published.stderr
+    return root, model
+
+
+def test_detached_jobs_wait_for_the_runtime(tmp_path, http_server, run):
+    root, _ = crash_project(tmp_path, http_server)
+    queued = run(root, "run-now", "s", "--detach", "--json", env={"LLM_KEY": KEY})
+    assert queued.code == 0, queued
+    assert '"status": "queued"' in queued.stdout
+    drained = run(root, "runtime", "--once", env={"LLM_KEY": KEY})
+    assert drained.code == 0, drained
+    assert "job 1: claimed" in drained.stderr and "job 1: completed" in drained.stderr
+    assert state_rows(root, "SELECT status, completed FROM cx_jobs") == [("completed", ROWS)]
+    assert run(root, "runtime", "--once", env={"LLM_KEY": KEY}).code == 0  # nothing left: fine
+
+
+def test_kill_9_at_random_moments_loses_nothing_and_repeats_no_finished_call(tmp_path, http_server):
+    root, model = crash_project(tmp_path, http_server)
+    rng = random.Random(20261122)
+    process = start(root, "run-now", "s", "--json")
+    kills = lost_in_flight = 0
+    for _ in range(5):
+        target = sum(model.calls.values()) + rng.randint(10, 50)
+        wait_until(
+            lambda target=target, process=process: (
+                sum(model.calls.values()) >= target or process.poll() is not None
+            )
+        )
+        if process.poll() is not None:
+            break
+        lost_in_flight += model.in_flight
+        process.kill()
+        process.wait()
+        kills += 1
+        process = start(root, "runtime", "--once")  # takes over the dead owner's job
+    process.wait(timeout=120)
+    finish = subprocess.run(
+        [str(EXECUTABLE), "runtime", "--once"],
+        cwd=root,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finish.returncode == 0, finish.stderr
+
+    assert kills >= 3, "the job ended before it could be killed a few times"
+    assert state_rows(root, "SELECT status, completed, failed FROM cx_jobs") == [
+        ("completed", ROWS, 0)
+    ]
+    counts = state_rows(root, "SELECT count(*), count(DISTINCT key) FROM cx_records")
+    assert counts == [(ROWS, ROWS)]  # every record exactly once
+    repeated = state_rows(
+        root,
+        "SELECT seq, pos, count(*) FROM cx_journey WHERE status = 'completed' "
+        "GROUP BY seq, pos HAVING count(*) <> 1",
+    )
+    assert repeated == []  # every finished step has exactly one completed entry
+    entries = state_rows(root, "SELECT count(*) FROM cx_journey WHERE status = 'completed'")
+    assert entries == [(ROWS * 3,)]
+    assert set(model.calls) == {str(i) for i in range(1, ROWS + 1)}
+    # Only calls in flight at a kill may be made again.
+    assert sum(model.calls.values()) <= ROWS + max(lost_in_flight, kills * CONCURRENCY)
+    assert not list((root / ".cxrun" / "spool").glob("job-*/*.jsonl"))
+
+
+def test_two_runtimes_never_run_the_same_job(tmp_path, http_server):
+    root, model = crash_project(tmp_path, http_server)
+    for _ in range(3):
+        queued = subprocess.run(
+            [str(EXECUTABLE), "run-now", "s", "--detach"],
+            cwd=root,
+            env=environment(),
+            capture_output=True,
+            text=True,
+        )
+        assert queued.returncode == 0, queued.stderr
+    first, second = start(root, "runtime", "--once"), start(root, "runtime", "--once")
+    for process in (first, second):
+        assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
+    assert state_rows(root, "SELECT job, status, completed FROM cx_jobs ORDER BY job") == [
+        (1, "completed", ROWS),
+        (2, "completed", ROWS),
+        (3, "completed", ROWS),
+    ]
+    duplicated = state_rows(
+        root, "SELECT job, key FROM cx_records GROUP BY job, key HAVING count(*) > 1"
+    )
+    assert duplicated == []
+    assert sum(model.calls.values()) == 3 * ROWS
+
+
+def test_an_orphan_is_taken_at_once_on_this_host_and_after_its_lease_elsewhere(tmp_path):
+    state = State(tmp_path / ".cxrun")
+    now = utcnow()
+    with state.write() as con:
+        for job in (1, 2, 3, 4):
+            con.execute(
+                "INSERT INTO cx_jobs (job, spinner, version, status, total, cursor) "
+                "VALUES (?, 's', 1, 'running', 10, 0)",
+                [job],
+            )
+        job_store.claim(con, 1, Owner("a", 999_999_9, "here"), now, now + timedelta(hours=1))
+        job_store.claim(con, 2, Owner("b", os.getpid(), "here"), now, now + timedelta(hours=1))
+        job_store.claim(con, 3, Owner("c", 1234, "elsewhere"), now, now - timedelta(seconds=1))
+        job_store.claim(con, 4, Owner("d", 1234, "elsewhere"), now, now + timedelta(hours=1))
+
+        def alive(pid: int) -> bool:  # on "here", only this test's own process runs
+            return pid == os.getpid()
+
+        assert job_store.claimable(con, now, "here", alive) == [1, 3]
+        # A renewal by an owner that lost the job does nothing.
+        taker = Owner("e", os.getpid(), "here")
+        job_store.claim(con, 3, taker, now, now + timedelta(hours=1))
+        assert not job_store.renew(con, 3, Owner("c", 1234, "elsewhere"), now)
+        assert job_store.renew(con, 3, taker, now + timedelta(hours=2))
