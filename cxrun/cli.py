@@ -287,13 +287,26 @@ def jobs(
     spinner: Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")] = None,
     page: PageOpt = 1,
     limit: LimitOpt = 50,
+    watch: Annotated[bool, typer.Option("--watch", help="Redraw in place until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between redraws.")
+    ] = 1.0,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Jobs, newest first: progress, counts, status, timing."""
     from cxrun import render, services
+    from cxrun.errors import StateBusy
 
-    found = services.jobs(_ctx(project), status, spinner, page, limit)
+    ctx = _ctx(project)
+    if watch:
+        try:
+            render.watch(
+                lambda: services.jobs(ctx, status, spinner, page, limit), interval, StateBusy
+            )
+        except KeyboardInterrupt:
+            return
+    found = services.jobs(ctx, status, spinner, page, limit)
     if json_:
         return render.print_json([j.to_json() for j in found])
     render.jobs_table(found)
@@ -392,13 +405,47 @@ def resume(
 def retry(
     job: Annotated[int, typer.Argument(help="Job number.")],
     record: Annotated[str | None, typer.Option("--record", help="Only this record.")] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="Only failed records whose row meets this SQL.")
+    ] = None,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Run a job's failed records again from their failed step, reusing earlier outputs."""
     from cxrun import services
 
-    _run_job(json_, lambda view: services.retry(_ctx(project), job, record, view.update))
+    _run_job(json_, lambda view: services.retry(_ctx(project), job, record, view.update, where))
+
+
+@app.command()
+def cancel(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Cancel a queued, running or paused job (wherever it runs)."""
+    from cxrun import render, services
+
+    _answer(render, services.cancel(_ctx(project), job), json_)
+
+
+@app.command()
+def pause(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Pause a queued or running job; `cxrun resume JOB` continues it."""
+    from cxrun import render, services
+
+    _answer(render, services.pause(_ctx(project), job), json_)
+
+
+def _answer(render: Any, job: Any, json_: bool) -> None:
+    if json_:
+        render.print_json(job.to_json())
+    else:
+        render.job_summary(job)
 
 
 @app.command()

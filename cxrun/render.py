@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +102,26 @@ def lines(items: Sequence[str]) -> None:
 
 
 def jobs_table(jobs: Sequence[Job]) -> None:
+    _console().print(_jobs(jobs) if jobs else "no jobs yet")
+
+
+def watch(fetch: Callable[[], Sequence[Job]], interval: float, busy: type[Exception]) -> None:
+    """Redraw the jobs table in place every `interval` seconds until Ctrl-C. A state that is
+    busy for a moment keeps the last frame rather than failing."""
+    import time
+
+    from rich.live import Live
+
+    with Live(_jobs(fetch()), console=_console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            try:
+                live.update(_jobs(fetch()), refresh=True)
+            except busy:
+                continue
+
+
+def _jobs(jobs: Sequence[Job]) -> Table:
     table = _table(
         "job",
         "spinner",
@@ -131,7 +151,7 @@ def jobs_table(jobs: Sequence[Job]) -> None:
             _seconds(job.duration_s()),
             _tokens(job),
         )
-    _console().print(table if jobs else "no jobs yet")
+    return table
 
 
 def _tokens(job: Job) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus
-from cxrun.io.executor import Call, Executor, JobPaused, JobTimedOut
+from cxrun.io.executor import Call, Executor, JobHalted, JobPaused, JobTimedOut
 from cxrun.models import Job
 from cxrun.pipeline import (
     Stage,
@@ -102,6 +102,7 @@ class Runner:
     owner: Owner | None = None
     lease: float = 30.0
     stop: Callable[[], bool] = lambda: False
+    _requested: str | None = None
     _db_lock: asyncio.Lock | None = None
 
     def run(self, job_id: int) -> Job:
@@ -126,6 +127,8 @@ class Runner:
         except (Stopped, LostJob):
             with self.state.read() as con:
                 return job_store.get(con, job_id)
+        except JobHalted:
+            return await self._db(self._obey_now, job_id, self._requested or "stop")
         except JobPaused as paused:
             return await self._db(self._set, job_id, JobStatus.PAUSED, paused.reason)
         except JobTimedOut:
@@ -136,10 +139,11 @@ class Runner:
             return await self._db(self._end, job_id, JobStatus.FAILED, duckdb_message(exc))
         finally:
             spool.close()
-        if not job.status.finished:
+        if job.status == JobStatus.RUNNING:
             with self.state.write() as con:
                 job = self._finish(con, job)
-        spool.close(remove=True)
+        if job.status.finished:
+            spool.close(remove=True)
         return job
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
@@ -148,6 +152,9 @@ class Runner:
             self._check_stop(job)
             started = self.clock()
             with self.state.session() as con:
+                action = job_store.control_of(con, job.job)
+                if action is not None:  # an operator asked: cancel or pause, between batches
+                    return self._obey(con, job.job, action)
                 job = self._write(con, batch, self._compute(con, batch, 0), started)
             self._progress(job)
             if job.status.finished:
@@ -166,6 +173,7 @@ class Runner:
         concurrency slots stay busy across batches; batches are written in order."""
         running: list[asyncio.Task[Job]] = []
         heartbeat = asyncio.create_task(self._heartbeat(job.job))
+        watcher = asyncio.create_task(self._watch(job.job, executor))
         try:
             for batch in batches:
                 self._check_stop(job)
@@ -180,10 +188,43 @@ class Runner:
                 job = await running.pop(0)
                 self._progress(job)
         finally:
-            for task in [*running, heartbeat]:
+            for task in [*running, heartbeat, watcher]:
                 task.cancel()
-            await asyncio.gather(*running, heartbeat, return_exceptions=True)
+            await asyncio.gather(*running, heartbeat, watcher, return_exceptions=True)
         return job
+
+    async def _watch(self, job: int, executor: Executor) -> None:
+        """While calls are in flight: notice a cancel or pause request, or a stopping runtime,
+        within half a second, and start no new call."""
+        while True:
+            await asyncio.sleep(0.5)
+            action = await self._db(self._control, job)
+            if action is None and self.owner is not None and self.stop():
+                action = "stop"
+            if action is not None:
+                self._requested = action
+                executor.halt()
+                return
+
+    def _control(self, job: int) -> str | None:
+        with self.state.read() as con:
+            return job_store.control_of(con, job)
+
+    def _obey_now(self, job: int, action: str) -> Job:
+        with self.state.session() as con:
+            return self._obey(con, job, action)
+
+    def _obey(self, con: duckdb.DuckDBPyConnection, job: int, action: str) -> Job:
+        """Carry out a request: the finished batches stay; calls finished since are spooled
+        (kept for a resume, dropped by a cancel)."""
+        if action == "cancel":
+            Spool(self.state.dir, job).close(remove=True)
+            return job_store.cancel_now(con, job, self.clock())
+        if action == "pause":
+            return job_store.pause_now(con, job, "paused by an operator")
+        assert self.owner is not None
+        job_store.requeue(con, job, self.owner)
+        return job_store.get(con, job)
 
     def _check_stop(self, job: Job) -> None:
         """Between batches: a runtime that stops gives the job back to the queue."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +36,7 @@ from cxrun.store.tables import TableInfo
 from cxrun.tables import ensure_loaded
 
 PAGE_SIZE = 50
+CONTROL_WAIT = 15.0  # seconds cancel and pause wait for a job's owner to answer
 DRY_RUN_ROWS = 10
 
 
@@ -294,6 +297,45 @@ def _selection(
     return number, spinner, table, [c for c in (spinner.select, where) if c]
 
 
+def cancel(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
+    """Cancel a queued, paused or running job (its owner stops within a second)."""
+    return _control(ctx, job_id, "cancel", wait)
+
+
+def pause(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
+    """Pause a queued or running job; `cxrun resume` continues its unfinished records."""
+    return _control(ctx, job_id, "pause", wait)
+
+
+def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
+    found = job(ctx, job_id)
+    if found.status.finished or (action == "pause" and found.status == JobStatus.PAUSED):
+        raise CxrunError(f"job {job_id} is {found.status} already", "there is nothing to do")
+    now = utcnow()
+    with ctx.state.write() as con:
+        if found.status != JobStatus.RUNNING or not _owned(*job_store.owner_of(con, job_id), now):
+            if action == "cancel":  # nobody runs it: done here
+                return job_store.cancel_now(con, job_id, now)
+            return job_store.pause_now(con, job_id, "paused by an operator")
+        job_store.request(con, job_id, action)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:  # the owner notices within a second
+        time.sleep(0.1)
+        found = job(ctx, job_id)
+        if found.status != JobStatus.RUNNING:
+            break
+    return found
+
+
+def _owned(owner: str | None, pid: int | None, host: str | None, lease: Any, now: Any) -> bool:
+    """Whether a live process owns the job (a live PID here, or an unexpired lease elsewhere)."""
+    if owner is None:
+        return False
+    if host == socket.gethostname() and pid is not None:
+        return worker.alive(pid)
+    return lease is not None and lease > now
+
+
 def _job_spinner(ctx: Context, job: Job) -> Spinner:
     """The spinner version a job started with (runs never switch versions)."""
     with ctx.state.read() as con:
@@ -319,6 +361,7 @@ def retry(
     job_id: int,
     record: str | None = None,
     on_progress: Callable[[Job], None] | None = None,
+    where: str | None = None,
 ) -> Job:
     """Run a finished job's failed records again from their failed step, reusing what succeeded."""
     found = job(ctx, job_id)
@@ -326,7 +369,15 @@ def retry(
         raise CxrunError(f"job {job_id} is {found.status}", "retry a job once it has finished")
     spinner = _job_spinner(ctx, found)
     with ctx.state.read() as con:
-        failed = job_store.failed_records(con, job_id, record)
+        name, number, _ = job_store.table_of(con, job_id)
+        table = table_store.version(con, name, number)
+    assert table is not None
+    if where is not None:
+        problem = checks.where_problem(table, where)
+        if problem:
+            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    with ctx.state.read() as con:
+        failed = job_store.failed_records(con, job_id, record, table, where)
         earlier = job_store.last_outputs(con, job_id, [row for row, _, _ in failed])
     if not failed:
         which = f"record '{record}'" if record else "records"

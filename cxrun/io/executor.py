@@ -35,6 +35,10 @@ class JobTimedOut(Exception):
     """The job's deadline passed: nothing new is started."""
 
 
+class JobHalted(Exception):
+    """Someone asked the job to stop (cancel, pause, a runtime shutting down)."""
+
+
 @dataclass(frozen=True)
 class Call:
     row: int
@@ -167,6 +171,7 @@ class Executor:
     _row_started: dict[int, float] = field(default_factory=dict)
     _limited_until: float | None = None
     _deadline: float | None = None
+    _halted: bool = False
     _queue: asyncio.Queue[tuple[Call, _Work]] = field(default_factory=asyncio.Queue)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _watchdog: _Watchdog = field(default_factory=lambda: _Watchdog())
@@ -193,6 +198,8 @@ class Executor:
         await work.done
         if self._paused:
             raise JobPaused(self._paused)
+        if self._halted:
+            raise JobHalted()
         if self._timed_out:
             raise JobTimedOut()
         return work.results
@@ -214,7 +221,7 @@ class Executor:
         while True:
             call, work = await self._queue.get()
             try:
-                if not (self._paused or self._expired()):
+                if not (self._paused or self._halted or self._expired()):
                     result = await self._call(call)
                     if not result["paused"]:  # a paused call is made again on resume
                         work.keep(result)
@@ -226,6 +233,10 @@ class Executor:
                 work.finish(exc)
             else:
                 work.finish()
+
+    def halt(self) -> None:
+        """Start no new call; the calls in flight finish (and are spooled)."""
+        self._halted = True
 
     def _expired(self) -> bool:
         if self._deadline is not None and self.clock() >= self._deadline:

@@ -139,14 +139,20 @@ def rows_source(table: TableInfo, rows: list[int]) -> str:
 
 
 def failed_records(
-    con: duckdb.DuckDBPyConnection, job: int, key: str | None
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    key: str | None,
+    table: TableInfo,
+    where: str | None = None,
 ) -> list[tuple[int, str | None, int]]:
-    """(row, failed step id, attempts) of a job's failed records, or of one of them."""
+    """(row, failed step id, attempts) of a job's failed records: one of them (`key`), or
+    those whose row meets `where` (a checked SQL condition), or all."""
+    rows = f" AND seq IN (SELECT {ROW} FROM {table.sql} WHERE {wrap(where)})" if where else ""
     return [
         (int(seq), step, int(attempts))
         for seq, step, attempts in con.execute(
             "SELECT seq, failed_step, attempts FROM cx_records WHERE job = ? AND status = 'failed' "
-            "AND (? IS NULL OR key = ?) ORDER BY seq",
+            f"AND (? IS NULL OR key = ?){rows} ORDER BY seq",
             [job, key, key],
         ).fetchall()
     ]
@@ -566,3 +572,45 @@ def runtime_beat(
         "UPDATE cx_runtimes SET heartbeat_at = ?, stopped_at = ? WHERE id = ?",
         [to_db(now), to_db(now) if stopped else None, owner.id],
     )
+
+
+def owner_of(
+    con: duckdb.DuckDBPyConnection, job: int
+) -> tuple[str | None, int | None, str | None, datetime | None]:
+    row = con.execute(
+        "SELECT owner, owner_pid, owner_host, lease_until FROM cx_jobs WHERE job = ?", [job]
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2], from_db(row[3])
+
+
+def request(con: duckdb.DuckDBPyConnection, job: int, action: str | None) -> None:
+    """Ask a job's owner to cancel or pause it (it notices within a second)."""
+    con.execute("UPDATE cx_jobs SET control = ? WHERE job = ?", [action, job])
+
+
+def control_of(con: duckdb.DuckDBPyConnection, job: int) -> str | None:
+    row = con.execute("SELECT control FROM cx_jobs WHERE job = ?", [job]).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
+    """The job ends cancelled: records not reached are counted as cancelled."""
+    con.execute(
+        "UPDATE cx_jobs SET status = 'cancelled', reason = 'cancelled by an operator', "
+        "cancelled = total - cursor, control = NULL, owner = NULL, owner_pid = NULL, "
+        "owner_host = NULL, lease_until = NULL, ended_at = ?, "
+        "started_at = coalesce(started_at, ?) WHERE job = ?",
+        [to_db(now), to_db(now), job],
+    )
+    return get(con, job)
+
+
+def pause_now(con: duckdb.DuckDBPyConnection, job: int, reason: str) -> Job:
+    """The job waits for `cxrun resume`, its finished work kept."""
+    con.execute(
+        "UPDATE cx_jobs SET status = 'paused', reason = ?, control = NULL, owner = NULL, "
+        "owner_pid = NULL, owner_host = NULL, lease_until = NULL WHERE job = ?",
+        [reason, job],
+    )
+    return get(con, job)

@@ -71,4 +71,11 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 5: what an operator asked of a running job (cancel or pause), for its owner to carry out
+    """
+    ALTER TABLE cx_jobs ADD COLUMN control VARCHAR;
+    """
+)
+
 LATEST = len(MIGRATIONS)
