@@ -312,6 +312,55 @@ def jobs(
     render.jobs_table(found)
 
 
+@app.command("job")
+def job_command(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """One job in detail: records by status, each step's results and timing, ETA, reason."""
+    from cxrun import monitor, render
+
+    detail = monitor.job_detail(_ctx(project), job).to_json()
+    if json_:
+        return render.print_json(detail)
+    render.job_detail(detail)
+
+
+@app.command()
+def live(
+    stall: Annotated[
+        float, typer.Option("--stall", min=0, help="Minutes without progress = stalled.")
+    ] = 5.0,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Live Ops: jobs by status, stalled jobs, runtime up or down, failures per step."""
+    from cxrun import monitor, render
+
+    summary = monitor.live(_ctx(project), stall).to_json()
+    if json_:
+        return render.print_json(summary)
+    render.live(summary)
+
+
+@app.command()
+def doctor(
+    spinner: Annotated[str | None, typer.Argument(help="Spinner name (default: all).")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """The pre-run checklist; exits 0 only when every check passes (1 otherwise)."""
+    from cxrun import monitor, render
+
+    report = monitor.doctor(_ctx(project), spinner)
+    if json_:
+        render.print_json(report.to_json())
+    else:
+        render.doctor(report.to_json())
+    raise typer.Exit(0 if report.ok else 1)
+
+
 @app.command()
 def records(
     job: Annotated[int, typer.Argument(help="Job number.")],

@@ -247,6 +247,61 @@ def dry_run(preview: Any) -> None:
     )
 
 
+def job_detail(data: dict[str, Any]) -> None:
+    """`cxrun job JOB`: the summary, records by status, each step's results and timing."""
+    console = _console()
+    console.print(
+        f"job {data['job']} · {data['spinner']} v{data['version']} · {_status(data['status'])}"
+        f" · {data['processed']}/{data['total']} rows · {_seconds(data['duration_s'])}"
+    )
+    if data["reason"]:
+        console.print(f"reason: {_escape(data['reason'])}")
+    if data["eta_s"] is not None:
+        console.print(f"ETA: {_seconds(data['eta_s'])} at {data['rate_per_s']:.1f} records/s")
+    counts = ", ".join(f"{n} {status}" for status, n in data["records"].items() if n)
+    console.print(f"records: {counts or 'none yet'}")
+    if data.get("owner"):
+        console.print(f"owner: {data['owner']} (lease until {data['lease_until']})")
+    dict_table(
+        data["steps"],
+        ["step", "completed", "failed", "skipped", "attempts", "median_ms"],
+        "no steps",
+    )
+
+
+def live(data: dict[str, Any]) -> None:
+    """`cxrun live`: jobs by status, the runtime, stalled jobs, recent failures per step."""
+    console = _console()
+    jobs = ", ".join(f"{n} {_status(status)}" for status, n in data["jobs"].items() if n)
+    console.print(f"jobs: {jobs or 'none'}")
+    runtime = data["runtime"]
+    if runtime["up"]:
+        ids = ", ".join(r["id"] for r in runtime["runtimes"])
+        console.print(f"runtime: [green]up[/] ({_escape(ids)})")
+    else:
+        last = runtime["last_heartbeat_at"] or "never"
+        console.print(f"runtime: [red]down[/] (last heartbeat: {last})")
+    if data["stalled"]:
+        console.print(f"stalled (no progress for {data['stall_minutes']:g} min):")
+        dict_table(data["stalled"], ["job", "spinner", "last_progress_at", "idle_s"], "")
+    if data["failures"]:
+        console.print(f"failures since {data['failures_since']}:")
+        dict_table(data["failures"], ["spinner", "step", "failures", "records", "last_error"], "")
+    else:
+        console.print("no failures in the last hour")
+
+
+def doctor(data: dict[str, Any]) -> None:
+    """`cxrun doctor`: one line per check, with what to do about a failed one."""
+    console = _console()
+    for check in data["checks"]:
+        mark = "[green]ok[/]  " if check["ok"] else "[red]FAIL[/]"
+        who = f"{check['spinner']}: " if check.get("spinner") else ""
+        console.print(f"{mark} {_escape(who + check['check'])}: {_escape(check['detail'])}")
+        if not check["ok"] and check.get("fix"):
+            console.print(f"      fix: {_escape(check['fix'])}")
+
+
 class JobProgress:
     """A job's progress on stderr: a bar on a terminal, a plain line per batch otherwise."""
 

@@ -383,7 +383,8 @@ def finish(
 ) -> Job:
     con.execute(
         "UPDATE cx_jobs SET status = ?, reason = ?, ended_at = ?, "
-        "started_at = coalesce(started_at, ?) WHERE job = ?",
+        "started_at = coalesce(started_at, ?), owner = NULL, owner_pid = NULL, "
+        "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
         [str(status), reason, to_db(now), to_db(now), job],
     )
     return get(con, job)
