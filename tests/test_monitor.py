@@ -132,7 +132,7 @@ def test_job_detail_counts_records_and_steps_of_a_finished_job(tmp_path, cli):
     assert (steps["big"]["completed"], steps["big"]["skipped"]) == (19, 19)
     assert steps["big"]["median_ms"] == 5.0  # skipped entries did not run: not timed
     assert data["eta_s"] is None and data["rate_per_s"] is None
-    assert data["owner"].startswith("run-now:") and data["owner_pid"] == os.getpid()
+    assert data["owner"] is None and data["lease_until"] is None  # a finished job has none
 
 
 def test_job_detail_of_a_running_job_has_an_eta(tmp_path, cli):
