@@ -37,6 +37,7 @@ typecheck: setup
 bench: setup
 	$(BIN)/python bench/pure.py
 	$(BIN)/python bench/io.py
+	$(BIN)/python bench/crash.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
 """What the benchmarks in bench/ share: timing a subprocess (wall, CPU, peak RSS), describing the
-machine, and a table of realistic contacts.
+machine, a table of realistic contacts, and a local OpenAI-compatible server.
 
 Wall time is measured around each subprocess (from spawn to reaped). CPU time is the user + system
 time of the measured process and of every descendant it waited for: the difference of
@@ -13,17 +13,21 @@ mark across exec. Without GNU time the fallback polls VmHWM (the kernel's per-pr
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import platform
 import re
 import resource
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GNU_TIME = Path("/usr/bin/time")
 
@@ -108,8 +112,6 @@ def measure(
 
     The child gets this process's environment without CXRUN_PROJECT, updated with `env`.
     """
-    child_env = {k: v for k, v in os.environ.items() if k != "CXRUN_PROJECT"}
-    child_env.update(env or {})
     with tempfile.TemporaryDirectory(prefix="cxrun-measure-") as scratch:
         out, err, rss = (Path(scratch) / name for name in ("out", "err", "rss"))
         if memory == "time":
@@ -118,7 +120,7 @@ def measure(
             cpu = children_cpu_s()
             tick = time.perf_counter()
             process = subprocess.Popen(
-                command, cwd=cwd, env=child_env, stdout=stdout, stderr=stderr
+                command, cwd=cwd, env=child_env(env), stdout=stdout, stderr=stderr
             )
             poller = PeakPoller(process.pid) if memory == "poll" else None
             code = process.wait()
@@ -126,6 +128,28 @@ def measure(
             cpu = children_cpu_s() - cpu
         peak = read_time_rss(rss) if memory == "time" else poller.stop() if poller else None
         return Measured(wall, cpu, peak, code, out.read_text(), err.read_text())
+
+
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without CXRUN_PROJECT, updated with `env`."""
+    found = {k: v for k, v in os.environ.items() if k != "CXRUN_PROJECT"}
+    found.update(env or {})
+    return found
+
+
+def no_proxy() -> dict[str, str]:
+    """No proxy for the local server, whatever the environment says."""
+    return {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "(nothing printed)"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(nothing printed)"
 
 
 def read_time_rss(path: Path) -> float | None:
@@ -177,3 +201,155 @@ def machine(versions: Mapping[str, str]) -> list[str]:
         f"system:  {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}{packages}",
     ]
+
+
+# ---- the chat-completions server ----------------------------------------------------------------
+
+# argv: latency (s), lifetime (s), trace (1 to keep each call). Prints its
+# port on the first line of stdout, then serves until stdin reaches end of file (the benchmark
+# ended or died), the lifetime runs out, or SIGTERM. A call's record is the last word of its
+# prompt. GET /stats: counters (calls, answered, in_flight, ...) and its CPU time; with
+# ?detail=1 also the calls per record and (traced) every call as [record, start, end, the client's
+# port], start and end in time.monotonic() seconds (CLOCK_MONOTONIC: the benchmark's clock too).
+SERVER = r"""
+import asyncio, collections, json, os, socket, sys, time
+from aiohttp import web
+
+latency, lifetime, tracing = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
+stats = {"calls": 0, "answered": 0, "in_flight": 0, "bad": 0, "unauthorized": 0}
+records = collections.Counter()
+trace = []
+
+
+async def completions(request):
+    try:
+        body = json.loads(await request.read())
+        model = str(body["model"])
+        prompt = str(body["messages"][-1]["content"])
+    except Exception:
+        stats["bad"] += 1
+        error = {"message": "bad request", "type": "invalid_request_error"}
+        return web.json_response({"error": error}, status=400)
+    if not request.headers.get("Authorization", "").startswith("Bearer "):
+        stats["unauthorized"] += 1
+        error = {"message": "no API key", "type": "invalid_request_error"}
+        return web.json_response({"error": error}, status=401)
+    record = (prompt.split() or [""])[-1]
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    stats["calls"] += 1
+    stats["in_flight"] += 1
+    records[record] += 1
+    start = time.monotonic()
+    try:
+        await asyncio.sleep(latency)
+    finally:
+        stats["in_flight"] -= 1
+        if tracing:
+            trace.append([record, start, time.monotonic(), peer[1] if peer else 0])
+    text = "One line, as asked: " + prompt[:200]
+    usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    answer = {
+        "id": "chatcmpl-bench-%d" % stats["calls"],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+    stats["answered"] += 1
+    return web.Response(text=json.dumps(answer), content_type="application/json")
+
+
+async def statistics(request):
+    found = {**stats, "cpu_s": time.process_time()}
+    if request.query.get("detail") == "1":
+        found.update(records=records, trace=trace)
+    return web.json_response(found)
+
+
+async def main():
+    app = web.Application()
+    app.add_routes([web.post("/v1/chat/completions", completions), web.get("/stats", statistics)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, sock, backlog=1024)
+    await site.start()
+    print(sock.getsockname()[1], flush=True)
+    loop = asyncio.get_running_loop()
+    gone = loop.create_future()
+
+    def stdin_ready():
+        if not os.read(0, 4096) and not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(0, stdin_ready)
+    try:
+        await asyncio.wait_for(gone, lifetime)
+    except asyncio.TimeoutError:
+        pass
+    await runner.cleanup()
+
+
+asyncio.run(main())
+"""
+
+
+class NotMeasured(Exception):
+    """Nothing can be measured (the server cannot start)."""
+
+
+class Server:
+    """The chat-completions server process (SERVER); `stats()` asks it what it saw so far."""
+
+    def __init__(self, folder: Path, latency: float, lifetime: float, trace: bool = False) -> None:
+        self.log = folder / "server.log"
+        script = folder / "server.py"
+        script.write_text(SERVER)
+        argv = [sys.executable, str(script), str(latency), str(lifetime), "1" if trace else "0"]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=folder,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.isdigit():
+            self.stop()
+            raise NotMeasured(f"the server did not start: {last_line(self.log.read_text())}")
+        self.port = int(line)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self, detail: bool = False) -> dict[str, Any]:
+        """Its counters; with `detail`, the calls per record and the trace too."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", "/stats?detail=1" if detail else "/stats")
+            return dict(json.loads(connection.getresponse().read()))
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()

@@ -6,11 +6,12 @@ Run with `.venv/bin/python bench/io.py` (or `make bench`); `--rows` and `--runs`
 
 What it does, in a temporary folder that is removed at the end:
 
-1. starts a local OpenAI-compatible server in its own process (aiohttp.web, on 127.0.0.1 only, so
-   that it shares no GIL with the client being measured): POST /v1/chat/completions waits 50 ms
-   (asyncio.sleep) and answers a chat completion with `usage`; GET /stats counts the calls it saw
-   and its own CPU time. It stops when the benchmark ends (terminated in a finally block; it also
-   exits by itself when its stdin, a pipe from the benchmark, closes, or after MAX_SERVER_S);
+1. starts the local OpenAI-compatible server of bench/common.py in its own process (aiohttp.web,
+   on 127.0.0.1 only, so that it shares no GIL with the client being measured): POST
+   /v1/chat/completions waits 50 ms (asyncio.sleep) and answers a chat completion with `usage`;
+   GET /stats counts the calls it saw and its own CPU time. It stops when the benchmark ends
+   (terminated in a finally block; it also exits by itself when its stdin, a pipe from the
+   benchmark, closes, or after MAX_SERVER_S);
 2. the baselines, each a fresh Python process (interpreter start-up and imports count, as
    for cxrun) making the same ROWS calls at concurrency 64 from 64 asyncio workers:
    aiohttp's ClientSession (TCPConnector limit 64), plain `httpx.AsyncClient`, httpx with the
@@ -34,10 +35,8 @@ The exit status is 0 whatever the figures, and whichever contender is missing or
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,9 +44,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata, util
 from pathlib import Path
-from typing import Any
 
-from common import Measured, machine, measure, rss_method, write_contacts
+from common import (
+    Measured,
+    NotMeasured,
+    Server,
+    first_line,
+    last_line,
+    machine,
+    measure,
+    no_proxy,
+    rss_method,
+    write_contacts,
+)
 
 CXRUN = Path(sys.executable).parent / "cxrun"
 CONCURRENCY = 64
@@ -58,137 +67,6 @@ WARMUP_ROWS = 256
 MAX_SERVER_S = 3 * 3600  # the server exits by itself after this, whatever happens
 TRANSPORTS = ("httpx", "aiohttp", "httpxyz")
 API_KEY = "bench-key"
-
-# ---- the server -------------------------------------------------------------------------------
-
-# argv: latency (s), lifetime (s). Prints its port on the first line of stdout, then serves until
-# stdin reaches end of file (the benchmark ended or died), the lifetime runs out, or SIGTERM.
-SERVER = r"""
-import asyncio, json, os, socket, sys, time
-from aiohttp import web
-
-latency, lifetime = float(sys.argv[1]), float(sys.argv[2])
-stats = {"calls": 0, "answered": 0, "bad": 0, "unauthorized": 0}
-
-
-async def completions(request):
-    try:
-        body = json.loads(await request.read())
-        model = str(body["model"])
-        prompt = str(body["messages"][-1]["content"])
-    except Exception:
-        stats["bad"] += 1
-        error = {"message": "bad request", "type": "invalid_request_error"}
-        return web.json_response({"error": error}, status=400)
-    if not request.headers.get("Authorization", "").startswith("Bearer "):
-        stats["unauthorized"] += 1
-        error = {"message": "no API key", "type": "invalid_request_error"}
-        return web.json_response({"error": error}, status=401)
-    stats["calls"] += 1
-    await asyncio.sleep(latency)
-    text = "One line, as asked: " + prompt[:200]
-    usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    answer = {
-        "id": "chatcmpl-bench-%d" % stats["calls"],
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": usage,
-    }
-    stats["answered"] += 1
-    return web.Response(text=json.dumps(answer), content_type="application/json")
-
-
-async def statistics(request):
-    return web.json_response({**stats, "cpu_s": time.process_time()})
-
-
-async def main():
-    app = web.Application()
-    app.add_routes([web.post("/v1/chat/completions", completions), web.get("/stats", statistics)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    site = web.SockSite(runner, sock, backlog=1024)
-    await site.start()
-    print(sock.getsockname()[1], flush=True)
-    loop = asyncio.get_running_loop()
-    gone = loop.create_future()
-
-    def stdin_ready():
-        if not os.read(0, 4096) and not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(0, stdin_ready)
-    try:
-        await asyncio.wait_for(gone, lifetime)
-    except asyncio.TimeoutError:
-        pass
-    await runner.cleanup()
-
-
-asyncio.run(main())
-"""
-
-
-class NotMeasured(Exception):
-    """Nothing can be measured (the server cannot start)."""
-
-
-class Server:
-    """The chat-completions server process; `stats()` asks it what it saw so far."""
-
-    def __init__(self, folder: Path) -> None:
-        self.log = folder / "server.log"
-        script = folder / "server.py"
-        script.write_text(SERVER)
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(script), str(LATENCY_S), str(MAX_SERVER_S)],
-                cwd=folder,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-            )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.isdigit():
-            self.stop()
-            raise NotMeasured(f"the server did not start: {last_line(self.log.read_text())}")
-        self.port = int(line)
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-
-    def stats(self) -> dict[str, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request("GET", "/stats")
-            return dict(json.loads(connection.getresponse().read()))
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
-
 
 # ---- the baselines ----------------------------------------------------------------------------
 
@@ -328,16 +206,6 @@ def missing(names: Sequence[str]) -> list[str]:
     return [name for name in names if util.find_spec(modules.get(name, name)) is None]
 
 
-def first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "(nothing printed)"
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(nothing printed)"
-
-
 # ---- cxrun --------------------------------------------------------------------------------------
 
 CONFIG = """\
@@ -398,11 +266,6 @@ def cxrun_contenders(transports: Sequence[str] | None) -> list[Contender]:
 # ---- running --------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, str]:
-    """No proxy for the local server, whatever the environment says."""
-    return {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-
 def run_once(
     contender: Contender,
     server: Server,
@@ -416,7 +279,7 @@ def run_once(
     was measured, calls the server saw, its CPU s, a problem, the loop time of a baseline and the
     job of cxrun."""
     before = server.stats()
-    env = environment()
+    env = no_proxy()
     if contender.baseline:
         command = [
             sys.executable,
@@ -726,7 +589,7 @@ def main() -> int:
         project = folder / "project"
         (folder / "client.py").write_text(CLIENT)
         try:
-            server = Server(folder)
+            server = Server(folder, LATENCY_S, MAX_SERVER_S)
         except NotMeasured as error:
             print(f"nothing measured: {error}")
             return 0
