@@ -30,7 +30,7 @@ def running(root, model, calls: int = 40) -> subprocess.Popen[str]:
 
 
 def test_cancel_stops_a_job_running_in_another_process(tmp_path, http_server):
-    root, model = crash_project(tmp_path, http_server)
+    root, model = crash_project(tmp_path, http_server, delay=0.05)
     process = running(root, model)
     answered = cxrun(root, "cancel", "1", "--json")
     assert answered.returncode == 0, answered.stderr
@@ -48,7 +48,7 @@ def test_cancel_stops_a_job_running_in_another_process(tmp_path, http_server):
 
 
 def test_pause_then_resume_finishes_without_calling_twice(tmp_path, http_server):
-    root, model = crash_project(tmp_path, http_server)
+    root, model = crash_project(tmp_path, http_server, delay=0.05)
     process = running(root, model)
     paused = cxrun(root, "pause", "1", "--json")
     assert paused.returncode == 0, paused.stderr

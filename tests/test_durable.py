@@ -58,8 +58,12 @@ def wait_until(condition, seconds: float = 60.0) -> bool:
     return False
 
 
-def crash_project(tmp_path, http_server):
-    model = Model(delay=0.02)
+def crash_project(tmp_path, http_server, delay: float = 0.02):
+    """A 300-row project with an AI step against a Model that takes `delay` s an answer.
+
+    Tests that must act while the job still runs use a slower model: at 50 ms a call the job
+    takes about 2 s at concurrency 8, well over the half second the owner needs to react."""
+    model = Model(delay=delay)
     http_server.handler = model
     steps = [
         {"id": "hello", "log": "hi {{ name }}"},
@@ -193,7 +197,7 @@ def test_an_orphan_is_taken_at_once_on_this_host_and_after_its_lease_elsewhere(t
 def test_a_runtime_stopped_by_sigterm_gives_its_job_back_and_exits_0(tmp_path, http_server):
     import signal
 
-    root, model = crash_project(tmp_path, http_server)
+    root, model = crash_project(tmp_path, http_server, delay=0.05)
     queued = subprocess.run(
         [str(EXECUTABLE), "run-now", "s", "--detach"],
         cwd=root,
