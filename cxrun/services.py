@@ -213,7 +213,7 @@ def run_now(
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end here
     (or, detached, leave it queued for a runtime)."""
-    number, spinner, table, conditions = _selection(ctx, name, where)
+    number, spinner, table, conditions = _selection(ctx, name, where, warm=not detach)
     built = None if detach else _plugins(ctx, name, spinner)
     owner = worker.new_owner("run-now")
     now = utcnow()
@@ -284,11 +284,13 @@ def dry_run(ctx: Context, name: str, where: str | None, limit: int | None) -> Dr
 
 
 def _selection(
-    ctx: Context, name: str, where: str | None
+    ctx: Context, name: str, where: str | None, warm: bool = False
 ) -> tuple[int, Spinner, TableInfo, list[str]]:
     """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
     number, spinner = published_spinner(ctx, name)
+    if warm and spinner.has_io:
+        plugins.prewarm()
     table = _current_table(ctx, name, spinner)
     if where is not None:
         problem = checks.where_problem(table, where)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -123,13 +125,38 @@ def build(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
     return Plugins(targets, redactor.redact, outbox, os.environ.get(TRANSPORT_ENV, "default"))
 
 
+_warm: dict[str, Any] = {}
+_warming: list[threading.Thread] = []
+
+
+def prewarm() -> None:
+    """Import the HTTP transport and load the CA bundle on a thread while a run is prepared
+    (about 0.2 s that would otherwise delay the first call)."""
+    if not _warming:
+        thread = threading.Thread(target=_prepare, name="cxrun-http-prewarm", daemon=True)
+        _warming.append(thread)
+        thread.start()
+
+
+def _prepare() -> None:
+    import httpx
+
+    _warm["ssl"] = httpx.create_ssl_context()
+    with contextlib.suppress(ImportError):
+        import httpx_aiohttp  # noqa: F401 - imported now, used by http_client
+
+
 def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClient:
     """The shared HTTP client of a run, with the transport measured fastest (see README)."""
     import httpx
 
+    for thread in _warming:
+        thread.join()
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     unbounded = httpx.Timeout(None)  # each attempt is bounded by asyncio.timeout instead
-    verify = httpx.create_ssl_context()  # loaded once, for the transport and any proxy mounts
+    # loaded once (or by prewarm), for the transport and any proxy mounts
+    verify = _warm.pop("ssl", None) or httpx.create_ssl_context()
     if transport in ("default", "aiohttp"):
         try:
             from httpx_aiohttp import AiohttpTransport
