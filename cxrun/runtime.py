@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cxrun import signals
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus
 from cxrun.io.executor import Call, Executor, JobHalted, JobPaused, JobTimedOut
@@ -198,17 +199,13 @@ class Runner:
         within half a second, and start no new call."""
         while True:
             await asyncio.sleep(0.5)
-            action = await self._db(self._control, job)
+            action = signals.asked(self.state.dir, job)  # a file: no state opened every turn
             if action is None and self.owner is not None and self.stop():
                 action = "stop"
             if action is not None:
                 self._requested = action
                 executor.halt()
                 return
-
-    def _control(self, job: int) -> str | None:
-        with self.state.read() as con:
-            return job_store.control_of(con, job)
 
     def _obey_now(self, job: int, action: str) -> Job:
         with self.state.session() as con:
@@ -217,6 +214,7 @@ class Runner:
     def _obey(self, con: duckdb.DuckDBPyConnection, job: int, action: str) -> Job:
         """Carry out a request: the finished batches stay; calls finished since are spooled
         (kept for a resume, dropped by a cancel)."""
+        signals.clear(self.state.dir, job)
         if action == "cancel":
             Spool(self.state.dir, job).close(remove=True)
             return job_store.cancel_now(con, job, self.clock())

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cxrun import dryrun, worker
+from cxrun import dryrun, signals, worker
 from cxrun.clock import utcnow
 from cxrun.dryrun import DryRun
 from cxrun.enums import JobStatus, Trigger
@@ -320,6 +320,7 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
                 return job_store.cancel_now(con, job_id, now)
             return job_store.pause_now(con, job_id, "paused by an operator")
         job_store.request(con, job_id, action)
+    signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:  # the owner notices within a second
         time.sleep(0.1)

@@ -102,7 +102,7 @@ def test_side_by_side_a_run_a_poller_and_a_runtime_never_fail(tmp_path, http_ser
     (with a second job queued for it): no process fails, progress never goes backwards."""
     import time
 
-    root, model = crash_project(tmp_path, http_server)
+    root, model = crash_project(tmp_path, http_server, delay=0.05)
     inline = running(root, model, calls=20)
     assert cxrun(root, "run-now", "s", "--detach").returncode == 0
     runtime = start(root, "runtime", "--once")
