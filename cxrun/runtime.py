@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 # Two DuckDB row groups: both cores insert in parallel, and whole row groups are never rewritten.
 BATCH_ROWS = 2 * 122_880
+IO_BATCH_SECONDS = 8.0
 _ROW_BY_ROW = 16
 Results = dict[int, list[dict[str, Any]]]
 T = TypeVar("T")
@@ -104,6 +105,8 @@ class Runner:
     lease: float = 30.0
     stop: Callable[[], bool] = lambda: False
     _requested: str | None = None
+    _rate: float | None = None
+    _rows_done: int = 0
     _db_lock: asyncio.Lock | None = None
 
     def run(self, job_id: int) -> Job:
@@ -173,6 +176,8 @@ class Runner:
         """I/O steps: the next batch starts its calls while this one finishes, so the
         concurrency slots stay busy across batches; batches are written in order."""
         running: list[asyncio.Task[Job]] = []
+        started = time.monotonic()
+        sizes: list[Batch] = []
         heartbeat = asyncio.create_task(self._heartbeat(job.job))
         watcher = asyncio.create_task(self._watch(job.job, executor))
         try:
@@ -182,8 +187,10 @@ class Runner:
                 running.append(
                     asyncio.create_task(self._io_batch(batch, executor, spool, done, previous))
                 )
+                sizes.append(batch)
                 if len(running) == 2:
                     job = await running.pop(0)
+                    self._measure(sizes.pop(0), started)
                     self._progress(job)
             while running:
                 job = await running.pop(0)
@@ -304,21 +311,37 @@ class Runner:
 
     def _batches(self, job: Job, table: TableInfo, filtered: bool) -> Iterator[Batch]:
         """The job's remaining rows in batches (or a retry's rows)."""
-        size = self.batch_rows or (
-            BATCH_ROWS
-            if not self.spinner.has_io
-            else max(256, 32 * self.spinner.limits.concurrency)
-        )
         if self.retry is not None:
             rows = sorted(self.retry)
-            for start in range(0, len(rows), size):
+            start = 0
+            while start < len(rows):
+                size = self._size()
                 yield Batch(job, table, filtered, 0, 0, rows=rows[start : start + size])
+                start += size
             return
         first = job.processed
         while first < job.total:
-            last = min(first + size, job.total) - 1
+            last = min(first + self._size(), job.total) - 1
             yield Batch(job, table, filtered, first, last)
             first = last + 1
+
+    def _size(self) -> int:
+        """Rows in the next batch. Pure steps: two DuckDB row groups. I/O steps: about
+        IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger batches cost less state
+        work), within 8 to 128 calls per concurrency slot; 32 per slot before any rate is known."""
+        if self.batch_rows or not self.spinner.has_io:
+            return self.batch_rows or BATCH_ROWS
+        slots = self.spinner.limits.concurrency
+        if self._rate is None:
+            return max(256, 32 * slots)
+        return int(min(128 * slots, max(8 * slots, 256, self._rate * IO_BATCH_SECONDS)))
+
+    def _measure(self, batch: Batch, started: float) -> None:
+        """Track the rows per second I/O batches go at (for the size of the next ones)."""
+        self._rows_done += batch.size
+        elapsed = time.monotonic() - started
+        if elapsed > 0:
+            self._rate = self._rows_done / elapsed
 
     async def _executor(self, stack: AsyncExitStack, job: Job) -> Executor | None:
         if not self.spinner.has_io:
