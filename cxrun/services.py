@@ -12,17 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cxrun import dryrun, signals, worker
 from cxrun.clock import utcnow
-from cxrun.dryrun import DryRun
 from cxrun.enums import JobStatus, Trigger
 from cxrun.errors import CxrunError, NotFound, TableError, ValidationFailed
-from cxrun.io import plugins
 from cxrun.models import Job, JourneyEntry, Record
 from cxrun.project import CONFIG_FILE, Project, load_project
-from cxrun.runtime import Runner
 from cxrun.secrets import Secrets
 from cxrun.spec import checks, loader
 from cxrun.spec.loader import SpinnerFile
@@ -31,9 +27,13 @@ from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
-from cxrun.store.jobs import Owner
 from cxrun.store.tables import TableInfo
 from cxrun.tables import ensure_loaded
+
+if TYPE_CHECKING:  # the runtime and the I/O plugins are imported when a command needs them
+    from cxrun.dryrun import DryRun
+    from cxrun.io.plugins import Plugins
+    from cxrun.store.jobs import Owner
 
 PAGE_SIZE = 50
 CONTROL_WAIT = 15.0  # seconds cancel and pause wait for a job's owner to answer
@@ -94,6 +94,8 @@ def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, Ta
 
 def _plugin_problems(ctx: Context, spinner: Spinner) -> list[str]:
     """Unknown providers or channels, and the cxrun.yaml entries and secrets they need."""
+    from cxrun.io import plugins
+
     problems = checks.plugin_problems(spinner, ctx.project.providers, ctx.project.channels)
     return problems + plugins.config_problems(ctx.project, spinner, ctx.secrets)
 
@@ -213,6 +215,9 @@ def run_now(
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end here
     (or, detached, leave it queued for a runtime)."""
+    from cxrun import worker
+    from cxrun.runtime import Runner
+
     number, spinner, table, conditions = _selection(ctx, name, where, warm=not detach)
     built = None if detach else _plugins(ctx, name, spinner)
     owner = worker.new_owner("run-now")
@@ -248,6 +253,8 @@ def runtime(
     on_event: Callable[[str], None] = lambda text: None,
 ) -> int:
     """The long-lived runtime (or, with `once`, until nothing is runnable)."""
+    from cxrun import worker
+    from cxrun.runtime import Runner
 
     def run_job(job_id: int, owner: Owner, stopping: Callable[[], bool]) -> Job:
         # Each job on its own thread, with its own handle on the state.
@@ -265,8 +272,10 @@ def runtime(
     return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event)
 
 
-def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | None:
+def _plugins(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
     """The providers and channels of a published spinner, checked again before a run."""
+    from cxrun.io import plugins
+
     if not spinner.has_io:
         return None
     problems = _plugin_problems(ctx, spinner)
@@ -279,6 +288,8 @@ def _plugins(ctx: Context, name: str, spinner: Spinner) -> plugins.Plugins | Non
 
 def dry_run(ctx: Context, name: str, where: str | None, limit: int | None) -> DryRun:
     """What run-now would send, for the first rows; no call is made and no job is created."""
+    from cxrun import dryrun
+
     _, spinner, table, conditions = _selection(ctx, name, where)
     return dryrun.dry_run(ctx.state, spinner, table, conditions, limit or DRY_RUN_ROWS)
 
@@ -287,6 +298,8 @@ def _selection(
     ctx: Context, name: str, where: str | None, warm: bool = False
 ) -> tuple[int, Spinner, TableInfo, list[str]]:
     """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
+    from cxrun.io import plugins
+
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
     number, spinner = published_spinner(ctx, name)
     if warm and spinner.has_io:
@@ -310,6 +323,8 @@ def pause(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
 
 
 def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
+    from cxrun import signals
+
     found = job(ctx, job_id)
     if found.status.finished or (action == "pause" and found.status == JobStatus.PAUSED):
         raise CxrunError(f"job {job_id} is {found.status} already", "there is nothing to do")
@@ -332,6 +347,8 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
 
 def _owned(owner: str | None, pid: int | None, host: str | None, lease: Any, now: Any) -> bool:
     """Whether a live process owns the job (a live PID here, or an unexpired lease elsewhere)."""
+    from cxrun import worker
+
     if owner is None:
         return False
     if host == socket.gethostname() and pid is not None:
@@ -349,6 +366,8 @@ def _job_spinner(ctx: Context, job: Job) -> Spinner:
 
 def resume(ctx: Context, job_id: int, on_progress: Callable[[Job], None] | None = None) -> Job:
     """Continue a paused job with its unfinished records (finished calls are not made again)."""
+    from cxrun.runtime import Runner
+
     found = job(ctx, job_id)
     if found.status != JobStatus.PAUSED:
         raise CxrunError(f"job {job_id} is {found.status}, not paused", "only a paused job resumes")
@@ -367,6 +386,8 @@ def retry(
     where: str | None = None,
 ) -> Job:
     """Run a finished job's failed records again from their failed step, reusing what succeeded."""
+    from cxrun.runtime import Runner
+
     found = job(ctx, job_id)
     if not found.status.finished:
         raise CxrunError(f"job {job_id} is {found.status}", "retry a job once it has finished")
