@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxrun.spec.model import AIStep, IOStep, SendStep, SetStep, Spinner, Step, TagStep
+from cxrun.spec.model import AIStep, SetStep, Spinner, Step, TagStep
 from cxrun.spec.outputs import output_expression
 from cxrun.sql import quote_ident, quote_literal, wrap
 
@@ -305,15 +305,3 @@ def _entry(pos: int, step: Step) -> tuple[str, str]:
     if isinstance(step, TagStep):
         return f"'tagged ' || _cx_m{pos}", "CAST(NULL AS JSON)"
     return f"_cx_m{pos}", "CAST(NULL AS JSON)"
-
-
-def io_steps(spinner: Spinner) -> list[tuple[int, IOStep]]:
-    return [(pos, step) for pos, step in enumerate(spinner.steps) if isinstance(step, IOStep)]
-
-
-def outbox_steps(spinner: Spinner, outbox_channels: set[str]) -> list[tuple[int, SendStep]]:
-    return [
-        (pos, step)
-        for pos, step in enumerate(spinner.steps)
-        if isinstance(step, SendStep) and step.channel in outbox_channels
-    ]

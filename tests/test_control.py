@@ -5,21 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import EXECUTABLE
-from test_durable import ROWS, crash_project, environment, start, state_rows, wait_until
+from test_durable import ROWS, crash_project, cxrun, start, state_rows, wait_until
 
 pytest_plugins = ["servers"]
-
-
-def cxrun(root, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(EXECUTABLE), *args],
-        cwd=root,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def running(root, model, calls: int = 40) -> subprocess.Popen[str]:

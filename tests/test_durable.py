@@ -40,6 +40,18 @@ def start(root, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def cxrun(root, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed executable, run to its end, with the model's key in its environment."""
+    return subprocess.run(
+        [str(EXECUTABLE), *args],
+        cwd=root,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def state_rows(root, sql: str, params: list[object] | None = None) -> list[tuple]:
     """Read the state file directly (only once every cxrun process has exited)."""
     con = duckdb.connect(str(root / ".cxrun" / "state.duckdb"), read_only=True)
@@ -73,9 +85,7 @@ def crash_project(tmp_path, http_server, delay: float = 0.02):
     root = make_project(
         tmp_path, steps, rows=ROWS, providers=llm(http_server), limits={"concurrency": CONCURRENCY}
     )
-    published = subprocess.run(
-        [str(EXECUTABLE), "publish"], cwd=root, env=environment(), capture_output=True, text=True
-    )
+    published = cxrun(root, "publish")
     assert published.returncode == 0, published.stderr
     return root, model
 
@@ -112,14 +122,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_repeats_no_finished_call(tmp
         kills += 1
         process = start(root, "runtime", "--once")  # takes over the dead owner's job
     process.wait(timeout=120)
-    finish = subprocess.run(
-        [str(EXECUTABLE), "runtime", "--once"],
-        cwd=root,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    finish = cxrun(root, "runtime", "--once")
     assert finish.returncode == 0, finish.stderr
 
     assert kills == 5, "the job ended before it could be killed five times"
@@ -145,13 +148,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_repeats_no_finished_call(tmp
 def test_two_runtimes_never_run_the_same_job(tmp_path, http_server):
     root, model = crash_project(tmp_path, http_server)
     for _ in range(3):
-        queued = subprocess.run(
-            [str(EXECUTABLE), "run-now", "s", "--detach"],
-            cwd=root,
-            env=environment(),
-            capture_output=True,
-            text=True,
-        )
+        queued = cxrun(root, "run-now", "s", "--detach")
         assert queued.returncode == 0, queued.stderr
     first, second = start(root, "runtime", "--once"), start(root, "runtime", "--once")
     for process in (first, second):
@@ -198,13 +195,7 @@ def test_a_runtime_stopped_by_sigterm_gives_its_job_back_and_exits_0(tmp_path, h
     import signal
 
     root, model = crash_project(tmp_path, http_server, delay=0.05)
-    queued = subprocess.run(
-        [str(EXECUTABLE), "run-now", "s", "--detach"],
-        cwd=root,
-        env=environment(),
-        capture_output=True,
-        text=True,
-    )
+    queued = cxrun(root, "run-now", "s", "--detach")
     assert queued.returncode == 0, queued.stderr
     runtime = start(root, "runtime")  # long-lived: only a signal stops it
     assert wait_until(lambda: sum(model.calls.values()) >= 40)
@@ -214,14 +205,7 @@ def test_a_runtime_stopped_by_sigterm_gives_its_job_back_and_exits_0(tmp_path, h
     assert "stopped after" in err and "Traceback" not in err
     assert state_rows(root, "SELECT status, owner FROM cx_jobs") == [("queued", None)]
     before = sum(model.calls.values())
-    finish = subprocess.run(
-        [str(EXECUTABLE), "runtime", "--once"],
-        cwd=root,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    finish = cxrun(root, "runtime", "--once")
     assert finish.returncode == 0, finish.stderr
     assert state_rows(root, "SELECT status, completed FROM cx_jobs") == [("completed", ROWS)]
     assert max(model.calls.values()) == 1  # what was finished before the stop was kept

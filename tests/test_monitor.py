@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import write_project
+from test_runtime import CODES, PARSE  # the same 40-row table, two rows of which fail
 
 from cxrun import monitor, services
 from cxrun.enums import JobStatus
@@ -16,21 +17,6 @@ from cxrun.runtime import Runner
 from cxrun.store import jobs as job_store
 from cxrun.store.jobs import Owner
 
-CODES = "id,code,name\n" + "".join(
-    f"{i},{'abc' if i in (7, 31) else i * 10},n{i}\n" for i in range(1, 41)
-)
-PARSE = """table: codes
-key: id
-steps:
-  - id: hello
-    log: "row {{ name }}"
-  - id: parse
-    set:
-      number: "CAST(code AS INTEGER)"
-  - id: big
-    tag: big
-    when: "number > 200"
-"""
 AI = """table: contacts
 key: id
 steps:
