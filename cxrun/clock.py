@@ -1,12 +1,28 @@
-"""Time: the state stores naive UTC timestamps; everything else uses aware UTC datetimes."""
+"""Time: the state stores naive UTC timestamps; everything else uses aware UTC datetimes.
+
+`CXRUN_NOW` (an ISO 8601 time) fixes the clock for every command: tests move time forward
+without sleeping, and an operator can see what a schedule tick would do at a given moment.
+"""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
+    fixed = os.environ.get("CXRUN_NOW")
+    if fixed:
+        return parse_moment(fixed)
     return datetime.now(UTC)
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 time (`Z` or an offset; naive means UTC) as an aware UTC datetime."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def to_db(moment: datetime) -> datetime:

@@ -54,8 +54,11 @@ def serve(
     on_event: Callable[[str], None] = lambda text: None,
     lease: float = LEASE,
     poll: float = POLL,
+    tick: Callable[[], None] | None = None,
 ) -> int:
-    """Run jobs until stopped (or, with `once`, until nothing is runnable); jobs run."""
+    """Run jobs until stopped (or, with `once`, until nothing is runnable); jobs run.
+
+    `tick` is called once a turn, before claiming (it fires due schedules)."""
     from pathlib import Path
 
     stop = stop or threading.Event()
@@ -68,6 +71,8 @@ def serve(
         while True:
             _beat(state, owner, stopped=False)
             ran += _reap(active, on_event)
+            if tick is not None and not stop.is_set():
+                tick()
             while not stop.is_set() and len(active) < max_jobs:
                 job = claim_next(state, owner, set(active), lease)
                 if job is None:

@@ -289,8 +289,8 @@ def write_batch(
     con.execute(
         f"INSERT INTO cx_records SELECT $job, {ROW}, _cx_key, "
         f"CASE WHEN _cx_fp IS NULL THEN 'completed' ELSE 'failed' END, {plan.tags}, "
-        f"{plan.outputs}, _cx_fe, {plan.failed_step}, {attempts}, $started, $ended, $ms{io_ms} "
-        f"FROM {result}",
+        f"{plan.outputs}, _cx_fe, {plan.failed_step}, {attempts}, $started, $ended, $ms{io_ms}, "
+        f"NULL, NULL, NULL, NULL, NULL FROM {result}",
         {**times, "ms": per_row_ms},
     )
     _write_journey(con, plan, times, per_row_ms / max(1, len(plan.journey)))
@@ -314,7 +314,7 @@ def _write_journey(
     if not plan.retry:
         con.execute(
             "INSERT INTO cx_journey SELECT $job, _cx_row, pos, step, attempt, status, message, "
-            f"output, error, started_at, ended_at, duration_ms, usage FROM {entries}",
+            f"output, error, started_at, ended_at, duration_ms, usage, NULL FROM {entries}",
             {**times, "ms": step_ms},
         )
         return
@@ -322,7 +322,7 @@ def _write_journey(
     con.execute(
         "INSERT INTO cx_journey SELECT $job, j._cx_row, j.pos, j.step, "
         "j.attempt + coalesce(p.tries, 0), j.status, j.message, j.output, j.error, j.started_at, "
-        f"j.ended_at, j.duration_ms, j.usage FROM {entries} AS j JOIN _cx_from AS f "
+        f"j.ended_at, j.duration_ms, j.usage, NULL FROM {entries} AS j JOIN _cx_from AS f "
         "ON f.row = j._cx_row AND j.pos >= f.pos LEFT JOIN (SELECT seq, pos, max(attempt) AS tries "
         "FROM cx_journey WHERE job = $job GROUP BY seq, pos) AS p "
         "ON p.seq = j._cx_row AND p.pos = j.pos",

@@ -78,4 +78,17 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 6: records parked on a timer, a window or a person (where, why, until when, the answer);
+    # the call step a child spinner's journey entries belong to
+    """
+    ALTER TABLE cx_records ADD COLUMN park_pos INTEGER;
+    ALTER TABLE cx_records ADD COLUMN park_kind VARCHAR;
+    ALTER TABLE cx_records ADD COLUMN wake_at TIMESTAMP;
+    ALTER TABLE cx_records ADD COLUMN decision VARCHAR;
+    ALTER TABLE cx_records ADD COLUMN decided_at TIMESTAMP;
+    ALTER TABLE cx_journey ADD COLUMN parent VARCHAR;
+    """
+)
+
 LATEST = len(MIGRATIONS)
