@@ -154,6 +154,7 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         key=raw["key"],
         fields=fields,
         select=raw.get("select"),
+        child=bool(raw.get("child", False)),
         steps=tuple(_build_step(step) for step in raw["steps"]),
         limits=Limits(
             concurrency=int(limits.get("concurrency", Limits.concurrency)),

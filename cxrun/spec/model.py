@@ -173,6 +173,7 @@ class Spinner:
     select: str | None
     steps: tuple[Step, ...]
     limits: Limits = Limits()
+    child: bool = False
 
     @property
     def required_fields(self) -> tuple[str, ...]:
