@@ -477,6 +477,84 @@ def retry(
     _run_job(json_, lambda view: services.retry(_ctx(project), job, record, view.update, where))
 
 
+AllOpt = Annotated[bool, typer.Option("--all", help="Every pending approval of the job.")]
+WhereApprovalOpt = Annotated[
+    str | None, typer.Option("--where", help="Pending approvals whose row meets this SQL.")
+]
+
+
+@app.command()
+def approve(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    record: Annotated[str | None, typer.Argument(help="The record's key.")] = None,
+    every: AllOpt = False,
+    where: WhereApprovalOpt = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Approve records parked at an approval step; they go on with the next step."""
+    _answer_approvals(job, "approve", record, every, where, project, json_)
+
+
+@app.command()
+def reject(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    record: Annotated[str | None, typer.Argument(help="The record's key.")] = None,
+    every: AllOpt = False,
+    where: WhereApprovalOpt = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Reject records parked at an approval step; they end skipped."""
+    _answer_approvals(job, "reject", record, every, where, project, json_)
+
+
+def _answer_approvals(
+    job: int,
+    decision: str,
+    record: str | None,
+    every: bool,
+    where: str | None,
+    project: str | None,
+    json_: bool,
+) -> None:
+    from cxrun import render, services
+
+    view = render.JobProgress(enabled=not json_)
+    try:
+        done = services.answer(_ctx(project), job, decision, record, every, where, view.update)
+    finally:
+        view.stop()
+    if json_:
+        return render.print_json(done.to_json())
+    verb = "approved" if decision == "approve" else "rejected"
+    lines = [f"{verb} {len(done.answered)} record(s) of job {job}"] if done.answered else []
+    lines += [f"record {key} was answered already: {how}" for key, how in done.already]
+    if not done.answered and not done.already:
+        lines.append(f"no pending approvals in job {job} matched")
+    render.lines(lines)
+    render.job_summary(done.job)
+
+
+@app.command()
+def approvals(
+    job: Annotated[int | None, typer.Option("--job", help="Only this job's approvals.")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Records waiting for a person to approve or reject them, with the prompt."""
+    from cxrun import render, services
+
+    pending = services.approvals(_ctx(project), job)
+    if json_:
+        return render.print_json(pending)
+    render.dict_table(
+        pending,
+        ["job", "spinner", "record", "step", "prompt", "since", "timeout_at"],
+        "no approvals pending",
+    )
+
+
 @app.command()
 def cancel(
     job: Annotated[int, typer.Argument(help="Job number.")],

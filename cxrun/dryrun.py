@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrun.pipeline import compile_stage, stage_table, stages
+from cxrun.clock import utcnow
+from cxrun.pipeline import BatchSql, compile_stage, stage_table, stages
 from cxrun.spec.model import AIStep, IOStep, Spinner
 from cxrun.sql import wrap
 from cxrun.store import State
@@ -75,7 +76,8 @@ def _render(
             assert previous is not None
             _placeholder_results(con, spinner, previous, stage_table(stage.index - 1))
         src = source if stage.index == 0 else stage_table(stage.index - 1)
-        job_store.materialize(con, stage_table(stage.index), compile_stage(spinner, stage, src))
+        sql = compile_stage(spinner, stage, src, BatchSql(utcnow(), dry=True))
+        job_store.materialize(con, stage_table(stage.index), sql)
         if stage.io is None:
             break
         step = spinner.steps[stage.io]

@@ -39,7 +39,9 @@ class Job:
     def duration_s(self, now: datetime | None = None) -> float | None:
         if not self.started_at:
             return None
-        end = self.ended_at or now or datetime.now(UTC)
+        from cxrun.clock import utcnow
+
+        end = self.ended_at or now or utcnow()
         return round((end - self.started_at).total_seconds(), 3)
 
     def to_json(self) -> dict[str, Any]:
@@ -108,6 +110,7 @@ class JourneyEntry:
     ended_at: datetime | None
     duration_ms: float | None
     usage: dict[str, int] | None = None  # the tokens an AI provider reported, for AI steps
+    parent: str | None = None  # the call step a called child spinner's step ran under
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,4 +124,5 @@ class JourneyEntry:
             "ended_at": iso(self.ended_at),
             "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 4),
             "usage": self.usage,
+            "parent": self.parent,
         }

@@ -315,8 +315,11 @@ def _published_check(ctx: Context, file: SpinnerFile) -> Check:
     if version is None:
         return Check("published", False, f"spinner '{name}' is not published", publish, name)
     when = iso(version.published_at)
-    if version.digest != file.digest:
-        detail = f"{file.shown} was edited since version {version.version} was published ({when})"
+    if version.digest != loader.calls_digest(ctx.project, file):
+        detail = (
+            f"{file.shown} (or a child spinner it calls) was edited since version "
+            f"{version.version} was published ({when})"
+        )
         fix = f"{publish} (runs use version {version.version} until then)"
         return Check("published", False, detail, fix, name)
     return Check("published", True, f"version {version.version}, published {when}", None, name)

@@ -3,14 +3,58 @@ an I/O step whose inputs are rendered in SQL and whose results come back as a ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from cxrun.spec.model import AIStep, SetStep, Spinner, Step, TagStep
+from cxrun.clock import to_db
+from cxrun.spec.model import (
+    AIStep,
+    ApprovalStep,
+    CallStep,
+    SendStep,
+    SetStep,
+    Spinner,
+    Step,
+    TagStep,
+    WaitStep,
+)
 from cxrun.spec.outputs import output_expression
 from cxrun.sql import quote_ident, quote_literal, wrap
 
 FIELDS_STEP = "(fields)"
 FAILURES = "_cx_errs"
+RESTARTS = "_cx_from"  # rows run again from a step: (row, pos, attempts, bump, decision, calls)
+# Per row, besides the table's columns: _cx_fp/_cx_fe the step a record stopped at and why
+# (_cx_sk: it was skipped there, not failed); _cx_pk/_cx_pu/_cx_pm the step it is parked at,
+# until when, and why; _cx_go/_cx_gd the step a restarted row starts from and the answer it
+# brings (approve, reject, approve-timeout, reject-timeout, due).
+
+
+@dataclass(frozen=True)
+class BatchSql:
+    """What a batch's SQL depends on beyond the spinner: its time (waits count from it),
+    whether its rows restart from a step, whether the eligible window is closed (and when it
+    opens), and for a dry run that nothing parks."""
+
+    now: datetime
+    restarts: bool = False
+    window_opens: datetime | None = None
+    dry: bool = False
+    now_sql: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "now_sql", timestamp_sql(self.now))
+
+
+def timestamp_sql(moment: datetime) -> str:
+    return f"TIMESTAMP '{to_db(moment).isoformat(sep=' ')}'"
+
+
+def gated(spinner: Spinner, step: Step) -> bool:
+    """Whether the spinner's eligible window applies to the step (sends and AI calls)."""
+    return spinner.eligible is not None and isinstance(step, AIStep | SendStep)
+
+
 # The JSON shape of the attempts list an I/O result carries (see runtime.CallResult).
 ATTEMPTS = (
     '[{"attempt": "INTEGER", "status": "VARCHAR", "message": "VARCHAR", "output": "JSON", '
@@ -57,6 +101,7 @@ def compile_stage(
     spinner: Spinner,
     stage: Stage,
     source: str,
+    batch: BatchSql,
     with_failures: bool = False,
     upto: int | None = None,
 ) -> str:
@@ -67,27 +112,105 @@ def compile_stage(
     through `_cx_errs` when `with_failures` is set. `upto` keeps only the steps before it (to find
     which step raises).
     """
-    ctes = [f"i0 AS ({_stage_input(spinner, stage, source, with_failures)})"]
+    ctes = [f"i0 AS ({_stage_input(spinner, stage, source, batch, with_failures)})"]
     positions = [p for p in stage.positions if upto is None or p < upto]
     if stage.io is not None and (upto is None or stage.io < upto):
         positions.append(stage.io)
-    level = 0
-    kept = ["_cx_row", "_cx_key", "_cx_fp", "_cx_fe", *_earlier_columns(spinner, stage)]
+    kept = [*_ROW_STATE, *_earlier_columns(spinner, stage)]
     for pos in positions:
         step = spinner.steps[pos]
-        alive = f"(_cx_fp IS NULL OR _cx_fp > {pos})"
-        ran = f"{alive} AND coalesce({wrap(step.when)}, false)" if step.when else alive
-        ctes.append(f"i{level + 1} AS (SELECT *, ({ran}) AS _cx_w{pos} FROM i{level})")
-        columns = _step_columns(pos, step)
+        ran = _ran(pos, step)
+        if gated(spinner, step) and batch.window_opens is not None and not batch.dry:
+            # Outside the eligible window: the record waits for it instead of calling.
+            until = timestamp_sql(batch.window_opens)
+            why = quote_literal(f"outside the eligible window ({spinner.eligible.text})")  # type: ignore[union-attr]
+            ctes.append(_park(len(ctes), pos, f"({ran}) AND {_not_passed(pos)}", until, why))
+        ctes.append(f"i{len(ctes)} AS (SELECT *, ({ran}) AS _cx_w{pos} FROM i{len(ctes) - 1})")
+        columns = _step_columns(pos, step, batch)
         kept += [f"_cx_w{pos}"] + [_alias(c) for c in columns]
         if columns:
-            ctes.append(f"i{level + 2} AS (SELECT *, {', '.join(columns)} FROM i{level + 1})")
-            level += 2
-        else:
-            level += 1
+            ctes.append(f"i{len(ctes)} AS (SELECT *, {', '.join(columns)} FROM i{len(ctes) - 1})")
+        if step.parks:
+            ctes += _parking(len(ctes), pos, step, batch)
+    level = len(ctes) - 1
     # The last stage keeps only what the batch's write needs; earlier ones keep the row too.
     chosen = ", ".join(kept) if stage.io is None and upto is None else "*"
     return f"WITH {', '.join(ctes)} SELECT {chosen} FROM i{level}"
+
+
+_ROW_STATE = (
+    "_cx_row",
+    "_cx_key",
+    "_cx_fp",
+    "_cx_fe",
+    "_cx_sk",
+    "_cx_pk",
+    "_cx_pu",
+    "_cx_pm",
+    "_cx_go",
+    "_cx_gd",
+)
+
+
+def _alive(pos: int) -> str:
+    """The record has not stopped or parked before `pos`."""
+    return f"(_cx_fp IS NULL OR _cx_fp > {pos}) AND (_cx_pk IS NULL OR _cx_pk > {pos})"
+
+
+def _ran(pos: int, step: Step) -> str:
+    ran = _alive(pos)
+    if step.guard is not None:  # inside a called child: only if the call ran
+        ran += f" AND _cx_w{step.guard}"
+    if step.when:
+        ran += f" AND coalesce({wrap(step.when)}, false)"
+    return ran
+
+
+def _not_passed(pos: int) -> str:
+    """A restarted row passed the steps before the one it starts from (their waits are over)."""
+    return f"(_cx_go IS NULL OR _cx_go <= {pos})"
+
+
+def _park(index: int, pos: int, condition: str, until: str, why: str) -> str:
+    """A CTE parking the rows that meet `condition` at `pos` (until NULL: until answered)."""
+    return (
+        f"i{index} AS (SELECT * REPLACE ("
+        f"CASE WHEN {condition} THEN {pos} ELSE _cx_pk END AS _cx_pk, "
+        f"CASE WHEN {condition} THEN {until} ELSE _cx_pu END AS _cx_pu, "
+        f"CASE WHEN {condition} THEN {why} ELSE _cx_pm END AS _cx_pm) FROM i{index - 1})"
+    )
+
+
+def _parking(index: int, pos: int, step: Step, batch: BatchSql) -> list[str]:
+    """CTEs after a wait or approval step's own columns: park the rows it holds, or (restarted
+    rows that bring an answer) let them on or stop them there."""
+    ran = f"_cx_w{pos}"
+    answered = f"(_cx_go = {pos} AND _cx_gd IS NOT NULL)"
+    hold = f"{ran} AND {_not_passed(pos)} AND NOT coalesce({answered}, false)"
+    if batch.dry:
+        return []
+    if isinstance(step, WaitStep):
+        hold += f" AND coalesce(_cx_u{pos} > {batch.now_sql}, false)"
+        why = f"'waiting until ' || strftime(_cx_u{pos}, '%Y-%m-%dT%H:%M:%SZ')"
+        return [_park(index, pos, hold, f"_cx_u{pos}", why)]
+    assert isinstance(step, ApprovalStep)
+    until = (
+        f"{batch.now_sql} + INTERVAL {step.timeout:g} SECOND"
+        if step.timeout is not None
+        else "CAST(NULL AS TIMESTAMP)"
+    )
+    rejected = f"coalesce({answered} AND _cx_gd LIKE 'reject%', false) AND {ran}"
+    reason = (
+        "CASE _cx_gd WHEN 'reject' THEN 'rejected by an operator' "
+        "ELSE 'rejected: no answer before the approval timed out' END"
+    )
+    return [
+        _park(index, pos, hold, until, f"_cx_m{pos}"),
+        f"i{index + 1} AS (SELECT * REPLACE ("
+        f"CASE WHEN {rejected} THEN {pos} ELSE _cx_fp END AS _cx_fp, "
+        f"CASE WHEN {rejected} THEN {reason} ELSE _cx_fe END AS _cx_fe, "
+        f"_cx_sk OR coalesce({rejected}, false) AS _cx_sk) FROM i{index})",
+    ]
 
 
 def _alias(column: str) -> str:
@@ -107,20 +230,32 @@ def _earlier_columns(spinner: Spinner, stage: Stage) -> list[str]:
             columns += [f"_cx_m{pos}", f"_cx_a{pos}", f"_cx_v{pos}"]
         elif not isinstance(step, SetStep):
             columns.append(f"_cx_m{pos}")
+        if isinstance(step, WaitStep):
+            columns.append(f"_cx_u{pos}")
     return columns
 
 
-def _stage_input(spinner: Spinner, stage: Stage, source: str, with_failures: bool) -> str:
+def _stage_input(
+    spinner: Spinner, stage: Stage, source: str, batch: BatchSql, with_failures: bool
+) -> str:
     errors = f" LEFT JOIN {FAILURES} AS e ON e.row = src._cx_row" if with_failures else ""
     error_pos = "e.pos" if with_failures else "CAST(NULL AS INTEGER)"
     error_text = "e.error" if with_failures else "CAST(NULL AS VARCHAR)"
     if stage.index == 0:
         key = f"CAST({quote_ident(spinner.key)} AS VARCHAR)"
         required = _required_check(spinner)
+        if batch.restarts:  # a restarted row's fields were checked on its first run
+            required = "CAST(NULL AS VARCHAR)"
+            errors += f" LEFT JOIN {RESTARTS} AS f ON f.row = src._cx_row"
+        go = "f.pos" if batch.restarts else "CAST(NULL AS INTEGER)"
+        answer = "f.decision" if batch.restarts else "CAST(NULL AS VARCHAR)"
         return (
             f"SELECT src.*, {key} AS _cx_key, "
             f"CASE WHEN {required} IS NOT NULL THEN -1 ELSE {error_pos} END AS _cx_fp, "
-            f"coalesce({required}, {error_text}) AS _cx_fe FROM {source} AS src{errors}"
+            f"coalesce({required}, {error_text}) AS _cx_fe, false AS _cx_sk, "
+            "CAST(NULL AS INTEGER) AS _cx_pk, CAST(NULL AS TIMESTAMP) AS _cx_pu, "
+            f"CAST(NULL AS VARCHAR) AS _cx_pm, {go} AS _cx_go, {answer} AS _cx_gd "
+            f"FROM {source} AS src{errors}"
         )
     pos = stages(spinner)[stage.index - 1].io
     assert pos is not None
@@ -150,8 +285,27 @@ def _required_check(spinner: Spinner) -> str:
     return f"(CASE {cases} END)"
 
 
-def _step_columns(pos: int, step: Step) -> list[str]:
+def _step_columns(pos: int, step: Step, batch: BatchSql) -> list[str]:
     ran = f"_cx_w{pos}"
+    if isinstance(step, WaitStep):
+        until = (
+            f"CAST({wrap(step.until)} AS TIMESTAMP)"
+            if step.until is not None
+            else f"{batch.now_sql} + INTERVAL {step.seconds:g} SECOND"
+        )
+        message = (
+            f"CASE WHEN _cx_go > {pos} OR _cx_go = {pos} AND _cx_gd IS NOT NULL "
+            "THEN 'the wait is over' "
+            f"WHEN _cx_u{pos} IS NULL THEN 'no wait: the time is null' "
+            f"ELSE 'no wait: ' || strftime(_cx_u{pos}, '%Y-%m-%dT%H:%M:%SZ') || ' has passed' END"
+        )
+        # The deadline counts from the batch that reached the step; a restart keeps it.
+        return [
+            f"CASE WHEN {ran} THEN {until} END AS _cx_u{pos}",
+            f"CASE WHEN {ran} THEN {message} END AS _cx_m{pos}",
+        ]
+    if isinstance(step, CallStep):
+        return [f"CASE WHEN {ran} THEN {quote_literal('called ' + step.spinner)} END AS _cx_m{pos}"]
     if isinstance(step, SetStep):
         return [
             f"CASE WHEN {ran} THEN {wrap(expr)} END AS {quote_ident(name)}"
@@ -188,8 +342,29 @@ def _json_object(names: list[str]) -> str:
 
 
 def outputs_sql(spinner: Spinner) -> str:
-    names = [name for step in spinner.steps for name in step.outputs]
+    """The record's outputs: the spinner's own (a called child's come under the call's id)."""
+    names = [name for step in spinner.steps if step.parent is None for name in step.outputs]
     return _json_object(names) if names else "CAST('{}' AS JSON)"
+
+
+def park_kind_sql(spinner: Spinner) -> str:
+    """What holds a parked record: a wait, an approval, or the eligible window."""
+    cases = " ".join(
+        f"WHEN {p} THEN {quote_literal(s.kind if s.parks else 'window')}"
+        for p, s in enumerate(spinner.steps)
+        if s.parks or gated(spinner, s)
+    )
+    return f"CASE _cx_pk {cases} END" if cases else "CAST(NULL AS VARCHAR)"
+
+
+def enclosing_calls(spinner: Spinner, pos: int) -> list[int]:
+    """The positions of the call steps a step runs inside (outermost first)."""
+    found: list[int] = []
+    guard = spinner.steps[pos].guard if pos >= 0 else None
+    while guard is not None:
+        found.insert(0, guard)
+        guard = spinner.steps[guard].guard
+    return found
 
 
 def failed_step_sql(spinner: Spinner) -> str:
@@ -202,16 +377,21 @@ def failed_step_sql(spinner: Spinner) -> str:
 _ENTRY = (
     "SELECT {pos} AS pos, {step} AS step, {attempt} AS attempt, {status} AS status, "
     "{message} AS message, {output} AS output, {error} AS error, {started} AS started_at, "
-    "{ended} AS ended_at, {ms} AS duration_ms, {usage} AS usage, _cx_row FROM {source} "
-    "WHERE {where}"
+    "{ended} AS ended_at, {ms} AS duration_ms, {usage} AS usage, {parent} AS parent, _cx_row "
+    "FROM {source} WHERE {where}"
 )
+
+
+def _reached(pos: int) -> str:
+    """The record got to `pos` and was not parked there (parked rows get a `waiting` entry)."""
+    return f"(_cx_fp IS NULL OR _cx_fp >= {pos}) AND (_cx_pk IS NULL OR _cx_pk > {pos})"
 
 
 def journey_parts(spinner: Spinner, result: str) -> list[str]:
     """SELECTs over the result table giving every journey entry of the batch.
 
     Pure steps take the batch's times ($started, $ended, $ms); I/O steps bring their own, one
-    entry per attempt.
+    entry per attempt; a parked record gets one `waiting` entry at the step holding it.
     """
     batch = {
         "attempt": "1",
@@ -219,6 +399,7 @@ def journey_parts(spinner: Spinner, result: str) -> list[str]:
         "ended": "$ended",
         "ms": "$ms",
         "usage": "CAST(NULL AS JSON)",
+        "source": result,
     }
     parts = []
     if spinner.required_fields:
@@ -230,46 +411,84 @@ def journey_parts(spinner: Spinner, result: str) -> list[str]:
                 message="NULL",
                 output="NULL",
                 error="_cx_fe",
-                source=result,
                 where="_cx_fp = -1",
+                parent="NULL",
+                **batch,
+            )
+        )
+    if any(step.parks or gated(spinner, step) for step in spinner.steps):
+        parts.append(
+            _ENTRY.format(
+                pos="_cx_pk",
+                step=_step_at("_cx_pk", spinner),
+                status="'waiting'",
+                message="_cx_pm",
+                output="NULL",
+                error="NULL",
+                where="_cx_pk IS NOT NULL AND _cx_fp IS NULL",
+                parent=_parent_at("_cx_pk", spinner),
                 **batch,
             )
         )
     for pos, step in enumerate(spinner.steps):
+        if step.hidden:
+            continue
         ran = f"_cx_w{pos}"
+        parent = quote_literal(step.parent) if step.parent else "NULL"
         failed = f"_cx_fp IS NOT DISTINCT FROM {pos}"
         skipped = dict(
             pos=pos,
             step=quote_literal(step.id),
             status="'skipped'",
-            message="'skipped: when is not true'",
+            message=_skip_message(step),
             output="NULL",
             error="NULL",
-            source=result,
-            where=f"NOT {ran} AND (_cx_fp IS NULL OR _cx_fp > {pos})",
+            where=f"NOT {ran} AND {_reached(pos)} AND NOT ({failed})",
+            parent=parent,
             **batch,
         )
         if step.is_io:
             parts.append(_ENTRY.format(**skipped))
             parts.append(_io_entries(pos, step, result))
             continue
-        message, output = _entry(pos, step)
+        status, message, output, error = _entry(spinner, pos, step)
+        stopped = f"{failed} AND _cx_sk"  # skipped there (a rejected approval)
         parts.append(
             _ENTRY.format(
                 pos=pos,
                 step=quote_literal(step.id),
-                status=f"CASE WHEN {failed} THEN 'failed' WHEN {ran} THEN 'completed' "
-                "ELSE 'skipped' END",
-                message=f"CASE WHEN {ran} THEN {message} WHEN NOT {failed} "
-                "THEN 'skipped: when is not true' END",
-                output=f"CASE WHEN {ran} THEN {output} END",
-                error=f"CASE WHEN {failed} THEN _cx_fe END",
-                source=result,
-                where=f"(_cx_fp IS NULL OR _cx_fp >= {pos})",
+                status=f"CASE WHEN {stopped} THEN 'skipped' WHEN {failed} THEN 'failed' "
+                f"WHEN NOT {ran} THEN 'skipped' ELSE {status} END",
+                message=f"CASE WHEN {stopped} THEN _cx_fe WHEN {failed} THEN NULL "
+                f"WHEN NOT {ran} THEN {_skip_message(step)} ELSE {message} END",
+                output=f"CASE WHEN {ran} AND NOT ({failed}) THEN {output} END",
+                error=f"CASE WHEN {stopped} THEN NULL WHEN {failed} THEN _cx_fe ELSE {error} END",
+                where=_reached(pos),
+                parent=parent,
                 **batch,
             )
         )
     return parts
+
+
+def _skip_message(step: Step) -> str:
+    if step.guard is not None and not step.when:
+        return "'skipped: the call did not run'"
+    return "'skipped: when is not true'"
+
+
+def _step_at(column: str, spinner: Spinner) -> str:
+    cases = " ".join(f"WHEN {p} THEN {quote_literal(s.id)}" for p, s in enumerate(spinner.steps))
+    return f"CASE {column} {cases} END"
+
+
+def _parent_at(column: str, spinner: Spinner) -> str:
+    cases = " ".join(
+        f"WHEN {p} THEN {quote_literal(s.parent)}"
+        for p, s in enumerate(spinner.steps)
+        if s.parent is not None
+    )
+    return f"CASE {column} {cases} END" if cases else "CAST(NULL AS VARCHAR)"
 
 
 def _io_entries(pos: int, step: Step, result: str) -> str:
@@ -289,6 +508,7 @@ def _io_entries(pos: int, step: Step, result: str) -> str:
         ended="a.ended_at",
         ms="a.duration_ms",
         usage=_USAGE if isinstance(step, AIStep) else "CAST(NULL AS JSON)",
+        parent=quote_literal(step.parent) if step.parent else "NULL",
         source=attempts,
         where="true",
     )
@@ -297,11 +517,35 @@ def _io_entries(pos: int, step: Step, result: str) -> str:
 _USAGE = "json_object('prompt_tokens', a.prompt_tokens, 'completion_tokens', a.completion_tokens)"
 
 
-def _entry(pos: int, step: Step) -> tuple[str, str]:
-    """The message and output of a pure step that ran."""
+def _entry(spinner: Spinner, pos: int, step: Step) -> tuple[str, str, str, str]:
+    """The status, message, output and error of a pure step that ran and did not stop there."""
+    none = "CAST(NULL AS JSON)"
     if isinstance(step, SetStep):
         names = list(step.outputs)
-        return quote_literal("set " + ", ".join(names)), _json_object(names)
+        return "'completed'", quote_literal("set " + ", ".join(names)), _json_object(names), "NULL"
     if isinstance(step, TagStep):
-        return f"'tagged ' || _cx_m{pos}", "CAST(NULL AS JSON)"
-    return f"_cx_m{pos}", "CAST(NULL AS JSON)"
+        return "'completed'", f"'tagged ' || _cx_m{pos}", none, "NULL"
+    if isinstance(step, ApprovalStep):
+        answer = (
+            "CASE _cx_gd WHEN 'approve' THEN 'approved by an operator' "
+            "WHEN 'approve-timeout' THEN 'approved: no answer before the approval timed out' "
+            "END"
+        )
+        return "'completed'", answer, none, "NULL"
+    if isinstance(step, CallStep):
+        end = next(
+            p for p, s in enumerate(spinner.steps) if s.hidden and s.id == f"{step.id}.(end)"
+        )
+        inside = f"_cx_fp > {pos} AND _cx_fp < {end}"
+        status = (
+            f"CASE WHEN {inside} AND _cx_sk THEN 'skipped' WHEN {inside} THEN 'failed' "
+            f"WHEN _cx_pk > {pos} AND _cx_pk < {end} THEN 'waiting' ELSE 'completed' END"
+        )
+        error = (
+            f"CASE WHEN {inside} AND NOT _cx_sk THEN "
+            f"{quote_literal(f'child spinner {step.spinner} failed at step ')} || "
+            f"{failed_step_sql(spinner)} || ': ' || _cx_fe END"
+        )
+        output = quote_ident(spinner.steps[end].outputs[0])
+        return status, f"_cx_m{pos}", f"CASE WHEN _cx_fp IS NULL THEN to_json({output}) END", error
+    return "'completed'", f"_cx_m{pos}", none, "NULL"

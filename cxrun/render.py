@@ -199,8 +199,10 @@ def records_table(records: Sequence[Record]) -> None:
 def journey_table(entries: Sequence[JourneyEntry]) -> None:
     table = _table("step", "try", "status", "message", "output", "error", "ms")
     for entry in entries:
+        depth = entry.step.count(".") if entry.parent else 0  # a called child's step, nested
+        label = entry.step.rsplit(".", 1)[-1] if depth else entry.step
         table.add_row(
-            _escape(entry.step),
+            _escape("  " * (depth - 1) + "└ " + label if depth else label),
             str(entry.attempt),
             _status(entry.status),
             _escape(entry.message),

@@ -16,22 +16,25 @@ from cxrun.enums import JobStatus
 from cxrun.io.executor import Call, Executor, JobHalted, JobPaused, JobTimedOut
 from cxrun.models import Job
 from cxrun.pipeline import (
+    BatchSql,
     Stage,
     compile_stage,
+    enclosing_calls,
     failed_step_sql,
     journey_parts,
     outputs_sql,
+    park_kind_sql,
     stage_table,
     stages,
     tags_sql,
 )
-from cxrun.spec.model import IOStep, SendStep, Spinner
+from cxrun.spec.model import AIStep, ApprovalStep, HttpStep, IOStep, SendStep, Spinner, Step
 from cxrun.spool import Spool
 from cxrun.sql import duckdb_message
 from cxrun.store import State, transaction
 from cxrun.store import jobs as job_store
 from cxrun.store import tables as table_store
-from cxrun.store.jobs import BatchWrite, Owner
+from cxrun.store.jobs import BatchWrite, Owner, Restart
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -62,7 +65,8 @@ class Batch:
     filtered: bool
     first: int
     last: int
-    rows: list[int] | None = None  # a retry's rows, instead of the range first..last
+    sql: BatchSql
+    rows: list[int] | None = None  # restarted rows, instead of the range first..last
     results: Results = field(default_factory=dict)
     failures: dict[int, tuple[int, str]] = field(default_factory=dict)
     sql_seconds: float = 0.0
@@ -95,9 +99,9 @@ class Runner:
     batch_rows: int | None = None
     on_progress: Callable[[Job], None] | None = None
     executor_options: dict[str, Any] = field(default_factory=dict)
-    # A retry: row → (the step it starts again from, its attempts so far), and the I/O results
+    # Rows run again from a step (a retry, or parked records going on), and the I/O results
     # of the steps before, which are reused rather than called again.
-    retry: dict[int, tuple[int, int]] | None = None
+    retry: dict[int, Restart] | None = None
     reuse: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     # Who runs the job: its lease is renewed with every batch written (and by a heartbeat while
     # calls are in flight); `stop` is asked between batches (a runtime shutting down).
@@ -118,6 +122,8 @@ class Runner:
             name, number, filtered = job_store.table_of(con, job_id)
             table = table_store.version(con, name, number)
         assert table is not None, f"job {job_id} lost its table version"
+        if self.retry is None and job.processed >= job.total:
+            await self._db(self._due, job_id)  # the pass is over: parked records go on
         spool = Spool(self.state.dir, job_id)
         done = {**self.reuse, **spool.load()}
         try:
@@ -149,6 +155,21 @@ class Runner:
         if job.status.finished:
             spool.close(remove=True)
         return job
+
+    def _due(self, job: int) -> None:
+        """The parked records whose answer came or whose time has come, as restarts."""
+        with self.state.read() as con:
+            due = job_store.due_records(con, job, self.clock())
+            earlier = job_store.last_outputs(con, job, [int(r[0]) for r in due])
+        restarts: dict[int, Restart] = {}
+        for row, pos, _kind, decision, attempts in due:
+            step = self.spinner.steps[pos]
+            if decision is None:  # the time has come: a wait is over, an approval timed out
+                decision = f"{step.on_timeout}-timeout" if isinstance(step, ApprovalStep) else "due"
+            calls = tuple(enclosing_calls(self.spinner, pos))
+            restarts[int(row)] = Restart(pos, int(attempts), 0, decision, calls)
+        self.retry = restarts
+        self.reuse = reusable(self.spinner, restarts, earlier)
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
         """Pure steps only: one batch after another, each one session of set-based SQL."""
@@ -316,14 +337,26 @@ class Runner:
             start = 0
             while start < len(rows):
                 size = self._size()
-                yield Batch(job, table, filtered, 0, 0, rows=rows[start : start + size])
+                part = rows[start : start + size]
+                yield Batch(job, table, filtered, 0, 0, self._batch_sql(True), rows=part)
                 start += size
             return
         first = job.processed
         while first < job.total:
             last = min(first + self._size(), job.total) - 1
-            yield Batch(job, table, filtered, first, last)
+            yield Batch(job, table, filtered, first, last, self._batch_sql(False))
             first = last + 1
+
+    def _batch_sql(self, restarts: bool) -> BatchSql:
+        """The batch's time (waits count from it) and whether the eligible window is open."""
+        from cxrun import windows
+
+        now = self.clock()
+        eligible = self.spinner.eligible
+        opens = None
+        if eligible is not None and not windows.inside(eligible, now):
+            opens = windows.next_open(eligible, now)
+        return BatchSql(now, restarts=restarts, window_opens=opens)
 
     def _size(self) -> int:
         """Rows in the next batch. Pure steps: two DuckDB row groups. I/O steps: about
@@ -384,6 +417,9 @@ class Runner:
         all_stages = stages(self.spinner)
         if batch.failures:
             job_store.set_failures(con, batch.failures)
+        if batch.rows is not None:
+            assert self.retry is not None
+            job_store.set_restarts(con, {row: self.retry[row] for row in batch.rows})
         for stage in all_stages[: through + 1]:
             if stage.index:
                 pos = all_stages[stage.index - 1].io
@@ -401,12 +437,13 @@ class Runner:
         # the rows to blame are then found by further statements.
         target = stage_table(stage.index)
         try:
-            sql = compile_stage(self.spinner, stage, source, bool(batch.failures))
+            sql = compile_stage(self.spinner, stage, source, batch.sql, bool(batch.failures))
             job_store.materialize(con, target, sql)
         except _row_errors():
             batch.failures.update(self._failures(con, batch, stage, source))
             job_store.set_failures(con, batch.failures)
-            job_store.materialize(con, target, compile_stage(self.spinner, stage, source, True))
+            sql = compile_stage(self.spinner, stage, source, batch.sql, True)
+            job_store.materialize(con, target, sql)
 
     def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> list[Call]:
         step = self.spinner.steps[pos]
@@ -426,9 +463,6 @@ class Runner:
                 con, batch.job.job, self.owner, self._lease_end()
             ):
                 raise LostJob  # another runtime took the job: this batch is not ours to write
-            if batch.rows is not None:
-                assert self.retry is not None
-                job_store.set_retry(con, {row: self.retry[row] for row in batch.rows})
             job = job_store.write_batch(
                 con,
                 batch.job.job,
@@ -450,6 +484,7 @@ class Runner:
             failed_step=failed_step_sql(self.spinner),
             journey=journey_parts(self.spinner, result),
             io_positions=[p for p, s in enumerate(self.spinner.steps) if s.is_io],
+            park_kind=park_kind_sql(self.spinner),
             outbox=[
                 (p, s.id, s.channel)
                 for p, s in enumerate(self.spinner.steps)
@@ -459,6 +494,8 @@ class Runner:
         )
 
     def _finish(self, con: duckdb.DuckDBPyConnection, job: Job) -> Job:
+        if job.waiting:  # the pass is over, some records are parked
+            return job_store.park(con, job.job, job_store.waiting_reason(con, job.job))
         status, reason = final_status(job)
         return job_store.finish(con, job.job, status, reason, self.clock())
 
@@ -477,7 +514,7 @@ class Runner:
                     self._row_failure(con, batch, stage, source, row, found)
                 continue
             try:
-                sql = compile_stage(self.spinner, stage, part, bool(batch.failures))
+                sql = compile_stage(self.spinner, stage, part, batch.sql, bool(batch.failures))
                 job_store.materialize(con, "_cx_probe", sql)
             except _row_errors():
                 middle = (a + b) // 2
@@ -496,7 +533,9 @@ class Runner:
         one = f"(SELECT * FROM {source} WHERE _cx_row = {row})"
         positions = list(stage.positions) + ([stage.io] if stage.io is not None else [])
         for pos in positions:
-            sql = compile_stage(self.spinner, stage, one, bool(batch.failures), upto=pos + 1)
+            sql = compile_stage(
+                self.spinner, stage, one, batch.sql, bool(batch.failures), upto=pos + 1
+            )
             try:
                 job_store.materialize(con, "_cx_probe", sql)
             except _row_errors() as exc:
@@ -524,3 +563,35 @@ def final_status(job: Job) -> tuple[JobStatus, str | None]:
     if job.failed:
         return JobStatus.PARTIAL, f"{job.failed} of {job.total} records failed"
     return JobStatus.COMPLETED, None
+
+
+def reusable(
+    spinner: Spinner, starts: dict[int, Restart], earlier: list[tuple[int, int, Any]]
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """The I/O results of the steps before each restarted row's step, from the journey."""
+    return {
+        (row, pos): reused(spinner.steps[pos], row, pos, output)
+        for row, pos, output in earlier
+        if row in starts and spinner.steps[pos].is_io and pos < starts[row].pos
+    }
+
+
+def reused(step: Step, row: int, pos: int, output: Any) -> dict[str, Any]:
+    """An earlier I/O step's result, from its journey entry, as if the call had just been made."""
+    import json
+
+    text = output if isinstance(output, str) and not isinstance(step, HttpStep) else None
+    if isinstance(step, AIStep) and step.schema is not None:
+        text = None
+    return {
+        "row": row,
+        "pos": pos,
+        "ok": True,
+        "message": None,
+        "error": None,
+        "attempts": [],
+        "value": text if text is not None else json.dumps(output),
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import threading
@@ -22,7 +21,7 @@ from cxrun.project import CONFIG_FILE, Project, load_project
 from cxrun.secrets import Secrets
 from cxrun.spec import checks, loader
 from cxrun.spec.loader import SpinnerFile
-from cxrun.spec.model import AIStep, HttpStep, Spinner, Step
+from cxrun.spec.model import Spinner
 from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
@@ -81,6 +80,13 @@ def init_project(folder: Path) -> list[str]:
 def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
     """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
     raw, spinner = loader.parse(file)
+    called = loader.attach_children(ctx.project, raw, file.name)
+    if called:
+        raise ValidationFailed(
+            [f"{file.shown}: {p}" for p in called], f"fix {file.shown} and try again"
+        )
+    if loader.CALLS in raw:
+        spinner = loader.build(raw, file.name)  # with the called children's steps
     try:
         table = ensure_loaded(ctx.project, ctx.state, spinner.table)
     except (TableError, NotFound) as exc:
@@ -159,7 +165,8 @@ def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
     with ctx.state.write() as con:
         for file, raw in checked:
             before = spinner_store.latest(con, file.name)
-            version = spinner_store.publish(con, file.name, file.digest, raw, file.source, utcnow())
+            digest = loader.calls_digest(ctx.project, file)
+            version = spinner_store.publish(con, file.name, digest, raw, file.source, utcnow())
             results.append(
                 {
                     "spinner": file.name,
@@ -184,7 +191,9 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
                 "file": file.shown if file else None,
                 "version": version.version if version else None,
                 "published_at": version.published_at.isoformat() if version else None,
-                "edited": bool(file and version and file.digest != version.digest),
+                "edited": bool(
+                    file and version and loader.calls_digest(ctx.project, file) != version.digest
+                ),
                 "last_job": last[name][0] if name in last else None,
                 "last_status": last[name][1] if name in last else None,
             }
@@ -302,6 +311,11 @@ def _selection(
 
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
     number, spinner = published_spinner(ctx, name)
+    if spinner.child:
+        raise CxrunError(
+            f"spinner '{name}' is a child spinner: it runs only through a `call: {name}` step",
+            "run the spinner that calls it",
+        )
     if warm and spinner.has_io:
         plugins.prewarm()
     table = _current_table(ctx, name, spinner)
@@ -406,37 +420,21 @@ def retry(
     if not failed:
         which = f"record '{record}'" if record else "records"
         raise CxrunError(f"job {job_id} has no failed {which} to retry")
+    from cxrun.pipeline import enclosing_calls
+    from cxrun.runtime import reusable
+    from cxrun.store.jobs import Restart
+
     ids = {step.id: pos for pos, step in enumerate(spinner.steps)}
-    starts = {row: (ids.get(step or "", -1), attempts) for row, step, attempts in failed}
-    reuse = {
-        (row, pos): _reused(spinner.steps[pos], row, pos, output)
-        for row, pos, output in earlier
-        if spinner.steps[pos].is_io and pos < starts[row][0]
-    }
+    starts = {}
+    for row, step, attempts in failed:
+        pos = ids.get(step or "", -1)
+        starts[row] = Restart(pos, attempts, calls=tuple(enclosing_calls(spinner, pos)))
+    reuse = reusable(spinner, starts, earlier)
     built = _plugins(ctx, found.spinner, spinner)
     with ctx.state.write() as con:
         job_store.reopen(con, job_id)
     runner = Runner(ctx.state, spinner, built, on_progress=on_progress, retry=starts, reuse=reuse)
     return runner.run(job_id)
-
-
-def _reused(step: Step, row: int, pos: int, output: Any) -> dict[str, Any]:
-    """An earlier I/O step's result, from its journey entry, as if the call had just been made."""
-    text = output if isinstance(output, str) and not isinstance(step, HttpStep) else None
-    if isinstance(step, AIStep) and step.schema is not None:
-        text = None
-    return {
-        "row": row,
-        "pos": pos,
-        "ok": True,
-        "message": None,
-        "error": None,
-        "attempts": [],
-        "value": text if text is not None else json.dumps(output),
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "cost": 0.0,
-    }
 
 
 def _current_table(ctx: Context, name: str, spinner: Spinner) -> TableInfo:
@@ -505,3 +503,101 @@ def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:
                 f"list its records with `cxrun records {job_id}`",
             )
         return job_store.journey(con, job_id, seq)
+
+
+# ---- waiting records: approvals ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What `approve` / `reject` did: the records answered now, those answered before (with
+    how), and the job after the answered records went on."""
+
+    job: Job
+    decision: str
+    answered: list[str]
+    already: list[tuple[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job.job,
+            "decision": self.decision,
+            "answered": self.answered,
+            "already": [{"record": key, "answer": how} for key, how in self.already],
+            "status": self.job.to_json(),
+        }
+
+
+def answer(
+    ctx: Context,
+    job_id: int,
+    decision: str,
+    record: str | None = None,
+    every: bool = False,
+    where: str | None = None,
+    on_progress: Callable[[Job], None] | None = None,
+) -> Answered:
+    """Approve or reject parked approval steps, then let the answered records go on here
+    (unless the job is running elsewhere: its owner picks the answers up)."""
+    from cxrun import worker
+    from cxrun.runtime import Runner
+
+    if not (record or every or where):
+        raise CxrunError("say which records: a RECORD key, --all, or --where SQL")
+    found = job(ctx, job_id)
+    with ctx.state.read() as con:
+        name, number, _ = job_store.table_of(con, job_id)
+        table = table_store.version(con, name, number)
+    assert table is not None
+    if where is not None:
+        problem = checks.where_problem(table, where)
+        if problem:
+            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    with ctx.state.read() as con:
+        targets = job_store.approval_targets(con, job_id, table, record, where)
+        before = {
+            seq: job_store.last_answer(con, job_id, seq)
+            for seq, _, status, kind, answered in targets
+            if not (status == "waiting" and kind == "approval" and answered is None)
+        }
+    if record and not targets:
+        raise NotFound(
+            f"job {job_id} has no record '{record}'",
+            f"list the pending approvals with `cxrun approvals --job {job_id}`",
+        )
+    pending = [(seq, key) for seq, key, *_ in targets if seq not in before]
+    already = []
+    for seq, key, status, _, answered in targets:
+        if seq in before:
+            how = before[seq] or _pending_answer(status, answered)
+            already.append((key, how or f"not awaiting approval (the record is {status})"))
+    now = utcnow()
+    owner = worker.new_owner("answer")
+    claimed = False
+    with ctx.state.write() as con:
+        job_store.answer(con, job_id, [seq for seq, _ in pending], decision, now)
+        current = job_store.get(con, job_id)
+        if pending and current.status == JobStatus.WAITING:
+            lease = now + timedelta(seconds=worker.LEASE)
+            current = job_store.claim(con, job_id, owner, now, lease)
+            claimed = True
+    if claimed:
+        spinner = _job_spinner(ctx, found)
+        built = _plugins(ctx, found.spinner, spinner)
+        current = Runner(
+            ctx.state, spinner, built, on_progress=on_progress, owner=owner
+        ).run(job_id)
+    return Answered(current, decision, [key for _, key in pending], already)
+
+
+def _pending_answer(status: str, answer: str | None) -> str | None:
+    if status == "waiting" and answer is not None:
+        return f"{answer}d, not gone on yet"
+    return None
+
+
+def approvals(ctx: Context, job_id: int | None) -> list[dict[str, Any]]:
+    with ctx.state.read() as con:
+        if job_id is not None:
+            job_store.get(con, job_id)
+        return job_store.pending_approvals(con, job_id)

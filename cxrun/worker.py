@@ -36,10 +36,12 @@ def alive(pid: int) -> bool:
 
 
 def claim_next(state: State, owner: Owner, busy: set[int], lease: float) -> Job | None:
-    """Take the oldest runnable job not already running here, in one write transaction."""
+    """Take the oldest runnable job not already running here, in one write transaction:
+    queued, orphaned, or waiting with parked records whose time or answer has come."""
     now = utcnow()
     with state.write() as con:
-        for job in job_store.claimable(con, now, owner.host, alive):
+        found = job_store.claimable(con, now, owner.host, alive) + job_store.due_jobs(con, now)
+        for job in found:
             if job not in busy:
                 return job_store.claim(con, job, owner, now, now + timedelta(seconds=lease))
     return None

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from cxrun.spec.model import AIStep, SendStep, SetStep, Spinner
+from cxrun.spec.model import AIStep, SendStep, SetStep, Spinner, WaitStep
 from cxrun.spec.outputs import output_expression
 from cxrun.sql import duckdb_message, expression_problem, quote_ident, wrap
 from cxrun.store.tables import TableInfo
@@ -81,12 +81,12 @@ def _names(spinner: Spinner, columns: set[str]) -> list[str]:
     problems: list[str] = []
     seen_ids: set[str] = set()
     seen_outputs: dict[str, str] = {}
-    for index, step in enumerate(spinner.steps):
+    for step in spinner.steps:
         if step.id in seen_ids:
-            problems.append(f"steps[{index}].id: '{step.id}' is used by an earlier step")
+            problems.append(f"{step.path}.id: '{step.id}' is used by an earlier step")
         seen_ids.add(step.id)
         for output in step.outputs:
-            where = f"steps[{index}].set.{output}"
+            where = f"{step.path}.{'call' if step.hidden else 'set'}.{output}"
             if output.lower() in columns:
                 problems.append(f"{where}: output '{output}' has the name of a table column")
             elif output.lower().startswith(RESERVED_PREFIX):
@@ -108,7 +108,11 @@ def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
             problems.append(f"select: {problem}")
     context = "ctx0"
     for index, step in enumerate(spinner.steps):
-        at = f"steps[{index}]"
+        at = step.path
+        if isinstance(step, WaitStep) and step.until is not None:
+            problem = _timestamp_error(con, context, step.until)
+            if problem:
+                problems.append(f"{at}.wait.until: {problem}")
         if step.when:
             problem = expression_error(con, context, step.when, condition=True)
             if problem:
@@ -119,7 +123,7 @@ def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
                 if problem:
                     problems.append(f"{at}.{label}: {{{{ {expr} }}}}: {problem}")
         if isinstance(step, SetStep):
-            selected, found = _set_columns(con, context, index, step)
+            selected, found = _set_columns(con, context, index, step, at)
             problems += found
         else:
             selected = [
@@ -130,8 +134,21 @@ def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
     return problems
 
 
+def _timestamp_error(con: duckdb.DuckDBPyConnection, context: str, expr: str) -> str | None:
+    import duckdb
+
+    problem = expression_error(con, context, expr)
+    if problem:
+        return problem
+    try:
+        con.execute(f"DESCRIBE SELECT CAST({wrap(expr)} AS TIMESTAMP) FROM {context}").fetchall()
+    except duckdb.Error as exc:
+        return f"must be a timestamp: {duckdb_message(exc)}"
+    return None
+
+
 def _set_columns(
-    con: duckdb.DuckDBPyConnection, context: str, index: int, step: SetStep
+    con: duckdb.DuckDBPyConnection, context: str, index: int, step: SetStep, at: str
 ) -> tuple[list[str], list[str]]:
     """A set step's columns for the next context (NULL where an expression has a problem)."""
     problems: list[str] = []
@@ -139,7 +156,7 @@ def _set_columns(
     for name, expr in step.values:
         problem = expression_error(con, context, expr)
         if problem:
-            problems.append(f"steps[{index}].set.{name}: {problem}")
+            problems.append(f"{at}.set.{name}: {problem}")
         selected.append(f"{'NULL' if problem else wrap(expr)} AS {quote_ident(name)}")
     return selected, problems
 
@@ -163,17 +180,18 @@ def plugin_problems(
 ) -> list[str]:
     """Every AI step names a provider of cxrun.yaml, every send step a channel."""
     problems = []
-    for index, step in enumerate(spinner.steps):
+    for step in spinner.steps:
+        index = step.path
         if isinstance(step, AIStep) and step.provider not in providers:
             known = ", ".join(sorted(providers)) or "none"
             problems.append(
-                f"steps[{index}].ai.provider: unknown provider '{step.provider}' "
+                f"{index}.ai.provider: unknown provider '{step.provider}' "
                 f"(providers in cxrun.yaml: {known})"
             )
         if isinstance(step, SendStep) and step.channel not in channels:
             known = ", ".join(sorted(channels)) or "none"
             problems.append(
-                f"steps[{index}].send.channel: unknown channel '{step.channel}' "
+                f"{index}.send.channel: unknown channel '{step.channel}' "
                 f"(channels in cxrun.yaml: {known})"
             )
         if isinstance(step, AIStep) and step.schema is not None:
@@ -181,11 +199,11 @@ def plugin_problems(
     return problems
 
 
-def _schema_problem(index: int, schema: dict[str, Any]) -> list[str]:
+def _schema_problem(index: str, schema: dict[str, Any]) -> list[str]:
     import jsonschema
 
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        return [f"steps[{index}].ai.schema: not a valid JSON Schema: {exc.message}"]
+        return [f"{index}.ai.schema: not a valid JSON Schema: {exc.message}"]
     return []

@@ -15,6 +15,8 @@ from cxrun.errors import NotFound, ValidationFailed
 from cxrun.project import Project
 from cxrun.spec.model import (
     AIStep,
+    ApprovalStep,
+    CallStep,
     Field,
     HttpStep,
     Limits,
@@ -26,11 +28,14 @@ from cxrun.spec.model import (
     Step,
     TagStep,
     Template,
+    WaitStep,
 )
 from cxrun.sql import compile_template
 from cxrun.yamlfile import parse_yaml
 
-STEP_TYPES = ("log", "tag", "set", "ai", "send", "http")
+STEP_TYPES = ("log", "tag", "set", "ai", "send", "http", "wait", "approval", "call")
+CALLS = "_calls"  # in a published spec: the child spinners its call steps run, by name
+MAX_CALL_DEPTH = 4
 _STEP_OPTIONS = ("id", "when", "retry", "timeout")
 
 
@@ -99,7 +104,97 @@ def schema_problems(raw: Any, name: str) -> list[str]:
             problems.append(message)
     if isinstance(raw, dict) and raw.get("name") not in (None, name):
         problems.append(f"name: '{raw['name']}' does not match the file name '{name}'")
+    if not problems and raw.get("eligible"):
+        from cxrun import windows
+
+        try:
+            windows.parse(raw["eligible"])
+        except ValueError as exc:
+            problems.append(f"eligible.{exc}")
     return problems
+
+
+def attach_children(project: Project, raw: dict[str, Any], name: str) -> list[str]:
+    """Find the child spinners the call steps run (from their files, recursively) and keep them
+    in `raw[CALLS]`; the problems (unknown, not a child, invalid, a cycle) as path: message."""
+    children: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+
+    def visit(steps: list[dict[str, Any]], where: str, chain: tuple[str, ...]) -> None:
+        for index, step in enumerate(steps):
+            target = step.get("call")
+            if target is None:
+                continue
+            at = f"{where}steps[{index}].call"
+            if target in chain:
+                problems.append(f"{at}: '{target}' calls itself ({' > '.join((*chain, target))})")
+                continue
+            if len(chain) > MAX_CALL_DEPTH:
+                problems.append(f"{at}: calls nest deeper than {MAX_CALL_DEPTH} levels")
+                continue
+            if target not in children:
+                child = _child(project, target, at, problems)
+                if child is None:
+                    continue
+                children[target] = child
+            visit(children[target]["steps"], f"{at} > {target}.", (*chain, target))
+
+    visit(raw["steps"], "", (name,))
+    if not problems:
+        raw[CALLS] = children
+    return problems
+
+
+def _child(project: Project, target: str, at: str, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        file = spinner_file(project, target)
+    except NotFound:
+        known = ", ".join(f.name for f in spinner_files(project)) or "none"
+        problems.append(f"{at}: unknown spinner '{target}' (spinners: {known})")
+        return None
+    try:
+        child = parse_yaml(file.source, file.shown)
+    except ValidationFailed:
+        child = None
+    if not isinstance(child, dict) or schema_problems(child, target):
+        problems.append(f"{at}: spinner '{target}' is not valid (see `cxrun validate {target}`)")
+        return None
+    if not child.get("child"):
+        problems.append(
+            f"{at}: spinner '{target}' is not a child spinner (add `child: true` to {file.shown})"
+        )
+        return None
+    return child
+
+
+def calls_digest(project: Project, file: SpinnerFile) -> str:
+    """The digest that tells whether a spinner needs publishing again: its file and the files of
+    the child spinners it calls (a changed child makes a new version of its callers)."""
+    names: list[str] = []
+    pending = [file.source]
+    while pending:
+        try:
+            raw = parse_yaml(pending.pop(), file.shown)
+        except ValidationFailed:
+            continue
+        steps = raw.get("steps") if isinstance(raw, dict) else None
+        for step in steps if isinstance(steps, list) else []:
+            target = step.get("call") if isinstance(step, dict) else None
+            if isinstance(target, str) and target not in names and target != file.name:
+                names.append(target)
+                try:
+                    pending.append(spinner_file(project, target).source)
+                except NotFound:
+                    continue
+    if not names:
+        return file.digest
+    digest = hashlib.sha256(file.source.encode())
+    for target in sorted(names):
+        try:
+            digest.update(f"\0{target}\0".encode() + spinner_file(project, target).source.encode())
+        except NotFound:
+            digest.update(f"\0{target}\0missing".encode())
+    return digest.hexdigest()
 
 
 def path_text(path: Any) -> str:
@@ -148,6 +243,13 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         for column, options in (raw.get("fields") or {}).items()
     )
     limits = raw.get("limits") or {}
+    steps: list[Step] = []
+    _expand(raw["steps"], raw.get(CALLS) or {}, steps, "", None, None, "")
+    eligible = None
+    if raw.get("eligible"):
+        from cxrun import windows
+
+        eligible = windows.parse(raw["eligible"])
     return Spinner(
         name=name,
         table=raw["table"],
@@ -155,7 +257,8 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         fields=fields,
         select=raw.get("select"),
         child=bool(raw.get("child", False)),
-        steps=tuple(_build_step(step) for step in raw["steps"]),
+        eligible=eligible,
+        steps=tuple(steps),
         limits=Limits(
             concurrency=int(limits.get("concurrency", Limits.concurrency)),
             record_timeout=_optional_seconds(limits.get("record_timeout")),
@@ -168,8 +271,68 @@ def _optional_seconds(value: Any) -> float | None:
     return None if value is None else seconds(value)
 
 
-def _build_step(raw: dict[str, Any]) -> Step:
-    common: dict[str, Any] = {"id": raw["id"], "when": raw.get("when")}
+def _expand(
+    raws: list[dict[str, Any]],
+    calls: dict[str, dict[str, Any]],
+    steps: list[Step],
+    prefix: str,
+    parent: str | None,
+    guard: int | None,
+    where: str,
+) -> None:
+    """The steps in run order. A call step is followed by its child's steps (ids prefixed with
+    the call's id, guarded by it), then a hidden set step that gathers the child's outputs
+    into a STRUCT named after the call step."""
+    from cxrun.sql import quote_ident
+
+    for index, raw in enumerate(raws):
+        common: dict[str, Any] = {
+            "id": prefix + raw["id"],
+            "when": raw.get("when"),
+            "path": f"{where}steps[{index}]",
+            "parent": parent,
+            "guard": guard,
+        }
+        if "call" not in raw:
+            steps.append(_build_step(raw, common))
+            continue
+        child = calls.get(raw["call"])
+        at = len(steps)
+        steps.append(CallStep(**common, spinner=raw["call"]))
+        if child is None:  # a file checked before its children are attached
+            continue
+        first = len(steps)
+        inner = f"{common['path']} > {raw['call']}."
+        _expand(child["steps"], calls, steps, f"{common['id']}.", common["id"], at, inner)
+        outputs = [n for s in steps[first:] if s.parent == common["id"] for n in s.outputs]
+        packed = ", ".join(f"{quote_ident(n)} := {quote_ident(n)}" for n in outputs)
+        steps.append(
+            SetStep(
+                id=f"{common['id']}.(end)",
+                when=None,
+                values=((raw["id"], f"struct_pack({packed})" if packed else "NULL::JSON"),),
+                path=common["path"],
+                parent=parent,
+                guard=at,
+                hidden=True,
+            )
+        )
+
+
+def _build_step(raw: dict[str, Any], common: dict[str, Any]) -> Step:
+    if "wait" in raw:
+        wait = raw["wait"]
+        if isinstance(wait, dict):
+            return WaitStep(**common, seconds=None, until=str(wait["until"]))
+        return WaitStep(**common, seconds=seconds(wait), until=None)
+    if "approval" in raw:
+        spec = raw["approval"]
+        return ApprovalStep(
+            **common,
+            prompt=compile_template(spec["prompt"]),
+            timeout=_optional_seconds(spec.get("timeout")),
+            on_timeout=spec.get("on_timeout", "reject"),
+        )
     if "log" in raw:
         return LogStep(**common, message=compile_template(raw["log"]))
     if "tag" in raw:

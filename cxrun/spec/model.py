@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -20,9 +20,16 @@ class Template:
 class Step:
     id: str
     when: str | None
+    # Where the step is written (`steps[2]`, or `steps[2] > followup.steps[0]` inside a called
+    # child spinner); the call step it runs under (its id) and that call's position.
+    path: str = field(default="", kw_only=True)
+    parent: str | None = field(default=None, kw_only=True)
+    guard: int | None = field(default=None, kw_only=True)
+    hidden: bool = field(default=False, kw_only=True)  # no journey entry of its own
 
     kind = "step"
     is_io = False
+    parks = False  # may park the record (a wait, an approval)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -62,6 +69,42 @@ class SetStep(Step):
     @property
     def outputs(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.values)
+
+
+@dataclass(frozen=True)
+class WaitStep(Step):
+    """Parks the record for a duration, or until a SQL timestamp."""
+
+    seconds: float | None
+    until: str | None
+
+    kind = "wait"
+    parks = True
+
+
+@dataclass(frozen=True)
+class ApprovalStep(Step):
+    """Parks the record until a person approves or rejects it (or the timeout decides)."""
+
+    prompt: Template
+    timeout: float | None
+    on_timeout: str  # approve | reject
+
+    kind = "approval"
+    parks = True
+
+    def templates(self) -> tuple[tuple[str, Template], ...]:
+        return (("approval.prompt", self.prompt),)
+
+
+@dataclass(frozen=True)
+class CallStep(Step):
+    """Runs a child spinner's steps for this row; they follow it, guarded by it, and a hidden
+    set step after them gathers the child's outputs under this step's id."""
+
+    spinner: str
+
+    kind = "call"
 
 
 @dataclass(frozen=True)
@@ -165,6 +208,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Eligible:
+    """When sends and AI calls may happen: weekdays (0 = Monday) and minutes of the day
+    [start, end) in a time zone."""
+
+    days: tuple[int, ...]
+    start: int
+    end: int
+    timezone: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Spinner:
     name: str
     table: str
@@ -174,6 +229,7 @@ class Spinner:
     steps: tuple[Step, ...]
     limits: Limits = Limits()
     child: bool = False
+    eligible: Eligible | None = None
 
     @property
     def required_fields(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cxrun.clock import from_db, to_db
 from cxrun.enums import JobStatus
 from cxrun.models import Job, JourneyEntry, Record, iso
-from cxrun.pipeline import FAILURES, io_table, render_column
+from cxrun.pipeline import FAILURES, RESTARTS, io_table, render_column
 from cxrun.sql import quote_ident, wrap
 from cxrun.store.tables import ROW, TableInfo
 
@@ -170,15 +170,89 @@ def last_outputs(
     return [(int(seq), int(pos), json.loads(out) if out else None) for seq, pos, out in found]
 
 
-def set_retry(con: duckdb.DuckDBPyConnection, starts: dict[int, tuple[int, int]]) -> None:
-    """The rows a retry writes again: the step each starts from and its earlier attempts."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _cx_from (row BIGINT, pos INTEGER, attempts INTEGER)")
+@dataclass(frozen=True)
+class Restart:
+    """A record run again from a step: a retry of a failed one (`bump` 1: one more attempt),
+    or a parked one continued (`bump` 0) with its answer (approve, reject, approve-timeout,
+    reject-timeout, or due). `calls` are the call steps around `pos`, whose entries are
+    written again."""
+
+    pos: int
+    attempts: int
+    bump: int = 1
+    decision: str | None = None
+    calls: tuple[int, ...] = ()
+
+
+def set_restarts(con: duckdb.DuckDBPyConnection, starts: dict[int, Restart]) -> None:
+    """The rows a batch runs again, as the temp table the batch's SQL joins."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {RESTARTS} (row BIGINT, pos INTEGER, attempts INTEGER, "
+        "bump INTEGER, decision VARCHAR, calls INTEGER[])"
+    )
     if starts:
         rows = list(starts)
         con.execute(
-            "INSERT INTO _cx_from SELECT unnest(?), unnest(?), unnest(?)",
-            [rows, [starts[r][0] for r in rows], [starts[r][1] for r in rows]],
+            f"INSERT INTO {RESTARTS} SELECT unnest(?), unnest(?), unnest(?), unnest(?), "
+            "unnest(?), unnest(?)",
+            [
+                rows,
+                [starts[r].pos for r in rows],
+                [starts[r].attempts for r in rows],
+                [starts[r].bump for r in rows],
+                [starts[r].decision for r in rows],
+                [list(starts[r].calls) for r in rows],
+            ],
         )
+
+
+def due_records(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> list[tuple[Any, ...]]:
+    """(row, parked step, what holds it, its answer, attempts) of a job's parked records that
+    may go on: answered, or their time has come."""
+    return con.execute(
+        "SELECT seq, park_pos, park_kind, decision, attempts FROM cx_records WHERE job = ? "
+        "AND status = 'waiting' AND (decision IS NOT NULL OR wake_at <= ?) ORDER BY seq",
+        [job, to_db(now)],
+    ).fetchall()
+
+
+def due_jobs(con: duckdb.DuckDBPyConnection, now: datetime) -> list[int]:
+    """Waiting jobs with parked records that may go on, oldest first."""
+    rows = con.execute(
+        "SELECT DISTINCT r.job FROM cx_records AS r JOIN cx_jobs AS j ON j.job = r.job "
+        "WHERE j.status = 'waiting' AND r.status = 'waiting' "
+        "AND (r.decision IS NOT NULL OR r.wake_at <= ?) ORDER BY r.job",
+        [to_db(now)],
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def waiting_reason(con: duckdb.DuckDBPyConnection, job: int) -> str | None:
+    """Why a job waits: how many records, for what, and until when where known."""
+    row = con.execute(
+        "SELECT count(*) FILTER (WHERE park_kind = 'approval' AND decision IS NULL), "
+        "count(*) FILTER (WHERE park_kind <> 'approval' OR decision IS NOT NULL), "
+        "min(wake_at) FILTER (WHERE decision IS NULL) "
+        "FROM cx_records WHERE job = ? AND status = 'waiting'",
+        [job],
+    ).fetchone()
+    if not row or not (row[0] or row[1]):
+        return None
+    approvals, timers, first = int(row[0]), int(row[1]), from_db(row[2])
+    parts = [f"{timers} record(s) waiting"] if timers else []
+    parts += [f"{approvals} awaiting approval"] if approvals else []
+    until = f" until {iso(first)}" if first is not None else ""
+    return ", ".join(parts) + (f"; the next{until}" if until else "")
+
+
+def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
+    """The job's pass is over but records are parked: it waits (no owner meanwhile)."""
+    con.execute(
+        "UPDATE cx_jobs SET status = 'waiting', reason = ?, owner = NULL, owner_pid = NULL, "
+        "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
+        [reason, job],
+    )
+    return get(con, job)
 
 
 def materialize(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> None:
@@ -260,7 +334,8 @@ class BatchWrite:
     journey: list[str]
     io_positions: list[int]
     outbox: list[tuple[int, str, str]]  # (position, step id, channel)
-    retry: bool = False  # rows are written again from their failed step (see set_retry)
+    park_kind: str = "CAST(NULL AS VARCHAR)"
+    retry: bool = False  # rows are written again from a step (see set_restarts)
 
 
 def write_batch(
@@ -283,19 +358,24 @@ def write_batch(
     attempts = "1"
     if plan.retry:
         con.execute(
-            "DELETE FROM cx_records WHERE job = ? AND seq IN (SELECT row FROM _cx_from)", [job]
+            f"DELETE FROM cx_records WHERE job = ? AND seq IN (SELECT row FROM {RESTARTS})", [job]
         )
-        attempts = f"1 + (SELECT attempts FROM _cx_from WHERE row = {ROW})"
+        attempts = f"(SELECT bump + attempts FROM {RESTARTS} WHERE row = {ROW})"
+    parked = "_cx_fp IS NULL AND _cx_pk IS NOT NULL"
     con.execute(
         f"INSERT INTO cx_records SELECT $job, {ROW}, _cx_key, "
-        f"CASE WHEN _cx_fp IS NULL THEN 'completed' ELSE 'failed' END, {plan.tags}, "
+        "CASE WHEN _cx_fp IS NOT NULL AND _cx_sk THEN 'skipped' WHEN _cx_fp IS NOT NULL "
+        f"THEN 'failed' WHEN _cx_pk IS NOT NULL THEN 'waiting' ELSE 'completed' END, {plan.tags}, "
         f"{plan.outputs}, _cx_fe, {plan.failed_step}, {attempts}, $started, $ended, $ms{io_ms}, "
-        f"NULL, NULL, NULL, NULL, NULL FROM {result}",
+        f"CASE WHEN {parked} THEN _cx_pk END, CASE WHEN {parked} THEN {plan.park_kind} END, "
+        f"CASE WHEN {parked} THEN _cx_pu END, NULL, NULL FROM {result}",
         {**times, "ms": per_row_ms},
     )
     _write_journey(con, plan, times, per_row_ms / max(1, len(plan.journey)))
     for pos, step, channel in plan.outbox:
-        fresh = f" AND {pos} >= (SELECT pos FROM _cx_from WHERE row = io.row)" if plan.retry else ""
+        fresh = (
+            f" AND {pos} >= (SELECT pos FROM {RESTARTS} WHERE row = io.row)" if plan.retry else ""
+        )
         con.execute(
             "INSERT INTO cx_outbox SELECT $job, r._cx_key, $step, $channel, "
             "io.value::JSON->>'to', io.value::JSON->>'subject', io.value::JSON->>'text', "
@@ -314,18 +394,37 @@ def _write_journey(
     if not plan.retry:
         con.execute(
             "INSERT INTO cx_journey SELECT $job, _cx_row, pos, step, attempt, status, message, "
-            f"output, error, started_at, ended_at, duration_ms, usage, NULL FROM {entries}",
+            f"output, error, started_at, ended_at, duration_ms, usage, parent FROM {entries}",
             {**times, "ms": step_ms},
         )
         return
-    # A retry adds entries from each row's failed step on, numbering attempts after the old ones.
+    # A restart adds entries from each row's step on (and for the call steps around it, whose
+    # entries are replaced), numbering attempts after the old ones. A parked row's `waiting`
+    # entry is replaced by what happened at the step, which started when the row parked.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cx_old AS SELECT j.seq, j.pos, j.started_at, "
+        "j.status = 'waiting' AS parked FROM cx_journey AS j "
+        f"JOIN {RESTARTS} AS f ON f.row = j.seq WHERE j.job = $job "
+        "AND (j.pos = f.pos AND j.status = 'waiting' OR list_contains(f.calls, j.pos))",
+        {"job": times["job"]},
+    )
+    con.execute(
+        "DELETE FROM cx_journey WHERE job = $job AND EXISTS (SELECT 1 FROM _cx_old AS o "
+        "WHERE o.seq = cx_journey.seq AND o.pos = cx_journey.pos)",
+        {"job": times["job"]},
+    )
     con.execute(
         "INSERT INTO cx_journey SELECT $job, j._cx_row, j.pos, j.step, "
-        "j.attempt + coalesce(p.tries, 0), j.status, j.message, j.output, j.error, j.started_at, "
-        f"j.ended_at, j.duration_ms, j.usage, NULL FROM {entries} AS j JOIN _cx_from AS f "
-        "ON f.row = j._cx_row AND j.pos >= f.pos LEFT JOIN (SELECT seq, pos, max(attempt) AS tries "
+        "j.attempt + coalesce(p.tries, 0), j.status, j.message, j.output, j.error, "
+        "CASE WHEN o.parked THEN o.started_at ELSE j.started_at END, j.ended_at, "
+        "CASE WHEN o.parked THEN epoch_ms(j.ended_at) - epoch_ms(o.started_at) "
+        "ELSE j.duration_ms END, j.usage, j.parent "
+        f"FROM {entries} AS j JOIN {RESTARTS} AS f "
+        "ON f.row = j._cx_row AND (j.pos >= f.pos OR list_contains(f.calls, j.pos)) "
+        "LEFT JOIN (SELECT seq, pos, max(attempt) AS tries "
         "FROM cx_journey WHERE job = $job GROUP BY seq, pos) AS p "
-        "ON p.seq = j._cx_row AND p.pos = j.pos",
+        "ON p.seq = j._cx_row AND p.pos = j.pos "
+        "LEFT JOIN _cx_old AS o ON o.seq = j._cx_row AND o.pos = j.pos AND o.parked",
         {**times, "ms": step_ms},
     )
 
@@ -344,20 +443,27 @@ def _count(
         f"completion_tokens = completion_tokens + ({usage.format('completion_tokens')}), "
         f"cost = cost + ({usage.format('cost')})"
     )
-    if plan.retry:  # the failed records were counted before: count them all again
+    if plan.retry:  # the restarted records were counted before: count them all again
         con.execute(
-            f"UPDATE cx_jobs SET {tokens}, completed = c.ok, failed = c.bad FROM (SELECT "
+            f"UPDATE cx_jobs SET {tokens}, completed = c.ok, failed = c.bad, skipped = c.skip, "
+            "waiting = c.parked FROM (SELECT "
             "count(*) FILTER (WHERE status = 'completed') AS ok, "
-            "count(*) FILTER (WHERE status = 'failed') AS bad FROM cx_records WHERE job = $job) "
-            "AS c WHERE job = $job",
+            "count(*) FILTER (WHERE status = 'failed') AS bad, "
+            "count(*) FILTER (WHERE status = 'skipped') AS skip, "
+            "count(*) FILTER (WHERE status = 'waiting') AS parked "
+            "FROM cx_records WHERE job = $job) AS c WHERE job = $job",
             {"job": job},
         )
         return
     con.execute(
         f"UPDATE cx_jobs SET cursor = $cursor, completed = completed + c.ok, "
-        f"failed = failed + c.bad, {tokens} "
-        "FROM (SELECT count(*) FILTER (WHERE _cx_fp IS NULL) AS ok, "
-        f"count(*) FILTER (WHERE _cx_fp IS NOT NULL) AS bad FROM {result}) AS c WHERE job = $job",
+        f"failed = failed + c.bad, skipped = skipped + c.skip, waiting = waiting + c.parked, "
+        f"{tokens} FROM (SELECT "
+        "count(*) FILTER (WHERE _cx_fp IS NULL AND _cx_pk IS NULL) AS ok, "
+        "count(*) FILTER (WHERE _cx_fp IS NOT NULL AND NOT _cx_sk) AS bad, "
+        "count(*) FILTER (WHERE _cx_fp IS NOT NULL AND _cx_sk) AS skip, "
+        "count(*) FILTER (WHERE _cx_fp IS NULL AND _cx_pk IS NOT NULL) AS parked "
+        f"FROM {result}) AS c WHERE job = $job",
         {"cursor": cursor, "job": job},
     )
 
@@ -467,7 +573,7 @@ def record_seq(con: duckdb.DuckDBPyConnection, job: int, key: str) -> int | None
 def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyEntry]:
     rows = con.execute(
         "SELECT step, attempt, status, message, output, error, started_at, ended_at, duration_ms, "
-        "usage FROM cx_journey WHERE job = ? AND seq = ? ORDER BY pos, attempt",
+        "usage, parent FROM cx_journey WHERE job = ? AND seq = ? ORDER BY pos, attempt",
         [job, seq],
     ).fetchall()
     return [
@@ -482,8 +588,21 @@ def journey(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> list[JourneyE
             from_db(ended),
             duration,
             json.loads(usage) if usage else None,
+            parent,
         )
-        for step, attempt, status, message, output, error, started, ended, duration, usage in rows
+        for (
+            step,
+            attempt,
+            status,
+            message,
+            output,
+            error,
+            started,
+            ended,
+            duration,
+            usage,
+            parent,
+        ) in rows
     ]
 
 
@@ -596,11 +715,16 @@ def control_of(con: duckdb.DuckDBPyConnection, job: int) -> str | None:
 
 
 def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
-    """The job ends cancelled: records not reached are counted as cancelled."""
+    """The job ends cancelled: records not reached, and parked ones, are counted as cancelled."""
+    con.execute(
+        "UPDATE cx_records SET status = 'cancelled', error = 'cancelled by an operator' "
+        "WHERE job = ? AND status = 'waiting'",
+        [job],
+    )
     con.execute(
         "UPDATE cx_jobs SET status = 'cancelled', reason = 'cancelled by an operator', "
-        "cancelled = total - cursor, control = NULL, owner = NULL, owner_pid = NULL, "
-        "owner_host = NULL, lease_until = NULL, ended_at = ?, "
+        "cancelled = total - cursor + waiting, waiting = 0, control = NULL, owner = NULL, "
+        "owner_pid = NULL, owner_host = NULL, lease_until = NULL, ended_at = ?, "
         "started_at = coalesce(started_at, ?) WHERE job = ?",
         [to_db(now), to_db(now), job],
     )
@@ -615,3 +739,61 @@ def pause_now(con: duckdb.DuckDBPyConnection, job: int, reason: str) -> Job:
         [reason, job],
     )
     return get(con, job)
+
+
+def pending_approvals(con: duckdb.DuckDBPyConnection, job: int | None) -> list[dict[str, Any]]:
+    """Records parked at an approval step with no answer yet, with the rendered prompt."""
+    cursor = con.execute(
+        "SELECT r.job, j.spinner, r.key AS record, e.step, e.message AS prompt, "
+        "e.started_at AS since, r.wake_at AS timeout_at FROM cx_records AS r "
+        "JOIN cx_jobs AS j ON j.job = r.job JOIN cx_journey AS e ON e.job = r.job "
+        "AND e.seq = r.seq AND e.pos = r.park_pos AND e.status = 'waiting' "
+        "WHERE r.status = 'waiting' AND r.park_kind = 'approval' AND r.decision IS NULL "
+        "AND (? IS NULL OR r.job = ?) ORDER BY r.job, r.seq",
+        [job, job],
+    )
+    names = [d[0] for d in cursor.description or []]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:
+        row["since"] = iso(from_db(row["since"]))
+        row["timeout_at"] = iso(from_db(row["timeout_at"]))
+    return rows
+
+
+def approval_targets(
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    table: TableInfo,
+    key: str | None,
+    where: str | None,
+) -> list[tuple[int, str, str, str | None, str | None]]:
+    """(row, key, status, park kind, answer) of the job's records: the one with `key`, or
+    those whose row meets `where` (a checked SQL condition), or all."""
+    rows = f" AND seq IN (SELECT {ROW} FROM {table.sql} WHERE {wrap(where)})" if where else ""
+    found = con.execute(
+        "SELECT seq, key, status, park_kind, decision FROM cx_records WHERE job = ? "
+        f"AND (? IS NULL OR key = ?){rows} ORDER BY seq",
+        [job, key, key],
+    ).fetchall()
+    return [(int(s), str(k), str(st), kind, d) for s, k, st, kind, d in found]
+
+
+def last_answer(con: duckdb.DuckDBPyConnection, job: int, seq: int) -> str | None:
+    """How a record's last approval step was answered (from its journey), if it was."""
+    row = con.execute(
+        "SELECT message FROM cx_journey WHERE job = ? AND seq = ? AND (message LIKE 'approved%' "
+        "OR message LIKE 'rejected%') ORDER BY pos DESC, attempt DESC LIMIT 1",
+        [job, seq],
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def answer(
+    con: duckdb.DuckDBPyConnection, job: int, rows: list[int], decision: str, now: datetime
+) -> None:
+    """Answer parked approvals (the job's owner, or the next runtime, lets them go on)."""
+    con.execute(
+        "UPDATE cx_records SET decision = ?, decided_at = ? WHERE job = ? AND status = 'waiting' "
+        "AND park_kind = 'approval' AND decision IS NULL AND seq IN (SELECT unnest(?))",
+        [decision, to_db(now), job, rows],
+    )
