@@ -315,11 +315,10 @@ def _published_check(ctx: Context, file: SpinnerFile) -> Check:
     if version is None:
         return Check("published", False, f"spinner '{name}' is not published", publish, name)
     when = iso(version.published_at)
-    if version.digest != loader.calls_digest(ctx.project, file):
-        detail = (
-            f"{file.shown} (or a child spinner it calls) was edited since version "
-            f"{version.version} was published ({when})"
-        )
+    digest = loader.calls_digest(ctx.project, file)
+    if version.digest != digest:
+        edited = file.shown if digest == file.digest else f"{file.shown} (or a spinner it calls)"
+        detail = f"{edited} was edited since version {version.version} was published ({when})"
         fix = f"{publish} (runs use version {version.version} until then)"
         return Check("published", False, detail, fix, name)
     return Check("published", True, f"version {version.version}, published {when}", None, name)

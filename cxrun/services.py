@@ -584,9 +584,9 @@ def answer(
     if claimed:
         spinner = _job_spinner(ctx, found)
         built = _plugins(ctx, found.spinner, spinner)
-        current = Runner(
-            ctx.state, spinner, built, on_progress=on_progress, owner=owner
-        ).run(job_id)
+        current = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner).run(
+            job_id
+        )
     return Answered(current, decision, [key for _, key in pending], already)
 
 

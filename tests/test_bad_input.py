@@ -419,6 +419,30 @@ CASES = [
     ),
     pytest.param(
         Case(
+            spinner(HEAD + "eligible: {hours: '09:00-18:00', timezone: Mars/Base}\n" + STEPS),
+            ("publish",),
+            (SPINNER, "eligible.timezone: unknown time zone 'Mars/Base'"),
+        ),
+        id="eligible-unknown-timezone",
+    ),
+    pytest.param(
+        Case(
+            spinner(HEAD + STEPS + '  - id: later\n    wait: {until: "email"}\n'),
+            ("publish",),
+            (SPINNER, "wait.until: must be a timestamp"),
+        ),
+        id="wait-until-not-a-timestamp",
+    ),
+    pytest.param(
+        Case(nothing, ("approve", "1"), ("say which records",)),
+        id="approve-without-records",
+    ),
+    pytest.param(
+        Case(nothing, ("reject", "1", "nobody"), ("job 1 has no record 'nobody'",)),
+        id="reject-unknown-record",
+    ),
+    pytest.param(
+        Case(
             config("name: [unclosed\n"),
             ("validate",),
             ("cxrun.yaml", "line"),

@@ -63,7 +63,8 @@ def test_the_model_is_built_from_a_valid_mapping():
         ({"table": "t", "key": "id", "steps": []}, "steps: [] should be non-empty"),
         (
             {"table": "t", "key": "id", "steps": [{"id": "a", "sms": "x"}]},
-            "steps[0]: 'sms' is not a step type (one of: log, tag, set, ai, send, http)",
+            "steps[0]: 'sms' is not a step type (one of: log, tag, set, ai, send, http, wait, "
+            "approval, call)",
         ),
         (
             {"table": "t", "key": "id", "steps": [{"id": "a", "log": "x", "tag": "y"}]},

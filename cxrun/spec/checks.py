@@ -134,16 +134,19 @@ def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
     return problems
 
 
-def _timestamp_error(con: duckdb.DuckDBPyConnection, context: str, expr: str) -> str | None:
-    import duckdb
+_MOMENTS = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS")
 
+
+def _timestamp_error(con: duckdb.DuckDBPyConnection, context: str, expr: str) -> str | None:
     problem = expression_error(con, context, expr)
     if problem:
         return problem
-    try:
-        con.execute(f"DESCRIBE SELECT CAST({wrap(expr)} AS TIMESTAMP) FROM {context}").fetchall()
-    except duckdb.Error as exc:
-        return f"must be a timestamp: {duckdb_message(exc)}"
+    described = con.execute(f"DESCRIBE SELECT {wrap(expr)} AS v FROM {context}").fetchall()
+    kind = str(described[0][1])
+    if kind not in (*_MOMENTS, "TIMESTAMP_NS", '"NULL"', "NULL"):
+        return (
+            f"must be a timestamp or a date, but it is {kind} (CAST it, e.g. CAST(x AS TIMESTAMP))"
+        )
     return None
 
 

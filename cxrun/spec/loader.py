@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrun.durations import seconds
-from cxrun.errors import NotFound, ValidationFailed
+from cxrun.errors import CxrunError, NotFound, ValidationFailed
 from cxrun.project import Project
 from cxrun.spec.model import (
     AIStep,
@@ -154,7 +154,7 @@ def _child(project: Project, target: str, at: str, problems: list[str]) -> dict[
         return None
     try:
         child = parse_yaml(file.source, file.shown)
-    except ValidationFailed:
+    except CxrunError:
         child = None
     if not isinstance(child, dict) or schema_problems(child, target):
         problems.append(f"{at}: spinner '{target}' is not valid (see `cxrun validate {target}`)")
@@ -170,12 +170,14 @@ def _child(project: Project, target: str, at: str, problems: list[str]) -> dict[
 def calls_digest(project: Project, file: SpinnerFile) -> str:
     """The digest that tells whether a spinner needs publishing again: its file and the files of
     the child spinners it calls (a changed child makes a new version of its callers)."""
+    if "call" not in file.source:
+        return file.digest
     names: list[str] = []
     pending = [file.source]
     while pending:
         try:
             raw = parse_yaml(pending.pop(), file.shown)
-        except ValidationFailed:
+        except CxrunError:
             continue
         steps = raw.get("steps") if isinstance(raw, dict) else None
         for step in steps if isinstance(steps, list) else []:
