@@ -10,10 +10,26 @@ def test_example_spinners_validate_publish_and_run(example_project, cli):
     published = cli(example_project, "publish", "--json")
     assert published.code == 0, published
     names = {p["spinner"] for p in json.loads(published.stdout)}
-    assert names == {"welcome", "lead-triage", "ai-welcome"}
-    for name in sorted(names):
+    assert names == {"welcome", "lead-triage", "ai-welcome", "vip-followup", "thank-you"}
+    for name in ("ai-welcome", "lead-triage", "welcome"):
         result = cli(example_project, "run-now", name, "--json")
         job = json.loads(result.stdout)
         assert job["status"] in ("completed", "partial")
         assert result.code == (0 if job["status"] == "completed" else 3)
         assert job["completed"] + job["failed"] == job["total"] > 0
+
+
+def test_example_followup_waits_for_approval_then_runs_its_child(example_project, cli, monkeypatch):
+    monkeypatch.setenv("CXRUN_NOW", "2026-11-23T10:00:00Z")  # a Monday, inside the window
+    assert cli(example_project, "publish").code == 0
+    assert cli(example_project, "run-now", "thank-you").code == 2  # a child: never by hand
+    started = cli(example_project, "run-now", "vip-followup", "--json")
+    job = json.loads(started.stdout)
+    assert started.code == 6 and job["status"] == "waiting" and job["waiting"] == job["total"]
+    assert cli(example_project, "approve", str(job["job"]), "--all").code == 0
+    monkeypatch.setenv("CXRUN_NOW", "2026-11-25T10:00:00Z")
+    assert cli(example_project, "runtime", "--once").code == 0
+    done = json.loads(cli(example_project, "job", str(job["job"]), "--json").stdout)
+    assert (done["status"], done["completed"]) == ("completed", job["total"])
+    sent = json.loads(cli(example_project, "outbox", "--json", "--limit", "500").stdout)
+    assert len(sent) == job["total"]
