@@ -42,7 +42,7 @@ class Job:
         from cxrun.clock import utcnow
 
         end = self.ended_at or now or utcnow()
-        return round((end - self.started_at).total_seconds(), 3)
+        return round(max(0.0, (end - self.started_at).total_seconds()), 3)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -170,6 +170,7 @@ def job_summary(job: Job) -> None:
         f"{job.completed} completed",
         f"{job.failed} failed",
         f"{job.skipped} skipped",
+        f"{job.waiting} waiting" if job.waiting else "",
         f"of {job.total}",
         _seconds(job.duration_s()),
         f"{_tokens(job)} tokens" if _tokens(job) else "",
@@ -266,7 +267,7 @@ def job_detail(data: dict[str, Any]) -> None:
         console.print(f"owner: {data['owner']} (lease until {data['lease_until']})")
     dict_table(
         data["steps"],
-        ["step", "completed", "failed", "skipped", "attempts", "median_ms"],
+        ["step", "completed", "failed", "skipped", "waiting", "attempts", "median_ms"],
         "no steps",
     )
 

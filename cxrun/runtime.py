@@ -112,6 +112,7 @@ class Runner:
     _rate: float | None = None
     _rows_done: int = 0
     _db_lock: asyncio.Lock | None = None
+    _woken: bool = False
 
     def run(self, job_id: int) -> Job:
         return asyncio.run(self._run(job_id))
@@ -170,6 +171,7 @@ class Runner:
             restarts[int(row)] = Restart(pos, int(attempts), 0, decision, calls)
         self.retry = restarts
         self.reuse = reusable(self.spinner, restarts, earlier)
+        self._woken = True
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
         """Pure steps only: one batch after another, each one session of set-based SQL."""
@@ -382,7 +384,9 @@ class Runner:
         assert self.plugins is not None, "a spinner with I/O steps needs its plugins"
         limits = self.spinner.limits
         http = await stack.enter_async_context(self.plugins.client(limits.concurrency))
-        elapsed = (self.clock() - (job.started_at or self.clock())).total_seconds()
+        # A job's time limit counts its running time: parked records going on start afresh.
+        began = self.clock() if self._woken else (job.started_at or self.clock())
+        elapsed = (self.clock() - began).total_seconds()
         executor = Executor(
             job=job.job,
             targets=self.plugins.targets,
