@@ -120,10 +120,11 @@ def compile_stage(
     for pos in positions:
         step = spinner.steps[pos]
         ran = _ran(pos, step)
-        if gated(spinner, step) and batch.window_opens is not None and not batch.dry:
+        window = spinner.eligible
+        if window and gated(spinner, step) and batch.window_opens is not None and not batch.dry:
             # Outside the eligible window: the record waits for it instead of calling.
             until = timestamp_sql(batch.window_opens)
-            why = quote_literal(f"outside the eligible window ({spinner.eligible.text})")  # type: ignore[union-attr]
+            why = quote_literal(f"outside the eligible window ({window.text})")
             ctes.append(_park(len(ctes), pos, f"({ran}) AND {_not_passed(pos)}", until, why))
         ctes.append(f"i{len(ctes)} AS (SELECT *, ({ran}) AS _cx_w{pos} FROM i{len(ctes) - 1})")
         columns = _step_columns(pos, step, batch)
