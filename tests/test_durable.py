@@ -210,3 +210,57 @@ def test_a_runtime_stopped_by_sigterm_gives_its_job_back_and_exits_0(tmp_path, h
     assert state_rows(root, "SELECT status, completed FROM cx_jobs") == [("completed", ROWS)]
     assert max(model.calls.values()) == 1  # what was finished before the stop was kept
     assert before < ROWS and sum(model.calls.values()) == ROWS
+
+
+def test_kill_9_while_parked_records_go_on_loses_and_repeats_nothing(tmp_path, http_server):
+    """Records parked at a wait go on in a runtime that is killed twice; the next one finishes."""
+    model = Model(delay=0.02)
+    http_server.handler = model
+    steps = [{"id": "pause", "wait": "1h"}, ask(), {"id": "size", "set": {"n": "length(draft)"}}]
+    root = make_project(
+        tmp_path, steps, rows=ROWS, providers=llm(http_server), limits={"concurrency": CONCURRENCY}
+    )
+    early, due = "2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z"
+
+    def at(moment: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(EXECUTABLE), *args],
+            cwd=root,
+            env={**environment(), "CXRUN_NOW": moment},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    assert at(early, "publish").wait(timeout=60) == 0
+    assert at(early, "run-now", "s").wait(timeout=60) == 6  # everyone waits
+    assert sum(model.calls.values()) == 0
+    kills = 0
+    for target in (60, 150):
+        process = at(due, "runtime", "--once")
+        wait_until(
+            lambda t=target, p=process: sum(model.calls.values()) >= t or p.poll() is not None
+        )
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.wait()
+    assert at(due, "runtime", "--once").wait(timeout=120) == 0
+
+    assert kills == 2
+    assert state_rows(root, "SELECT status, completed, waiting FROM cx_jobs") == [
+        ("completed", ROWS, 0)
+    ]
+    assert state_rows(root, "SELECT count(*), count(DISTINCT key) FROM cx_records") == [
+        (ROWS, ROWS)
+    ]
+    entries = state_rows(
+        root, "SELECT status, count(*), count(DISTINCT (seq, pos)) FROM cx_journey GROUP BY status"
+    )
+    assert entries == [("completed", ROWS * 3, ROWS * 3)]  # no waiting entry left, none twice
+    waited = state_rows(
+        root, "SELECT min(started_at), min(ended_at) FROM cx_journey WHERE step = 'pause'"
+    )
+    assert [(str(a), str(b)) for a, b in waited] == [("2026-11-23 10:00:00", "2026-11-23 11:00:00")]
+    assert set(model.calls) == {str(i) for i in range(1, ROWS + 1)}
+    assert sum(model.calls.values()) <= ROWS + kills * CONCURRENCY
