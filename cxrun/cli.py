@@ -426,6 +426,11 @@ def _run_job(json_: bool, start: Any) -> None:
                 f"fix the cause, then continue it with `cxrun resume {job.job}`",
             ]
         )
+    if job.status == JobStatus.WAITING:
+        render.note(
+            f"job {job.job} is waiting: `cxrun runtime` (or cron: `cxrun runtime --once`) "
+            "continues it when due; `cxrun approvals` lists what needs a person"
+        )
     raise typer.Exit(job.status.exit_code)
 
 
