@@ -26,6 +26,8 @@ _STATUS_STYLE = {
     "paused": "magenta",
     "cancelled": "red",
     "timed_out": "red",
+    "refused": "red",
+    "started": "green",
 }
 
 
@@ -300,6 +302,11 @@ def doctor(data: dict[str, Any]) -> None:
         console.print(f"{mark} {_escape(who + check['check'])}: {_escape(check['detail'])}")
         if not check["ok"] and check.get("fix"):
             console.print(f"      fix: {_escape(check['fix'])}")
+
+
+def fires(fired: Sequence[Any]) -> None:
+    """`cxrun schedule tick`: what each due schedule did."""
+    lines([f.describe() for f in fired] or ["no schedule is due"])
 
 
 class JobProgress:

@@ -272,10 +272,13 @@ def runtime(
     max_jobs: int,
     stop: threading.Event | None = None,
     on_event: Callable[[str], None] = lambda text: None,
+    schedules: bool = True,
 ) -> int:
-    """The long-lived runtime (or, with `once`, until nothing is runnable)."""
+    """The long-lived runtime (or, with `once`, until nothing is runnable); it fires due
+    schedules every few seconds unless `schedules` is False."""
     from cxrun import worker
     from cxrun.runtime import Runner
+    from cxrun.schedules import runtime_hook as schedules_hook
 
     def run_job(job_id: int, owner: Owner, stopping: Callable[[], bool]) -> Job:
         # Each job on its own thread, with its own handle on the state.
@@ -290,7 +293,8 @@ def runtime(
         runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
         return runner.run(job_id)
 
-    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event)
+    tick = schedules_hook(ctx, on_event) if schedules else None
+    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick)
 
 
 def _plugins(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
