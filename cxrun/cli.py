@@ -556,6 +556,41 @@ def schedule_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     render.dict_table(listing, columns, "no schedules: add `triggers: [{schedule: CRON}]`")
 
 
+@app.command("trigger")
+def trigger_event(
+    event: Annotated[str, typer.Argument(help="Event name.")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="A JSON object: a file, or - for stdin.")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="The event's id: the same id again starts nothing.")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Only queue the jobs, for `cxrun runtime`.")
+    ] = False,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Start a job for each published spinner listening to EVENT (payload checked first)."""
+    from cxrun import events, render
+
+    body = events.read_payload(payload, sys.stdin.buffer)
+    view = render.JobProgress(enabled=not json_)
+    try:
+        result = events.trigger(
+            _ctx(project), event, body, event_id, detach, view.start, view.update
+        )
+    finally:
+        view.stop()
+    if json_:
+        render.print_json(result.to_json())
+        if result.errors:
+            render.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
+    else:
+        render.received(result)
+    raise typer.Exit(result.exit_code)
+
+
 @secrets_app.command("set")
 def secrets_set(
     name: Annotated[str, typer.Argument(help="Secret name, e.g. OPENAI_API_KEY.")],
