@@ -591,6 +591,17 @@ def trigger_event(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def usage(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """This month's jobs and records against the plan limits of cxrun.yaml."""
+    from cxrun import limits, render
+
+    found = limits.usage(_ctx(project)).to_json()
+    if json_:
+        return render.print_json(found)
+    render.usage(found)
+
+
 @secrets_app.command("set")
 def secrets_set(
     name: Annotated[str, typer.Argument(help="Secret name, e.g. OPENAI_API_KEY.")],

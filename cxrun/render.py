@@ -314,6 +314,16 @@ def fires(fired: Sequence[Any]) -> None:
     lines([f.describe() for f in fired] or ["no schedule is due"])
 
 
+def usage(data: dict[str, Any]) -> None:
+    """`cxrun usage`: this month's jobs and records against the plan limits."""
+    rows = [
+        {"counts": name, "used": data[name]["used"], "limit": data[name]["limit"] or "none"}
+        for name in ("jobs", "records")
+    ]
+    dict_table(rows, ["counts", "used", "limit"], "")
+    _console().print(f"month {data['month']} (UTC); the counts reset on {data['resets_on']}")
+
+
 def received(result: Any) -> None:
     """`cxrun trigger`: each job the event started; the errors of a payload that did not fit."""
     if result.duplicate:
