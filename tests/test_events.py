@@ -247,3 +247,16 @@ def test_expressions_accept_exactly_the_named_parameters_allowed():
     assert unknown == "unknown parameter $email (allowed here: $id, $timestamp)"
     assert "not allowed" in (expression_problem(con, "n = $id") or "")
     con.close()
+
+
+def test_a_value_the_select_cannot_use_is_refused_whole(tmp_path, cli):
+    typed = LISTENER.replace("CAST(id AS VARCHAR) = $id", "id = $id")
+    root = write_project(tmp_path / "p", {"greet": typed, "everyone": EVERYONE})
+    assert cli(root, "publish").code == 0
+    result = trigger(cli, root, {"id": "abc"}, "--id", "x1")
+    assert result.code == 2, result
+    assert "event 'contact.created': the rows cannot be selected: Could not convert string" in (
+        result.stderr
+    )
+    assert jobs(cli, root) == []  # not even the other listener's job: one transaction
+    assert trigger(cli, root, {"id": "3"}, "--id", "x1").code == 0  # the id was not used up
