@@ -68,6 +68,8 @@ secrets_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Manage local 
 app.add_typer(secrets_app, name="secrets")
 tables_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="List, load and preview tables.")
 app.add_typer(tables_app, name="tables")
+schedule_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Fire and list schedules.")
+app.add_typer(schedule_app, name="schedule")
 
 ProjectOpt = Annotated[
     str | None,
@@ -610,6 +612,77 @@ def outbox(
         ["job", "record", "step", "recipient", "subject", "text"],
         "no messages in the outbox",
     )
+
+
+@schedule_app.command("tick")
+def schedule_tick(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """Fire the schedules that are due, then run runnable jobs (cron calls this every minute)."""
+    from cxrun import render, schedules
+
+    fired, ran = schedules.tick(
+        _ctx(project), (lambda f: None) if json_ else render.fires, render.note
+    )
+    if json_:
+        render.print_json({"fired": [f.to_json() for f in fired], "ran": ran})
+    raise typer.Exit(schedules.exit_code(fired))
+
+
+@schedule_app.command("list")
+def schedule_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """Each schedule: spinner, cron, time zone, catch-up, last fire, next fire (UTC)."""
+    from cxrun import render, schedules
+
+    listing = [s.to_json() for s in schedules.listing(_ctx(project))]
+    if json_:
+        return render.print_json(listing)
+    columns = ["spinner", "cron", "timezone", "catchup", "last_fire", "last_job", "next_fire"]
+    render.dict_table(listing, columns, "no schedules: add `triggers: [{schedule: CRON}]`")
+
+
+@app.command("trigger")
+def trigger_event(
+    event: Annotated[str, typer.Argument(help="Event name.")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="A JSON object: a file, or - for stdin.")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="The event's id: the same id again starts nothing.")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Only queue the jobs, for `cxrun runtime`.")
+    ] = False,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Start a job for each published spinner listening to EVENT (payload checked first)."""
+    from cxrun import events, render
+
+    body = events.read_payload(payload, sys.stdin.buffer)
+    view = render.JobProgress(enabled=not json_)
+    try:
+        result = events.trigger(
+            _ctx(project), event, body, event_id, detach, view.start, view.update
+        )
+    finally:
+        view.stop()
+    if json_:
+        render.print_json(result.to_json())
+        if result.errors:
+            render.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
+    else:
+        render.received(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def usage(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """This month's jobs and records against the plan limits of cxrun.yaml."""
+    from cxrun import limits, render
+
+    found = limits.usage(_ctx(project)).to_json()
+    if json_:
+        return render.print_json(found)
+    render.usage(found)
 
 
 @secrets_app.command("set")

@@ -41,18 +41,28 @@ class DryRun:
 
 
 def dry_run(
-    state: State, spinner: Spinner, table: TableInfo, conditions: list[str], limit: int
+    state: State,
+    spinner: Spinner,
+    table: TableInfo,
+    conditions: list[str],
+    limit: int,
+    bindings: dict[str, Any] | None = None,
 ) -> DryRun:
     """Render every I/O step for the first `limit` selected rows; call nothing, write nothing.
+    `bindings` are the values of the parameters ($name) the conditions use.
 
     Outputs of I/O steps are not known in a dry run: later templates see `<name>` in their place.
     """
     where = " AND ".join(wrap(c) for c in conditions) or "true"
     with state.read() as con:
-        row = con.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}").fetchone()
+        row = con.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}", bindings).fetchone()
         selected = int(row[0]) if row else 0
-        source = f"(SELECT * FROM {table.sql} WHERE {where} ORDER BY {ROW} LIMIT {int(limit)})"
-        rendered = _render(con, spinner, source)
+        con.execute(
+            f"CREATE TEMP TABLE _cx_dry AS SELECT * FROM {table.sql} WHERE {where} "
+            f"ORDER BY {ROW} LIMIT {int(limit)}",
+            bindings,
+        )
+        rendered = _render(con, spinner, "_cx_dry")
     result = DryRun(
         spinner.name, selected, ai_steps=sum(isinstance(s, AIStep) for s in spinner.steps)
     )

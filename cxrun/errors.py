@@ -52,3 +52,9 @@ class StateBusy(CxrunError):
     """The state file's lock could not be taken within the wait."""
 
     exit_code = ExitCode.BUSY
+
+
+class PlanLimitReached(CxrunError):
+    """Starting a job would go over a monthly limit of cxrun.yaml; nothing was started."""
+
+    exit_code = ExitCode.PLAN_LIMIT

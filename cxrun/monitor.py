@@ -18,6 +18,7 @@ from cxrun.spec.model import Spinner
 from cxrun.store import jobs as job_store
 from cxrun.store import monitor as monitor_store
 from cxrun.store import spinners as spinner_store
+from cxrun.store import triggers as trigger_store
 from cxrun.store.monitor import Lease, Progress, Runtime, Stalled, StepFailures, StepStats
 from cxrun.store.tables import TableInfo
 from cxrun.tables import ensure_loaded
@@ -43,6 +44,7 @@ class JobDetail:
     rate_per_s: float | None
     eta_s: float | None
     now: datetime
+    errors: list[dict[str, str]] | None = None  # why an event's payload did not fit
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class JobDetail:
             "rate_per_s": None if self.rate_per_s is None else round(self.rate_per_s, 3),
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             **self.lease.to_json(),
+            **({"errors": self.errors} if self.errors is not None else {}),
         }
 
 
@@ -66,11 +69,11 @@ def job_detail(ctx: Context, job_id: int, now: datetime | None = None) -> JobDet
         version = spinner_store.version(con, job.spinner, job.version)
         done = monitor_store.progress(con, job_id)
         lease = monitor_store.lease(con, job_id)
+        errors = trigger_store.payload_errors(con, job_id)
     rate, eta = _eta(job, done, now)
     ids = [str(step["id"]) for step in version.spec["steps"]] if version else []
-    return JobDetail(
-        job, _record_counts(job, counts, done), _all_steps(ids, stats), lease, rate, eta, now
-    )
+    counted = _record_counts(job, counts, done)
+    return JobDetail(job, counted, _all_steps(ids, stats), lease, rate, eta, now, errors)
 
 
 def _record_counts(job: Job, counts: dict[str, int], done: Progress) -> dict[str, int]:

@@ -26,6 +26,9 @@ _STATUS_STYLE = {
     "paused": "magenta",
     "cancelled": "red",
     "timed_out": "red",
+    "invalid_payload": "red",
+    "refused": "red",
+    "started": "green",
 }
 
 
@@ -265,6 +268,10 @@ def job_detail(data: dict[str, Any]) -> None:
     console.print(f"records: {counts or 'none yet'}")
     if data.get("owner"):
         console.print(f"owner: {data['owner']} (lease until {data['lease_until']})")
+    if data.get("errors"):
+        console.print("the payload does not fit the spinner's schema:")
+    for problem in data.get("errors") or []:
+        console.print(f"  {_escape(problem['pointer'] or '/')}: {_escape(problem['message'])}")
     dict_table(
         data["steps"],
         ["step", "completed", "failed", "skipped", "waiting", "attempts", "median_ms"],
@@ -305,6 +312,41 @@ def doctor(data: dict[str, Any]) -> None:
             console.print(f"      fix: {_escape(check['fix'])}")
 
 
+def fires(fired: Sequence[Any]) -> None:
+    """`cxrun schedule tick`: what each due schedule did."""
+    lines([f.describe() for f in fired] or ["no schedule is due"])
+
+
+def usage(data: dict[str, Any]) -> None:
+    """`cxrun usage`: this month's jobs and records against the plan limits."""
+    rows = [
+        {"counts": name, "used": data[name]["used"], "limit": data[name]["limit"] or "none"}
+        for name in ("jobs", "records")
+    ]
+    dict_table(rows, ["counts", "used", "limit"], "")
+    _console().print(f"month {data['month']} (UTC); the counts reset on {data['resets_on']}")
+
+
+def received(result: Any) -> None:
+    """`cxrun trigger`: each job the event started; the errors of a payload that did not fit."""
+    if result.duplicate:
+        numbers = ", ".join(str(job.job) for job in result.jobs) or "none"
+        lines(
+            [f"event {result.event} with id {result.event_id} was received already (job {numbers})"]
+        )
+        return
+    for job in result.jobs:
+        if job.job in result.errors:
+            error(
+                [f"job {job.job} ({job.spinner}): the payload does not fit its schema"]
+                + [f"{e['pointer'] or '/'}: {e['message']}" for e in result.errors[job.job]]
+            )
+        elif job.status == "queued":
+            lines([f"job {job.job} ({job.spinner}) queued: run `cxrun runtime` to run it"])
+        else:
+            job_summary(job)
+
+
 class JobProgress:
     """A job's progress on stderr: a bar on a terminal, a plain line per batch otherwise."""
 
@@ -314,6 +356,7 @@ class JobProgress:
         self._task: Any = None
 
     def start(self, job: Job) -> None:
+        self.stop()  # one bar at a time: an event may run several jobs one after the other
         if not self.enabled:
             return
         console = _console(stderr=True)

@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrun import starts
 from cxrun.clock import utcnow
-from cxrun.enums import JobStatus, Trigger
+from cxrun.enums import JobStatus
 from cxrun.errors import CxrunError, NotFound, TableError, ValidationFailed
 from cxrun.models import Job, JourneyEntry, Record
 from cxrun.project import CONFIG_FILE, Project, load_project
@@ -22,6 +23,7 @@ from cxrun.secrets import Secrets
 from cxrun.spec import checks, loader
 from cxrun.spec.loader import SpinnerFile
 from cxrun.spec.model import Spinner
+from cxrun.starts import Prepared, Start
 from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
@@ -213,6 +215,22 @@ def published_spinner(ctx: Context, name: str) -> tuple[int, Spinner]:
     return version.version, loader.build(version.spec, name)
 
 
+def prepare(
+    ctx: Context,
+    name: str,
+    where: str | None = None,
+    limit: int | None = None,
+    start: Start | None = None,
+    here: bool = False,
+) -> Prepared:
+    """Everything a job needs before it is created; `here`: also what it needs to run here."""
+    start = start or Start()
+    number, spinner, table, conditions = _selection(ctx, name, where, here, start.select)
+    params = {"where": where, "limit": limit, **start.params}
+    built = _plugins(ctx, name, spinner) if here else None
+    return Prepared(name, number, spinner, table, conditions, limit, start, params, built)
+
+
 def run_now(
     ctx: Context,
     name: str,
@@ -221,37 +239,40 @@ def run_now(
     on_start: Callable[[Job], None] | None = None,
     on_progress: Callable[[Job], None] | None = None,
     detach: bool = False,
+    start: Start | None = None,
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end here
     (or, detached, leave it queued for a runtime)."""
     from cxrun import worker
-    from cxrun.runtime import Runner
 
-    number, spinner, table, conditions = _selection(ctx, name, where, warm=not detach)
-    built = None if detach else _plugins(ctx, name, spinner)
+    prepared = prepare(ctx, name, where, limit, start, here=not detach)
     owner = worker.new_owner("run-now")
     now = utcnow()
-    with ctx.state.write() as con:
-        job = job_store.create(
-            con,
-            name,
-            number,
-            str(Trigger.MANUAL),
-            table,
-            conditions,
-            limit,
-            {"where": where, "limit": limit},
-            JobStatus.QUEUED if detach else JobStatus.RUNNING,
-            now,
-        )
+    with starts.selecting(f"spinner '{name}'"), ctx.state.write() as con:
+        status = JobStatus.QUEUED if detach else JobStatus.RUNNING
+        job = starts.create_job(con, ctx, prepared, status, now)
         if not detach:  # owned by this process: a runtime takes it over if this one dies
             job = job_store.claim(con, job.job, owner, now, now + timedelta(seconds=worker.LEASE))
     if detach:
         return job
+    return run_here(ctx, job, prepared, owner, on_start, on_progress)
+
+
+def run_here(
+    ctx: Context,
+    job: Job,
+    prepared: Prepared,
+    owner: Owner,
+    on_start: Callable[[Job], None] | None = None,
+    on_progress: Callable[[Job], None] | None = None,
+) -> Job:
+    """Run a job this process owns to its end (or a pause), with progress."""
+    from cxrun.runtime import Runner
+
     if on_start:
         on_start(job)
-    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner)
-    return runner.run(job.job)
+    spinner, built = prepared.spinner, prepared.built
+    return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner).run(job.job)
 
 
 def runtime(
@@ -260,10 +281,13 @@ def runtime(
     max_jobs: int,
     stop: threading.Event | None = None,
     on_event: Callable[[str], None] = lambda text: None,
+    schedules: bool = True,
 ) -> int:
-    """The long-lived runtime (or, with `once`, until nothing is runnable)."""
+    """The long-lived runtime (or, with `once`, until nothing is runnable); it fires due
+    schedules every few seconds unless `schedules` is False."""
     from cxrun import worker
     from cxrun.runtime import Runner
+    from cxrun.schedules import runtime_hook as schedules_hook
 
     def run_job(job_id: int, owner: Owner, stopping: Callable[[], bool]) -> Job:
         # Each job on its own thread, with its own handle on the state.
@@ -278,7 +302,8 @@ def runtime(
         runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
         return runner.run(job_id)
 
-    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event)
+    tick = schedules_hook(ctx, on_event) if schedules else None
+    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick)
 
 
 def _plugins(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
@@ -299,12 +324,22 @@ def dry_run(ctx: Context, name: str, where: str | None, limit: int | None) -> Dr
     """What run-now would send, for the first rows; no call is made and no job is created."""
     from cxrun import dryrun
 
-    _, spinner, table, conditions = _selection(ctx, name, where)
-    return dryrun.dry_run(ctx.state, spinner, table, conditions, limit or DRY_RUN_ROWS)
+    prepared = prepare(ctx, name, where)
+    with starts.selecting(f"spinner '{name}'"):
+        with ctx.state.read() as con:
+            bindings = starts.bindings(con, prepared, utcnow())
+        return dryrun.dry_run(
+            ctx.state,
+            prepared.spinner,
+            prepared.table,
+            prepared.conditions,
+            limit or DRY_RUN_ROWS,
+            bindings,
+        )
 
 
 def _selection(
-    ctx: Context, name: str, where: str | None, warm: bool = False
+    ctx: Context, name: str, where: str | None, warm: bool = False, select: str | None = None
 ) -> tuple[int, Spinner, TableInfo, list[str]]:
     """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
     from cxrun.io import plugins
@@ -323,7 +358,7 @@ def _selection(
         problem = checks.where_problem(table, where)
         if problem:
             raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
-    return number, spinner, table, [c for c in (spinner.select, where) if c]
+    return number, spinner, table, [c for c in (spinner.select, select, where) if c]
 
 
 def cancel(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:

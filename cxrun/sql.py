@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cxrun.spec.model import Template
@@ -40,6 +40,7 @@ def duckdb_message(exc: BaseException | str) -> str:
         if line.strip():
             lines.append(line.strip())
     text = _ERROR_PREFIX.sub("", " ".join(lines)) or type(exc).__name__
+    text = text.split(" Candidate functions:", 1)[0]  # the overloads DuckDB lists are noise here
     missing = _MISSING_COLUMN.search(text)
     if missing:
         candidates = text.split("Candidate bindings:", 1)[1].strip() if "Candidate" in text else ""
@@ -49,14 +50,24 @@ def duckdb_message(exc: BaseException | str) -> str:
     return text
 
 
-def expression_problem(con: duckdb.DuckDBPyConnection, expr: str) -> str | None:
-    """Why `expr` is not one plain scalar SQL expression over the row, or None if it is."""
-    if not expr.strip():
-        return "empty expression"
+def _parse(con: duckdb.DuckDBPyConnection, expr: str) -> dict[str, Any]:
     row = con.execute("SELECT json_serialize_sql(?)", ["SELECT " + wrap(expr)]).fetchone()
     tree: dict[str, Any] = (
         json.loads(row[0]) if row else {"error": True, "error_message": "cannot parse"}
     )
+    return tree
+
+
+def expression_problem(
+    con: duckdb.DuckDBPyConnection, expr: str, parameters: Collection[str] = ()
+) -> str | None:
+    """Why `expr` is not one plain scalar SQL expression over the row, or None if it is.
+
+    Named parameters (`$name`) are allowed when their name is one of `parameters`; their values
+    are bound, never spliced into the SQL."""
+    if not expr.strip():
+        return "empty expression"
+    tree = _parse(con, expr)
     if tree.get("error"):
         return "not a single SQL expression: " + duckdb_message(tree.get("error_message", ""))
     statements = tree.get("statements", [])
@@ -70,15 +81,49 @@ def expression_problem(con: duckdb.DuckDBPyConnection, expr: str) -> str | None:
     found = _forbidden_in(node["select_list"][0])
     if found:
         return f"{found} is not allowed in a row expression"
+    return _parameter_problem(_parameters(node["select_list"][0]), parameters)
+
+
+def _parameter_problem(used: list[str], allowed: Collection[str]) -> str | None:
+    if used and not allowed:
+        return "a parameter ($name or ?) is not allowed in a row expression"
+    if any(name.isdigit() for name in used):
+        return "a positional parameter (? or $1) is not allowed: use a named one ($name)"
+    unknown = [name for name in used if name not in allowed]
+    if unknown:
+        known = ", ".join(f"${name}" for name in sorted(allowed))
+        return f"unknown parameter ${unknown[0]} (allowed here: {known})"
     return None
+
+
+def parameter_names(con: duckdb.DuckDBPyConnection, expr: str) -> set[str]:
+    """The names of the parameters (`$name`) an expression uses."""
+    tree = _parse(con, expr)
+    return set(_parameters(tree.get("statements", [])))
+
+
+def bound(
+    con: duckdb.DuckDBPyConnection, conditions: Iterable[str], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The values of the parameters the conditions use (NULL for a name without a value)."""
+    names = sorted({name for c in conditions for name in parameter_names(con, c)})
+    return {name: values.get(name) for name in names}
+
+
+def _parameters(tree: Any) -> list[str]:
+    if isinstance(tree, dict):
+        if tree.get("class") == "PARAMETER":
+            return [str(tree.get("identifier", ""))]
+        return [name for child in tree.values() for name in _parameters(child)]
+    if isinstance(tree, list):
+        return [name for child in tree for name in _parameters(child)]
+    return []
 
 
 def _forbidden_in(tree: Any) -> str | None:
     if isinstance(tree, dict):
         if tree.get("class") in _FORBIDDEN:
             return _FORBIDDEN[tree["class"]]
-        if tree.get("class") == "PARAMETER" or tree.get("type") == "VALUE_PARAMETER":
-            return "a parameter ($name or ?)"
         children: Iterable[Any] = tree.values()
     elif isinstance(tree, list):
         children = tree

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from cxrun.spec.model import AIStep, SendStep, SetStep, Spinner, WaitStep
+from cxrun.cron import cron_problem, zone_problem
+from cxrun.spec.model import (
+    TIME_PARAMETERS,
+    AIStep,
+    ScheduleTrigger,
+    SendStep,
+    SetStep,
+    Spinner,
+    WaitStep,
+)
 from cxrun.spec.outputs import output_expression
-from cxrun.sql import duckdb_message, expression_problem, quote_ident, wrap
+from cxrun.sql import duckdb_message, expression_problem, parameter_names, quote_ident, wrap
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -32,20 +41,32 @@ def sandbox(table: TableInfo) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def expression_error(
-    con: duckdb.DuckDBPyConnection, context: str, expr: str, condition: bool = False
+    con: duckdb.DuckDBPyConnection,
+    context: str,
+    expr: str,
+    condition: bool = False,
+    parameters: Collection[str] = (),
 ) -> str | None:
-    """Why `expr` does not work as a row expression over the `context` table, or None."""
+    """Why `expr` does not work as a row expression over the `context` table, or None.
+
+    The `parameters` it may use are bound as NULL: one that needs a type must be cast."""
     import duckdb
 
-    problem = expression_problem(con, expr)
+    problem = expression_problem(con, expr, parameters)
     if problem:
         return problem
+    nulls = dict.fromkeys(parameter_names(con, expr)) if parameters else None
     try:
-        described = con.execute(f"DESCRIBE SELECT {wrap(expr)} AS v, * FROM {context}").fetchall()
+        described = con.execute(
+            f"DESCRIBE SELECT {wrap(expr)} AS v, * FROM {context}", nulls
+        ).fetchall()
     except duckdb.Error as exc:
         message = duckdb_message(exc)
         if "GROUP BY" in message:
             return "aggregate functions are not allowed in a row expression"
+        if nulls:
+            message += " (parameters are checked as NULL: cast one whose type matters, e.g. "
+            message += "CAST($timestamp AS TIMESTAMP))"
         return message
     kind = str(described[0][1])
     if condition and kind not in ("BOOLEAN", '"NULL"', "NULL"):
@@ -103,9 +124,10 @@ def _names(spinner: Spinner, columns: set[str]) -> list[str]:
 def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
     problems: list[str] = []
     if spinner.select:
-        problem = expression_error(con, "ctx0", spinner.select, condition=True)
+        problem = expression_error(con, "ctx0", spinner.select, True, TIME_PARAMETERS)
         if problem:
             problems.append(f"select: {problem}")
+    problems += _trigger_problems(con, spinner)
     context = "ctx0"
     for index, step in enumerate(spinner.steps):
         at = step.path
@@ -144,9 +166,50 @@ def _timestamp_error(con: duckdb.DuckDBPyConnection, context: str, expr: str) ->
     described = con.execute(f"DESCRIBE SELECT {wrap(expr)} AS v FROM {context}").fetchall()
     kind = str(described[0][1])
     if kind not in (*_MOMENTS, "TIMESTAMP_NS", '"NULL"', "NULL"):
-        return (
-            f"must be a timestamp or a date, but it is {kind} (CAST it, e.g. CAST(x AS TIMESTAMP))"
+        return f"must be a timestamp or a date, but it is {kind} (CAST it to TIMESTAMP)"
+    return None
+
+
+def _trigger_problems(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
+    """Cron expressions, time zones, event schemas and selects; no trigger twice."""
+    problems: list[str] = []
+    if spinner.child and spinner.triggers:
+        problems.append(
+            "triggers: a child spinner (child: true) runs only through a call step of another "
+            "spinner; remove its triggers"
         )
+    seen: dict[tuple[str, ...], int] = {}
+    for index, trigger in enumerate(spinner.triggers):
+        at = f"triggers[{index}]"
+        if isinstance(trigger, ScheduleTrigger):
+            identity: tuple[str, ...] = ("schedule", trigger.cron.strip(), trigger.timezone)
+            found = [f"{at}.schedule: {p}" for p in [cron_problem(trigger.cron)] if p] + [
+                f"{at}.timezone: {p}" for p in [zone_problem(trigger.timezone)] if p
+            ]
+        else:
+            identity = ("event", trigger.event)
+            found = [f"{at}.schema: {p}" for p in [json_schema_problem(trigger.schema)] if p]
+        if identity in seen:
+            found.append(f"{at}: the same {trigger.kind} as triggers[{seen[identity]}]")
+        seen.setdefault(identity, index)
+        if trigger.select:
+            problem = expression_error(con, "ctx0", trigger.select, True, trigger.allowed)
+            found += [f"{at}.select: {problem}"] if problem else []
+        problems += found
+    return problems
+
+
+def json_schema_problem(schema: dict[str, Any] | None) -> str | None:
+    """Why `schema` is not a valid JSON Schema (of its declared draft; 2020-12 by default)."""
+    import jsonschema
+
+    if schema is None:
+        return None
+    validator = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
     return None
 
 

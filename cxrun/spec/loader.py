@@ -17,17 +17,20 @@ from cxrun.spec.model import (
     AIStep,
     ApprovalStep,
     CallStep,
+    EventTrigger,
     Field,
     HttpStep,
     Limits,
     LogStep,
     Retry,
+    ScheduleTrigger,
     SendStep,
     SetStep,
     Spinner,
     Step,
     TagStep,
     Template,
+    TriggerSpec,
     WaitStep,
 )
 from cxrun.sql import compile_template
@@ -213,6 +216,9 @@ def _describe(error: Any) -> str | None:
     is_step = len(error.absolute_path) == 2 and error.absolute_path[0] == "steps"
     if is_step and error.validator in ("oneOf", "additionalProperties"):
         return prefix + _step_type_problem(instance)
+    is_trigger = len(error.absolute_path) == 2 and error.absolute_path[0] == "triggers"
+    if is_trigger and error.validator in ("oneOf", "type"):
+        return prefix + _trigger_problem(instance)
     if error.validator == "additionalProperties":
         extra = sorted(set(instance) - set(error.schema.get("properties", {})))
         return prefix + f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
@@ -238,6 +244,18 @@ def _step_type_problem(step: Any) -> str:
     return f"unknown step option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
 
 
+def _trigger_problem(trigger: Any) -> str:
+    if not isinstance(trigger, dict):
+        return "a trigger must be a mapping ({schedule: CRON} or {event: NAME})"
+    if "schedule" in trigger and "event" in trigger:
+        return "a trigger has either schedule or event, not both"
+    if "schedule" in trigger:
+        return "schema belongs to event triggers, not to a schedule"
+    if "event" in trigger:
+        return "timezone and catchup belong to schedules, not to an event trigger"
+    return "a trigger needs schedule (a cron expression) or event (a name)"
+
+
 def build(raw: dict[str, Any], name: str) -> Spinner:
     """The model from a schema-valid mapping (a file just read, or a published version)."""
     fields = tuple(
@@ -260,12 +278,31 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         select=raw.get("select"),
         child=bool(raw.get("child", False)),
         eligible=eligible,
+        triggers=tuple(_build_trigger(t) for t in raw.get("triggers") or ()),
         steps=tuple(steps),
         limits=Limits(
             concurrency=int(limits.get("concurrency", Limits.concurrency)),
             record_timeout=_optional_seconds(limits.get("record_timeout")),
             job_timeout=_optional_seconds(limits.get("job_timeout")),
         ),
+    )
+
+
+def _build_trigger(raw: dict[str, Any]) -> TriggerSpec:
+    if "schedule" in raw:
+        return ScheduleTrigger(
+            cron=raw["schedule"],
+            timezone=raw.get("timezone", "UTC"),
+            catchup=raw.get("catchup", "one"),
+            select=raw.get("select"),
+        )
+    schema = raw.get("schema")
+    properties = (schema or {}).get("properties")
+    return EventTrigger(
+        event=raw["event"],
+        schema_json=None if schema is None else json.dumps(schema),
+        select=raw.get("select"),
+        parameters=tuple(properties) if isinstance(properties, dict) else (),
     )
 
 

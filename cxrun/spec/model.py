@@ -207,6 +207,52 @@ class Limits:
     job_timeout: float | None = None
 
 
+# Parameters ($name) every select may use: the time a job starts for, and the one before it.
+TIME_PARAMETERS = ("timestamp", "last_timestamp")
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """Start a job at each due time of a cron expression, matched in a time zone."""
+
+    cron: str
+    timezone: str = "UTC"
+    catchup: str = "one"  # missed due times: skip, one (the latest), all
+    select: str | None = None
+
+    kind = "schedule"
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """The parameters its select may use."""
+        return TIME_PARAMETERS
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    """Start a job when `cxrun trigger EVENT` is called with a payload that fits the schema."""
+
+    event: str
+    schema_json: str | None = None  # the payload's JSON Schema, as JSON text
+    select: str | None = None
+    parameters: tuple[str, ...] = ()  # the schema's top-level property names
+
+    kind = "event"
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """The parameters its select may use: the times, then the payload's properties."""
+        payload = (p for p in self.parameters if p not in TIME_PARAMETERS and p[:3] != "_cx")
+        return TIME_PARAMETERS + tuple(payload)
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return json.loads(self.schema_json) if self.schema_json else None
+
+
+TriggerSpec = ScheduleTrigger | EventTrigger
+
+
 @dataclass(frozen=True)
 class Eligible:
     """When sends and AI calls may happen: weekdays (0 = Monday) and minutes of the day
@@ -230,6 +276,7 @@ class Spinner:
     limits: Limits = Limits()
     child: bool = False
     eligible: Eligible | None = None
+    triggers: tuple[TriggerSpec, ...] = ()
 
     @property
     def required_fields(self) -> tuple[str, ...]:
@@ -238,3 +285,12 @@ class Spinner:
     @property
     def has_io(self) -> bool:
         return any(step.is_io for step in self.steps)
+
+    @property
+    def schedules(self) -> tuple[ScheduleTrigger, ...]:
+        return tuple(t for t in self.triggers if isinstance(t, ScheduleTrigger))
+
+    def listens_to(self, event: str) -> EventTrigger | None:
+        return next(
+            (t for t in self.triggers if isinstance(t, EventTrigger) and t.event == event), None
+        )

@@ -44,16 +44,19 @@ def create(
     params: dict[str, Any],
     status: JobStatus,
     now: datetime,
+    bindings: dict[str, Any] | None = None,
 ) -> Job:
-    """A new job over the rows of `table` that meet every condition (its snapshot of rows)."""
+    """A new job over the rows of `table` that meet every condition (its snapshot of rows);
+    `bindings` are the values of the parameters ($name) the conditions use."""
     row = con.execute("SELECT nextval('cx_job_ids')").fetchone()
     job = int(row[0]) if row else 0
     if conditions:
         where = " AND ".join(wrap(c) for c in conditions)
         con.execute(
-            f"INSERT INTO cx_selections SELECT ?, row_number() OVER (ORDER BY {ROW}) - 1, {ROW} "
-            f"FROM (SELECT {ROW} FROM {table.sql} WHERE {where} ORDER BY {ROW} LIMIT ?)",
-            [job, limit],
+            f"INSERT INTO cx_selections SELECT $_cx_job, row_number() OVER (ORDER BY {ROW}) - 1, "
+            f"{ROW} FROM (SELECT {ROW} FROM {table.sql} WHERE {where} ORDER BY {ROW} "
+            "LIMIT $_cx_limit)",
+            {**(bindings or {}), "_cx_job": job, "_cx_limit": limit},
         )
         counted = con.execute("SELECT count(*) FROM cx_selections WHERE job = ?", [job]).fetchone()
         total = int(counted[0]) if counted else 0

@@ -91,4 +91,23 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 7: each due time of a schedule that fired (or was refused), so it fires once; events
+    # received (by name and id, so a repeated one starts nothing) and the jobs they started,
+    # with the validation errors of a payload that did not fit a spinner's schema
+    """
+    CREATE TABLE cx_fires (
+        spinner VARCHAR, cron VARCHAR, timezone VARCHAR, due_at TIMESTAMP, job INTEGER,
+        outcome VARCHAR, message VARCHAR, fired_at TIMESTAMP,
+        UNIQUE (spinner, cron, timezone, due_at)
+    );
+    CREATE SEQUENCE cx_event_ids START 1;
+    CREATE TABLE cx_events (
+        event BIGINT, name VARCHAR, event_id VARCHAR, payload JSON, received_at TIMESTAMP,
+        UNIQUE (name, event_id)
+    );
+    CREATE TABLE cx_event_jobs (event BIGINT, job INTEGER, spinner VARCHAR, errors JSON);
+    """
+)
+
 LATEST = len(MIGRATIONS)

@@ -42,6 +42,16 @@ def version(con: duckdb.DuckDBPyConnection, spinner: str, number: int) -> Versio
     return _version(row) if row else None
 
 
+def history(con: duckdb.DuckDBPyConnection, spinner: str) -> list[Version]:
+    """Every version of a spinner, newest first."""
+    rows = con.execute(
+        "SELECT spinner, version, digest, spec, published_at FROM cx_spinners "
+        "WHERE spinner = ? ORDER BY version DESC",
+        [spinner],
+    ).fetchall()
+    return [_version(r) for r in rows]
+
+
 def all_latest(con: duckdb.DuckDBPyConnection) -> dict[str, Version]:
     rows = con.execute(
         "SELECT spinner, version, digest, spec, published_at FROM cx_spinners "
