@@ -245,8 +245,7 @@ def _stage_input(
     if stage.index == 0:
         key = f"CAST({quote_ident(spinner.key)} AS VARCHAR)"
         required = _required_check(spinner)
-        if batch.restarts:  # a restarted row's fields were checked on its first run
-            required = "CAST(NULL AS VARCHAR)"
+        if batch.restarts:
             errors += f" LEFT JOIN {RESTARTS} AS f ON f.row = src._cx_row"
         go = "f.pos" if batch.restarts else "CAST(NULL AS INTEGER)"
         answer = "f.decision" if batch.restarts else "CAST(NULL AS VARCHAR)"
