@@ -33,3 +33,24 @@ def test_example_followup_waits_for_approval_then_runs_its_child(example_project
     assert (done["status"], done["completed"]) == ("completed", job["total"])
     sent = json.loads(cli(example_project, "outbox", "--json", "--limit", "500").stdout)
     assert len(sent) == job["total"]
+
+
+def test_example_schedule_and_event(example_project, cli, monkeypatch):
+    monkeypatch.setenv("CXRUN_NOW", "2026-11-23T07:00:00Z")  # Monday 08:00 in Paris
+    assert cli(example_project, "publish").code == 0
+    monkeypatch.setenv("CXRUN_NOW", "2026-11-23T08:00:30Z")  # 09:00:30 in Paris: due
+    ticked = cli(example_project, "schedule", "tick", "--json")
+    assert ticked.code == 0, ticked
+    jobs = json.loads(cli(example_project, "jobs", "--json").stdout)
+    assert [(j["spinner"], j["trigger"], j["status"]) for j in jobs] == [
+        ("welcome", "schedule", "partial")
+    ]
+    assert cli(example_project, "schedule", "tick").code == 0  # the same minute: nothing new
+    event = '{"id": 1006, "email": "olivia.girard1006@example.org"}'
+    started = cli(
+        example_project, "trigger", "contact.created", "--payload", "-", "--json", input=event
+    )
+    assert started.code == 0, started
+    assert len(json.loads(cli(example_project, "jobs", "--json").stdout)) == 2
+    bad = cli(example_project, "trigger", "contact.created", "--payload", "-", input='{"id": "x"}')
+    assert bad.code == 2
