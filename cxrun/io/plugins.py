@@ -150,6 +150,8 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
     """The shared HTTP client of a run, with the transport measured fastest (see README)."""
     import httpx
 
+    from cxrun.io.http import Client, aiohttp_transport
+
     for thread in _warming:
         thread.join()
 
@@ -159,13 +161,10 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
     verify = _warm.pop("ssl", None) or httpx.create_ssl_context()
     if transport in ("default", "aiohttp"):
         try:
-            from httpx_aiohttp import AiohttpTransport
+            aiohttp = aiohttp_transport(verify, limits)
         except ImportError:
             if transport == "aiohttp":
                 raise CxrunError("the aiohttp transport needs the httpx-aiohttp package") from None
         else:
-            aiohttp = AiohttpTransport(verify=verify, limits=limits)
-            return httpx.AsyncClient(
-                transport=aiohttp, verify=verify, limits=limits, timeout=unbounded
-            )
-    return httpx.AsyncClient(verify=verify, limits=limits, timeout=unbounded)
+            return Client(transport=aiohttp, verify=verify, limits=limits, timeout=unbounded)
+    return Client(verify=verify, limits=limits, timeout=unbounded)
