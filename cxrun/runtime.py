@@ -114,15 +114,21 @@ class Runner:
     _db_lock: asyncio.Lock | None = None
     _woken: bool = False
 
-    def run(self, job_id: int) -> Job:
-        return asyncio.run(self._run(job_id))
+    def run(self, job_id: int, known: tuple[Job, TableInfo, bool] | None = None) -> Job:
+        """Run the job; `known`: the job just created, its table and whether it is filtered
+        (read from the state otherwise)."""
+        return asyncio.run(self._run(job_id, known))
 
-    async def _run(self, job_id: int) -> Job:
-        with self.state.read() as con:
-            job = job_store.get(con, job_id)
-            name, number, filtered = job_store.table_of(con, job_id)
-            table = table_store.version(con, name, number)
-        assert table is not None, f"job {job_id} lost its table version"
+    async def _run(self, job_id: int, known: tuple[Job, TableInfo, bool] | None = None) -> Job:
+        if known is not None:
+            job, table, filtered = known
+        else:
+            with self.state.read() as con:
+                job = job_store.get(con, job_id)
+                name, number, filtered = job_store.table_of(con, job_id)
+                found = table_store.version(con, name, number)
+            assert found is not None, f"job {job_id} lost its table version"
+            table = found
         if self.retry is None and job.processed >= job.total:
             await self._db(self._due, job_id)  # the pass is over: parked records go on
         spool = Spool(self.state.dir, job_id)

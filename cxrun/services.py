@@ -244,6 +244,10 @@ def run_now(
     """Create a job over the published spinner's selected rows and run it to its end here
     (or, detached, leave it queued for a runtime)."""
     from cxrun import worker
+    from cxrun.io import plugins
+
+    if not detach and (ctx.project.providers or ctx.project.channels):
+        plugins.prewarm()  # most likely needed: on its thread while the state is read
 
     prepared = prepare(ctx, name, where, limit, start, here=not detach)
     owner = worker.new_owner("run-now")
@@ -272,7 +276,8 @@ def run_here(
     if on_start:
         on_start(job)
     spinner, built = prepared.spinner, prepared.built
-    return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner).run(job.job)
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner)
+    return runner.run(job.job, (job, prepared.table, bool(prepared.conditions)))
 
 
 def runtime(
