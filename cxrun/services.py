@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cxrun import starts
 from cxrun.clock import utcnow
@@ -29,9 +29,11 @@ from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
 from cxrun.store.tables import TableInfo
-from cxrun.tables import ensure_loaded
+from cxrun.tables import ensure_loaded, loaded
 
 if TYPE_CHECKING:  # the runtime and the I/O plugins are imported when a command needs them
+    import duckdb
+
     from cxrun.dryrun import DryRun
     from cxrun.io.plugins import Plugins
     from cxrun.store.jobs import Owner
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # the runtime and the I/O plugins are imported when a command
 PAGE_SIZE = 50
 CONTROL_WAIT = 15.0  # seconds cancel and pause wait for a job's owner to answer
 DRY_RUN_ROWS = 10
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,16 @@ def _plugin_problems(ctx: Context, spinner: Spinner) -> list[str]:
     return problems + plugins.config_problems(ctx.project, spinner, ctx.secrets)
 
 
-def _key_problems(ctx: Context, table: TableInfo, key: str) -> list[str]:
+def _key_problems(
+    ctx: Context, table: TableInfo, key: str, con: duckdb.DuckDBPyConnection | None = None
+) -> list[str]:
     if key.lower() not in {c.lower() for c in table.column_names}:
         return []
-    with ctx.state.read() as con:
-        nulls, repeats = table_store.key_counts(con, table, key)
-        duplicates = table_store.duplicate_keys(con, table, key) if repeats else []
+    if con is None:
+        with ctx.state.read() as con:
+            return _key_problems(ctx, table, key, con)
+    nulls, repeats = table_store.key_counts(con, table, key)
+    duplicates = table_store.duplicate_keys(con, table, key) if repeats else []
     problems = []
     if nulls:
         problems.append(f'key: column "{key}" is empty in {nulls} row(s) of tables/{table.file}')
@@ -206,9 +213,13 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
 # ---- run now ------------------------------------------------------------------------------
 
 
-def published_spinner(ctx: Context, name: str) -> tuple[int, Spinner]:
-    with ctx.state.read() as con:
-        version = spinner_store.latest(con, name)
+def published_spinner(
+    ctx: Context, name: str, con: duckdb.DuckDBPyConnection | None = None
+) -> tuple[int, Spinner]:
+    if con is None:
+        with ctx.state.read() as con:
+            return published_spinner(ctx, name, con)
+    version = spinner_store.latest(con, name)
     if version is None:
         loader.spinner_file(ctx.project, name)  # unknown spinner → NotFound with the known ones
         raise NotFound(f"spinner '{name}' is not published", f"run `cxrun publish {name}` first")
@@ -222,10 +233,12 @@ def prepare(
     limit: int | None = None,
     start: Start | None = None,
     here: bool = False,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> Prepared:
-    """Everything a job needs before it is created; `here`: also what it needs to run here."""
+    """Everything a job needs before it is created; `here`: also what it needs to run here.
+    On `con`, an open state session, a table file that changed raises _Stale."""
     start = start or Start()
-    number, spinner, table, conditions = _selection(ctx, name, where, here, start.select)
+    number, spinner, table, conditions = _selection(ctx, name, where, here, start.select, con)
     params = {"where": where, "limit": limit, **start.params}
     built = _plugins(ctx, name, spinner) if here else None
     return Prepared(name, number, spinner, table, conditions, limit, start, params, built)
@@ -249,14 +262,20 @@ def run_now(
     if not detach and (ctx.project.providers or ctx.project.channels):
         plugins.prewarm()  # most likely needed: on its thread while the state is read
 
-    prepared = prepare(ctx, name, where, limit, start, here=not detach)
     owner = worker.new_owner("run-now")
-    now = utcnow()
-    with starts.selecting(f"spinner '{name}'"), ctx.state.write() as con:
-        status = JobStatus.QUEUED if detach else JobStatus.RUNNING
-        job = starts.create_job(con, ctx, prepared, status, now)
+
+    def create(con: duckdb.DuckDBPyConnection) -> tuple[Prepared, Job]:
+        # The checks and the new job in one state session (each session opens the state file).
+        prepared = prepare(ctx, name, where, limit, start, here=not detach, con=con)
+        now = utcnow()
+        with starts.selecting(f"spinner '{name}'"):
+            status = JobStatus.QUEUED if detach else JobStatus.RUNNING
+            job = starts.create_job(con, ctx, prepared, status, now)
         if not detach:  # owned by this process: a runtime takes it over if this one dies
             job = job_store.claim(con, job.job, owner, now, now + timedelta(seconds=worker.LEASE))
+        return prepared, job
+
+    prepared, job = _in_session(ctx, create)
     if detach:
         return job
     return run_here(ctx, job, prepared, owner, on_start, on_progress)
@@ -343,14 +362,43 @@ def dry_run(ctx: Context, name: str, where: str | None, limit: int | None) -> Dr
         )
 
 
+class _Stale(Exception):
+    """A spinner's table file changed since it was loaded: load it, then prepare again."""
+
+    def __init__(self, spinner: str, table: str) -> None:
+        super().__init__(table)
+        self.spinner = spinner
+        self.table = table
+
+
+def _in_session(ctx: Context, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`work` in one write transaction; when it finds a table file changed, the table is
+    loaded (in its own session) and `work` runs again."""
+    for _ in range(5):
+        try:
+            with ctx.state.write() as con:
+                return work(con)
+        except _Stale as stale:
+            try:
+                ensure_loaded(ctx.project, ctx.state, stale.table)
+            except (TableError, NotFound) as exc:
+                raise type(exc)(f"spinner '{stale.spinner}': {exc.message}", exc.hint) from None
+    raise CxrunError("a table file keeps changing", "wait until it is written and try again")
+
+
 def _selection(
-    ctx: Context, name: str, where: str | None, warm: bool = False, select: str | None = None
+    ctx: Context,
+    name: str,
+    where: str | None,
+    warm: bool = False,
+    select: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[int, Spinner, TableInfo, list[str]]:
     """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
     from cxrun.io import plugins
 
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
-    number, spinner = published_spinner(ctx, name)
+    number, spinner = published_spinner(ctx, name, con)
     if spinner.child:
         raise CxrunError(
             f"spinner '{name}' is a child spinner: it runs only through a `call: {name}` step",
@@ -358,7 +406,7 @@ def _selection(
         )
     if warm and spinner.has_io:
         plugins.prewarm()
-    table = _current_table(ctx, name, spinner)
+    table = _current_table(ctx, name, spinner, con)
     if where is not None:
         problem = checks.where_problem(table, where)
         if problem:
@@ -477,13 +525,23 @@ def retry(
     return runner.run(job_id)
 
 
-def _current_table(ctx: Context, name: str, spinner: Spinner) -> TableInfo:
-    """The spinner's table, reloaded if its file changed, and still fitting the spinner."""
+def _current_table(
+    ctx: Context, name: str, spinner: Spinner, con: duckdb.DuckDBPyConnection | None = None
+) -> TableInfo:
+    """The spinner's table, reloaded if its file changed (on `con`: _Stale), and still fitting
+    the spinner."""
     try:
-        table = ensure_loaded(ctx.project, ctx.state, spinner.table)
+        found = (
+            ensure_loaded(ctx.project, ctx.state, spinner.table)
+            if con is None
+            else loaded(ctx.project, con, spinner.table)
+        )
     except (TableError, NotFound) as exc:
         raise type(exc)(f"spinner '{name}': {exc.message}", exc.hint) from None
-    problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key)
+    if found is None:
+        raise _Stale(name, spinner.table)
+    table = found
+    problems = checks.check(spinner, table) + _key_problems(ctx, table, spinner.key, con)
     if problems:
         raise ValidationFailed(
             [

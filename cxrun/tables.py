@@ -48,6 +48,14 @@ def table_file(project: Project, name: str) -> Path:
     )
 
 
+def loaded(project: Project, con: Any, name: str) -> TableInfo | None:
+    """The current version of a table if its file has not changed since it was loaded (None
+    when it has: `ensure_loaded` loads it), read on an open state connection."""
+    path = table_file(project, name)
+    info = table_store.current(con, name)
+    return info if info and not _changed(path, info) else None
+
+
 def ensure_loaded(project: Project, state: State, name: str, force: bool = False) -> TableInfo:
     """The current version of a table, loading the file first when it is new or has changed."""
     path = table_file(project, name)
