@@ -103,17 +103,15 @@ def _main(
     ] = None,
 ) -> None:
     ctx.obj = {"debug": debug}
-    fixed = os.environ.get("CXRUN_NOW")
-    if fixed:
-        from cxrun.clock import parse_moment
+    from cxrun import clock
 
-        try:
-            parse_moment(fixed)
-        except ValueError:
-            raise CxrunError(
-                f"CXRUN_NOW={fixed!r} is not an ISO 8601 time",
-                "use a time like 2026-11-22T09:00:00Z, or unset CXRUN_NOW",
-            ) from None
+    try:
+        clock.fix_from_environment()
+    except ValueError:
+        raise CxrunError(
+            f"CXRUN_NOW={os.environ.get('CXRUN_NOW')!r} is not an ISO 8601 time",
+            "use a time like 2026-11-22T09:00:00Z, or unset CXRUN_NOW",
+        ) from None
 
 
 def _ctx(project: str | None) -> Any:

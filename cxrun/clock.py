@@ -1,7 +1,8 @@
 """Time: the state stores naive UTC timestamps; everything else uses aware UTC datetimes.
 
 `CXRUN_NOW` (an ISO 8601 time) fixes the clock for every command: tests move time forward
-without sleeping, and an operator can see what a schedule tick would do at a given moment.
+without sleeping, and an operator can see what a schedule tick would do at a given moment. The
+command line reads it once per command (`fix`); the clock is read thousands of times a second.
 """
 
 from __future__ import annotations
@@ -9,12 +10,23 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+_fixed: datetime | None = None
+
+
+def fix(moment: datetime | None) -> None:
+    """Fix the clock at `moment` (None: the real clock again)."""
+    global _fixed
+    _fixed = moment
+
+
+def fix_from_environment() -> None:
+    """`CXRUN_NOW`, when set, fixes the clock (ValueError when it is not a time)."""
+    text = os.environ.get("CXRUN_NOW")
+    fix(parse_moment(text) if text else None)
+
 
 def utcnow() -> datetime:
-    fixed = os.environ.get("CXRUN_NOW")
-    if fixed:
-        return parse_moment(fixed)
-    return datetime.now(UTC)
+    return _fixed if _fixed is not None else datetime.now(UTC)
 
 
 def parse_moment(text: str) -> datetime:

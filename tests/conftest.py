@@ -122,3 +122,24 @@ def run() -> Callable[..., CliResult]:
         return CliResult(done.returncode, done.stdout, done.stderr)
 
     return invoke
+
+
+def set_now(monkeypatch: pytest.MonkeyPatch, moment: str | None) -> None:
+    """Fix the clock at `moment` (an ISO time; None: the real clock) for commands run in this
+    process and, through CXRUN_NOW, for those run in subprocesses."""
+    from cxrun import clock
+
+    if moment is None:
+        monkeypatch.delenv("CXRUN_NOW", raising=False)
+        clock.fix(None)
+    else:
+        monkeypatch.setenv("CXRUN_NOW", moment)
+        clock.fix(clock.parse_moment(moment))
+
+
+@pytest.fixture(autouse=True)
+def _real_clock_after_each_test():  # type: ignore[no-untyped-def]
+    yield
+    from cxrun import clock
+
+    clock.fix(None)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import WELCOME, write_project
+from conftest import WELCOME, set_now, write_project
 
 NOV = {"CXRUN_NOW": "2026-11-22T10:00:00Z"}
 
@@ -58,7 +58,7 @@ def test_a_run_over_the_records_limit_is_refused_and_changes_nothing(tmp_path, r
 def test_the_jobs_limit_refuses_an_event_whole_and_the_count_resets_next_month(
     tmp_path, cli, monkeypatch
 ):
-    monkeypatch.setenv("CXRUN_NOW", NOV["CXRUN_NOW"])
+    set_now(monkeypatch, NOV["CXRUN_NOW"])
     root = limited(tmp_path, "{jobs_per_month: 1}")
     assert cli(root, "publish").code == 0
     assert cli(root, "trigger", "ping", "--id", "e1").code == 3
@@ -72,7 +72,7 @@ def test_the_jobs_limit_refuses_an_event_whole_and_the_count_resets_next_month(
         "records": {"used": 5, "limit": None},
         "resets_on": "2026-12-01",
     }
-    monkeypatch.setenv("CXRUN_NOW", "2026-12-01T00:00:00Z")
+    set_now(monkeypatch, "2026-12-01T00:00:00Z")
     again = cli(root, "trigger", "ping", "--id", "e2")  # a refused event was not recorded
     assert again.code == 3, again
     assert len(json.loads(cli(root, "jobs", "--json").stdout)) == 2
@@ -84,7 +84,7 @@ def test_a_refused_schedule_fire_is_reported_and_not_retried(tmp_path, cli, monk
     root = limited(tmp_path, "{jobs_per_month: 1}")
 
     def at(when: str, *args: str):
-        monkeypatch.setenv("CXRUN_NOW", when)
+        set_now(monkeypatch, when)
         return cli(root, *args)
 
     assert at("2026-11-22T07:30:00Z", "publish").code == 0
@@ -104,7 +104,7 @@ def test_a_refused_schedule_fire_is_reported_and_not_retried(tmp_path, cli, monk
 
 
 def test_invalid_payloads_do_not_count(tmp_path, cli, monkeypatch):
-    monkeypatch.setenv("CXRUN_NOW", NOV["CXRUN_NOW"])
+    set_now(monkeypatch, NOV["CXRUN_NOW"])
     root = limited(tmp_path, "{jobs_per_month: 1, records_per_month: 100}", {"strict": STRICT})
     assert cli(root, "publish").code == 0
     bad = cli(root, "trigger", "ping", "--payload", "-", input='{"id": "x"}')
@@ -124,7 +124,7 @@ def test_invalid_payloads_do_not_count(tmp_path, cli, monkeypatch):
     ],
 )
 def test_usage_counts_the_utc_calendar_month(tmp_path, cli, monkeypatch, when, month, resets):
-    monkeypatch.setenv("CXRUN_NOW", when)
+    set_now(monkeypatch, when)
     root = limited(tmp_path, "{records_per_month: 10}")
     assert cli(root, "publish").code == 0
     assert cli(root, "run-now", "welcome").code == 3

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import EXECUTABLE, write_project
+from conftest import EXECUTABLE, set_now, write_project
 
 from cxrun import cron, schedules, services
 from cxrun.enums import Trigger
@@ -40,10 +40,10 @@ def scheduled(tmp_path: Path, *triggers: str, name: str = "daily") -> Path:
 
 def publish(root: Path, when: str, monkeypatch: pytest.MonkeyPatch) -> services.Context:
     """Publish every spinner of the project with the clock at `when` (UTC)."""
-    monkeypatch.setenv("CXRUN_NOW", when)
+    set_now(monkeypatch, when)
     ctx = services.open_context(str(root))
     services.publish(ctx, None)
-    monkeypatch.delenv("CXRUN_NOW")
+    set_now(monkeypatch, None)
     return ctx
 
 
@@ -283,7 +283,7 @@ def _environ() -> dict[str, str]:
 def test_the_runtime_fires_due_schedules_through_its_hook(tmp_path, monkeypatch):
     root = scheduled(tmp_path, "{schedule: '0 9 * * *'}")
     ctx = publish(root, "2026-11-21T12:00:00Z", monkeypatch)
-    monkeypatch.setenv("CXRUN_NOW", "2026-11-22T09:00:05Z")
+    set_now(monkeypatch, "2026-11-22T09:00:05Z")
     notes: list[str] = []
     assert services.runtime(ctx, once=True, max_jobs=1, on_event=notes.append) == 1
     assert any("due 2026-11-22T09:00:00Z: job 1 queued" in n for n in notes), notes
