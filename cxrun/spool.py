@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+_LINE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every line
+
 
 class Spool:
     """`.cxrun/spool/job-N/B.jsonl`: one JSON line per finished call of the job's batch B.
@@ -40,7 +42,7 @@ class Spool:
             path = self.folder / f"{batch}.jsonl"
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._open[batch] = fd
-        os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+        os.write(fd, (_LINE(entry) + "\n").encode())
 
     def drop(self, batch: str) -> None:
         """Forget a batch the state now holds (after it is committed)."""

@@ -194,9 +194,12 @@ def scrubbed(error: CallError, secrets: Iterable[str]) -> CallError:
     return error
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def json_bytes(payload: Any) -> bytes:
     """The exact request body sent for a JSON payload (what a signature is computed over)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT(payload).encode()
 
 
 def error_object(text: str) -> Mapping[str, Any]:

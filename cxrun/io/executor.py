@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -371,6 +371,8 @@ class Executor:
 
 
 def _stamp(moment: datetime) -> str:
+    if moment.tzinfo is UTC:  # the clock's own: no conversion needed
+        return moment.replace(tzinfo=None).isoformat(sep=" ")
     return to_db(moment).isoformat(sep=" ")
 
 

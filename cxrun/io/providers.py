@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -146,6 +147,9 @@ def _type(schema: Mapping[str, Any]) -> str:
     return "object" if "properties" in schema else "array" if "items" in schema else "string"
 
 
+KEY_TTL = 1.0  # seconds an API key is used before it is looked up again
+
+
 class _HttpProvider:
     """What the HTTP providers share: a base URL, an optional API key, POST and decode."""
 
@@ -158,12 +162,18 @@ class _HttpProvider:
         self.api_key = options.get("api_key")
         self.resolve = resolve
         self._urls: dict[str, httpx.URL] = {}
+        self._key: tuple[str | None, float] | None = None
 
     def key(self) -> str | None:
-        """The API key, resolved now (a secret set since the run began is picked up)."""
+        """The API key, resolved again at most every KEY_TTL seconds (a secret set or changed
+        since the run began is picked up)."""
         if self.api_key is None:
             return None
-        return str(resolve_option(self.resolve, self.api_key, self.what)).strip() or None
+        now = time.monotonic()
+        if self._key is None or now - self._key[1] > KEY_TTL:
+            key = str(resolve_option(self.resolve, self.api_key, self.what)).strip() or None
+            self._key = (key, now)
+        return self._key[0]
 
     async def post(
         self, http: httpx.AsyncClient, path: str, body: Any, headers: Mapping[str, str]
