@@ -68,6 +68,7 @@ class Batch:
     sql: BatchSql
     rows: list[int] | None = None  # restarted rows, instead of the range first..last
     results: Results = field(default_factory=dict)
+    encoded: dict[tuple[int, int], str] = field(default_factory=dict)  # results as spooled
     failures: dict[int, tuple[int, str]] = field(default_factory=dict)
     sql_seconds: float = 0.0
 
@@ -294,8 +295,9 @@ class Runner:
         name = batch.spool_name
 
         def keep(entry: dict[str, Any]) -> None:
-            spool.append(name, entry)
-            done[(entry["row"], entry["pos"])] = entry
+            key = (entry["row"], entry["pos"])
+            batch.encoded[key] = spool.append(name, entry)
+            done[key] = entry
 
         for stage in stages(self.spinner):
             if stage.io is None:
@@ -344,14 +346,14 @@ class Runner:
             rows = sorted(self.retry)
             start = 0
             while start < len(rows):
-                size = self._size()
+                size = self._size(len(rows) - start)
                 part = rows[start : start + size]
                 yield Batch(job, table, filtered, 0, 0, self._batch_sql(True), rows=part)
                 start += size
             return
         first = job.processed
         while first < job.total:
-            last = min(first + self._size(), job.total) - 1
+            last = min(first + self._size(job.total - first), job.total) - 1
             yield Batch(job, table, filtered, first, last, self._batch_sql(False))
             first = last + 1
 
@@ -366,16 +368,24 @@ class Runner:
             opens = windows.next_open(eligible, now)
         return BatchSql(now, restarts=restarts, window_opens=opens)
 
-    def _size(self) -> int:
-        """Rows in the next batch. Pure steps: two DuckDB row groups. I/O steps: about
-        IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger batches cost less state
-        work), within 8 to 128 calls per concurrency slot; 32 per slot before any rate is known."""
+    def _size(self, left: int) -> int:
+        """Rows in the next batch, of the `left` still to do. Pure steps: two DuckDB row groups.
+        I/O steps: about IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger
+        batches cost less state work), within 8 to 128 calls per concurrency slot, 32 per slot
+        before any rate is known. The last rows come as a small batch of their own (8 calls per
+        slot): the larger one before is written while its calls are made, so the job ends soon
+        after its last call."""
         if self.batch_rows or not self.spinner.has_io:
             return self.batch_rows or BATCH_ROWS
         slots = self.spinner.limits.concurrency
         if self._rate is None:
-            return max(256, 32 * slots)
-        return int(min(128 * slots, max(8 * slots, 256, self._rate * IO_BATCH_SECONDS)))
+            size = max(256, 32 * slots)
+        else:
+            size = int(min(128 * slots, max(8 * slots, 256, self._rate * IO_BATCH_SECONDS)))
+        last = max(8 * slots, 256)
+        if size >= left > last:
+            size = max(left - last, -(-left // 2))
+        return size
 
     def _measure(self, batch: Batch, started: float) -> None:
         """Track the rows per second I/O batches go at (for the size of the next ones)."""
@@ -434,7 +444,7 @@ class Runner:
             if stage.index:
                 pos = all_stages[stage.index - 1].io
                 assert pos is not None
-                job_store.load_results(con, pos, batch.results.get(pos, []))
+                job_store.load_results(con, pos, batch.results.get(pos, []), batch.encoded)
             source = batch.source if stage.index == 0 else stage_table(stage.index - 1)
             self._materialize(con, batch, stage, source)
         batch.sql_seconds += time.perf_counter() - tick

@@ -35,14 +35,17 @@ class Spool:
                 found[(int(entry["row"]), int(entry["pos"]))] = entry
         return found
 
-    def append(self, batch: str, entry: dict[str, Any]) -> None:
+    def append(self, batch: str, entry: dict[str, Any]) -> str:
+        """Append `entry` to batch's file; its JSON text (the state takes it as it is)."""
         fd = self._open.get(batch)
         if fd is None:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = self.folder / f"{batch}.jsonl"
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._open[batch] = fd
-        os.write(fd, (_LINE(entry) + "\n").encode())
+        line = _LINE(entry)
+        os.write(fd, (line + "\n").encode())
+        return line
 
     def drop(self, batch: str) -> None:
         """Forget a batch the state now holds (after it is committed)."""

@@ -372,26 +372,7 @@ def test_a_client_error_is_not_retried(tmp_path, http_server):
     assert "bad max_tokens" in (entry.error or "")
 
 
-def has_aiohttp_transport() -> bool:
-    try:
-        import httpx_aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.parametrize(
-    "transport",
-    [
-        "httpx",
-        pytest.param(
-            "default",
-            marks=[
-                pytest.mark.skipif(not has_aiohttp_transport(), reason="default is plain httpx"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("transport", ["httpx", "default"])
 def test_a_refused_connection_is_retried_then_fails_the_record(tmp_path, monkeypatch, transport):
     monkeypatch.setenv(plugins.TRANSPORT_ENV, transport)
     steps = [ask(retry={"attempts": 3, "backoff": "500ms"})]

@@ -1,24 +1,30 @@
-"""The HTTP client of a run: httpx's AsyncClient over aiohttp, with less work per call.
+"""The HTTP client of a run: httpx's AsyncClient, with less work per call.
 
-A few things cost a call more than aiohttp itself at thousands of calls a second; none changes
+A few things cost a call more than the call itself at a thousand calls a second; none changes
 what is sent or received:
 
 - building the request: for an absolute, already parsed URL with a body and headers only (what
   every provider and channel sends), `Client.build_request` merges the client's headers into
   the request's itself, instead of merging URLs, query parameters and cookies that are empty;
-- an answer with no content encoding is handed to httpx as content read already, not as a
-  stream httpx reads and decodes again;
+- sending it: a client with no auth, no event hooks and no redirects to follow hands a request
+  straight to its transport (`Client.send`), without httpx's auth and redirect flows, which
+  would only pass it through;
 - the cookie jar: httpx builds a urllib request and an email message from every answer to look
   for cookies in it. `_Cookies` only does so when the answer sets a cookie.
-- streaming the answer through httpx_aiohttp's chunk iterator: `_Transport` reads the body whole
-  (as httpx does anyway for every request that is not streamed) and hands it over as one chunk.
+
+The transport under it is cxrun/io/wire.py.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
+
+_log = logging.getLogger("httpx")
 
 
 class _Cookies(httpx.Cookies):
@@ -75,6 +81,69 @@ class Client(httpx.AsyncClient):
             extensions={"timeout": self._request_timeout},
         )
 
+    async def send(  # type: ignore[override]
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        short = (
+            not stream
+            and auth is httpx.USE_CLIENT_DEFAULT
+            and follow_redirects is httpx.USE_CLIENT_DEFAULT
+            and self._direct
+            and not self.is_closed
+            and not request.url.userinfo
+        )
+        if not short:
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        return await self._send_direct(request)
+
+    @property
+    def _direct(self) -> bool:
+        """No auth, hooks or redirects to follow: a request goes straight to its transport."""
+        hooks = self.event_hooks
+        return (
+            self.auth is None
+            and not self.follow_redirects
+            and not hooks["request"]
+            and not hooks["response"]
+        )
+
+    async def _send_direct(self, request: httpx.Request) -> httpx.Response:
+        """What httpx's `send` does for such a request, without its auth and redirect flows."""
+        transport = self._transport_for_url(request.url)
+        start = time.perf_counter()
+        try:
+            response = await transport.handle_async_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        response.elapsed = timedelta(seconds=time.perf_counter() - start)
+        self._jar.extract_cookies(response)
+        response.default_encoding = self._default_encoding
+        if response.has_redirect_location:
+            response.next_request = self._build_redirect_request(request, response)
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        return response
+
     @property
     def cookies(self) -> httpx.Cookies:
         return self._jar
@@ -82,67 +151,3 @@ class Client(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
         self._jar = _Cookies(cookies)
-
-
-def aiohttp_transport(verify: Any, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-    """httpx_aiohttp's transport, reading each answer whole (ImportError without it)."""
-    import aiohttp
-    from httpx_aiohttp import AiohttpTransport
-    from httpx_aiohttp.transport import map_aiohttp_exceptions
-
-    unbounded = aiohttp.ClientTimeout()
-
-    class _Transport(AiohttpTransport):  # type: ignore[misc]
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if request.extensions.get("sni_hostname") or self.proxy is not None:
-                return await super().handle_async_request(request)  # type: ignore[no-any-return]
-            if not isinstance(self.client, aiohttp.ClientSession):
-                self.client = self.get_client()
-            timeout = request.extensions.get("timeout") or {}
-            if any(timeout.get(k) is not None for k in ("connect", "read", "pool")):
-                limit = aiohttp.ClientTimeout(
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                    connect=timeout.get("pool"),
-                )
-            else:
-                limit = unbounded
-            with map_aiohttp_exceptions():
-                data: Any
-                try:
-                    data = request.content or None
-                except httpx.RequestNotRead:
-                    data = request.stream
-                    request.headers.pop("transfer-encoding", None)  # aiohttp sends it
-                async with self.client.request(
-                    request.method,
-                    str(request.url),
-                    headers=request.headers.multi_items(),
-                    data=data,
-                    allow_redirects=False,
-                    auto_decompress=False,  # httpx decodes
-                    compress=False,
-                    timeout=limit,
-                ) as answer:
-                    body = await answer.read()
-            extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-            if answer.reason:
-                extensions["reason_phrase"] = answer.reason.encode()
-            if answer.headers.get("content-encoding", "identity") == "identity":
-                # Nothing to decode: the body as the answer's content, read already.
-                return httpx.Response(
-                    answer.status,
-                    headers=answer.raw_headers,
-                    content=body,
-                    request=request,
-                    extensions=extensions,
-                )
-            return httpx.Response(
-                answer.status,
-                headers=answer.raw_headers,
-                stream=httpx.ByteStream(body),
-                request=request,
-                extensions=extensions,
-            )
-
-    return _Transport(verify=verify, limits=limits)  # type: ignore[no-any-return]

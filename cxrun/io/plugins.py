@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -10,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cxrun.durations import per_second, seconds
-from cxrun.errors import CxrunError
 from cxrun.io.executor import Target
 from cxrun.project import Project
 from cxrun.spec.model import AIStep, SendStep, Spinner
@@ -130,8 +128,8 @@ _warming: list[threading.Thread] = []
 
 
 def prewarm() -> None:
-    """Import the HTTP transport and load the CA bundle on a thread while a run is prepared
-    (about 0.2 s that would otherwise delay the first call)."""
+    """Import the HTTP client and load the CA bundle on a thread while a run is prepared
+    (time that would otherwise delay the first call)."""
     if not _warming:
         thread = threading.Thread(target=_prepare, name="cxrun-http-prewarm", daemon=True)
         _warming.append(thread)
@@ -142,29 +140,25 @@ def _prepare() -> None:
     import httpx
 
     _warm["ssl"] = httpx.create_ssl_context()
-    with contextlib.suppress(ImportError):
-        import httpx_aiohttp  # noqa: F401 - imported now, used by http_client
+    import cxrun.io.wire  # noqa: F401 - imported now, used by http_client
 
 
 def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClient:
-    """The shared HTTP client of a run, with the transport measured fastest (see README)."""
+    """The shared HTTP client of a run: httpx over the transport measured fastest (see README),
+    or over httpx's own connection pool with CXRUN_HTTP_TRANSPORT=httpx."""
     import httpx
 
-    from cxrun.io.http import Client, aiohttp_transport
+    from cxrun.io.http import Client
+    from cxrun.io.wire import LeanTransport
 
     for thread in _warming:
         thread.join()
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    unbounded = httpx.Timeout(None)  # each attempt is bounded by asyncio.timeout instead
+    unbounded = httpx.Timeout(None)  # each attempt is bounded by the executor's watchdog
     # loaded once (or by prewarm), for the transport and any proxy mounts
     verify = _warm.pop("ssl", None) or httpx.create_ssl_context()
-    if transport in ("default", "aiohttp"):
-        try:
-            aiohttp = aiohttp_transport(verify, limits)
-        except ImportError:
-            if transport == "aiohttp":
-                raise CxrunError("the aiohttp transport needs the httpx-aiohttp package") from None
-        else:
-            return Client(transport=aiohttp, verify=verify, limits=limits, timeout=unbounded)
-    return Client(verify=verify, limits=limits, timeout=unbounded)
+    if transport == "httpx":
+        return Client(verify=verify, limits=limits, timeout=unbounded)
+    lean = LeanTransport(verify, limits)
+    return Client(transport=lean, verify=verify, limits=limits, timeout=unbounded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -307,10 +308,16 @@ _IO_SHAPE = json.dumps(
 )
 
 
-def load_results(con: duckdb.DuckDBPyConnection, pos: int, results: list[dict[str, Any]]) -> None:
+def load_results(
+    con: duckdb.DuckDBPyConnection,
+    pos: int,
+    results: list[dict[str, Any]],
+    encoded: Mapping[tuple[int, int], str] | None = None,
+) -> None:
     """The finished calls of the I/O step at `pos`, as a temp table the next stage joins.
 
-    They travel as one JSON document that DuckDB parses, much faster than Python lists.
+    They travel as one JSON document that DuckDB parses, much faster than Python lists; a
+    result already in JSON (`encoded`, by row and position: as spooled) is not encoded again.
     """
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {io_table(pos)} (row BIGINT, ok BOOLEAN, value VARCHAR, "
@@ -319,11 +326,16 @@ def load_results(con: duckdb.DuckDBPyConnection, pos: int, results: list[dict[st
     )
     if not results:
         return
+    if encoded:
+        parts = (encoded.get((r["row"], r["pos"])) or json.dumps(r) for r in results)
+        document = f"[{','.join(parts)}]"
+    else:
+        document = json.dumps(results)
     con.execute(
         f"INSERT INTO {io_table(pos)} SELECT r.row, r.ok, r.value, r.message, r.error, "
         "CAST(r.attempts AS VARCHAR), r.prompt_tokens, r.completion_tokens, r.cost "
         f"FROM (SELECT unnest(from_json(?, '[{_IO_SHAPE}]')) AS r)",
-        [json.dumps(results)],
+        [document],
     )
 
 
