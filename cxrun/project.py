@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cxrun import __version__
 from cxrun.errors import CxrunError, NotFound
-from cxrun.yamlfile import read_yaml
+from cxrun.yamlfile import parse_yaml, read_text
 
 CONFIG_FILE = "cxrun.yaml"
+CHECKED_FILE = "config.checked"  # in .cxrun/: the fingerprint of a cxrun.yaml that passed
 
 _CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,8 +44,25 @@ class Project:
         self.root = root
 
     @cached_property
-    def config(self) -> Mapping[str, Any]:
+    def _config(self) -> Config:
         return read_config(self.root)
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self._config.values
+
+    @property
+    def config_checked(self) -> bool:
+        """Whether this very cxrun.yaml passed every check before, its providers' and
+        channels' options included: they need not be checked again."""
+        return self._config.checked
+
+    def mark_config_checked(self) -> None:
+        """Remember that this cxrun.yaml passed every check (until it changes)."""
+        from cxrun.secrets import write_private
+
+        if not self._config.checked:
+            write_private(self.state_dir / CHECKED_FILE, self._config.fingerprint.encode())
 
     @property
     def name(self) -> str:
@@ -104,10 +125,31 @@ def load_project(override: str | None = None, start: Path | None = None) -> Proj
     return Project(find_root(override, start))
 
 
-def read_config(root: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Config:
+    values: dict[str, Any]
+    fingerprint: str  # of the file's text and the cxrun version that checked it
+    checked: bool  # every check passed before (.cxrun/config.checked holds the fingerprint)
+
+
+def read_config(root: Path) -> Config:
+    """cxrun.yaml, checked against its schema unless this very text passed every check before
+    (the checks import jsonschema, a noticeable part of a short command's time)."""
+    text = read_text(root / CONFIG_FILE, CONFIG_FILE)
+    raw = parse_yaml(text, CONFIG_FILE) or {}
+    fingerprint = f"{__version__} {hashlib.sha256(text.encode()).hexdigest()}"
+    try:
+        checked = (root / ".cxrun" / CHECKED_FILE).read_text() == fingerprint
+    except (OSError, UnicodeDecodeError):
+        checked = False
+    if not checked:
+        _check_config(raw)
+    return Config(raw, fingerprint, checked)
+
+
+def _check_config(raw: Any) -> None:
     import jsonschema
 
-    raw = read_yaml(root / CONFIG_FILE, CONFIG_FILE) or {}
     errors = sorted(
         jsonschema.Draft202012Validator(_CONFIG_SCHEMA).iter_errors(raw), key=lambda e: list(e.path)
     )
@@ -117,5 +159,3 @@ def read_config(root: Path) -> dict[str, Any]:
             f"{CONFIG_FILE}: {where + ': ' if where else ''}{errors[0].message}",
             f"fix {CONFIG_FILE} and try again",
         )
-    result: dict[str, Any] = raw
-    return result

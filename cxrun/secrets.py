@@ -158,7 +158,7 @@ class Secrets:
     def _write(self, stored: Mapping[str, str]) -> None:
         _ensure_private_folder(self.state_dir)
         data = json.dumps(dict(sorted(stored.items())), indent=2) + "\n"
-        _write_private(self.path, data.encode("utf-8"))
+        write_private(self.path, data.encode("utf-8"))
 
 
 def _parse(text: str, path: Path) -> dict[str, str]:
@@ -181,8 +181,10 @@ def _ensure_private_folder(folder: Path) -> None:
         folder.chmod(_FOLDER_MODE)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Replace the file atomically; the temporary file is 0600 from the moment it exists."""
+def write_private(path: Path, data: bytes) -> None:
+    """Replace the file atomically (its folder made 0700 if need be); the temporary file is
+    0600 from the moment it exists."""
+    _ensure_private_folder(path.parent)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     try:

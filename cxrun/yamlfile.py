@@ -27,10 +27,13 @@ def parse_yaml(text: str, shown_as: str) -> Any:
 
 
 def read_yaml(path: Path, shown_as: str) -> Any:
+    return parse_yaml(read_text(path, shown_as), shown_as)
+
+
+def read_text(path: Path, shown_as: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CxrunError(f"{shown_as}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CxrunError(f"{shown_as}: cannot read ({exc})") from None
-    return parse_yaml(text, shown_as)

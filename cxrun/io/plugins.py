@@ -52,30 +52,49 @@ def _registry(section: str) -> Mapping[str, Any]:
 
 def config_problems(project: Project, spinner: Spinner, secrets: Secrets) -> list[str]:
     """Problems with the cxrun.yaml entries the spinner uses: kind, options, secrets."""
-    import jsonschema
-
     providers, channels = used(spinner)
     problems = []
     for section, names in (("providers", providers), ("channels", channels)):
         configured = project.providers if section == "providers" else project.channels
-        kinds = _registry(section)
         for name in sorted(names & set(configured)):
             options = dict(configured[name])
             where = f"cxrun.yaml: {section}.{name}"
-            kind = str(options.get("kind"))
-            if kind not in kinds:
-                problems.append(f"{where}.kind: {kind!r} is not one of {', '.join(sorted(kinds))}")
-                continue
-            for error in jsonschema.Draft202012Validator(kinds[kind].OPTIONS).iter_errors(options):
-                path = ".".join(str(p) for p in error.absolute_path)
-                problems.append(f"{where}{'.' + path if path else ''}: {error.message}")
+            if not project.config_checked:
+                problems += option_problems(where, section, options)
             problems += _common_problems(where, options)
             problems += [
                 f"{where}: secret {missing} is not set (run `cxrun secrets set {missing}` "
                 f"or set the environment variable {missing})"
                 for missing in sorted(secrets.missing(options))
             ]
+    if not problems and not project.config_checked and _all_entries_fit(project):
+        project.mark_config_checked()
     return problems
+
+
+def option_problems(where: str, section: str, options: Mapping[str, Any]) -> list[str]:
+    """An entry's kind and options, against its plugin's OPTIONS schema."""
+    import jsonschema
+
+    kinds = _registry(section)
+    kind = str(options.get("kind"))
+    if kind not in kinds:
+        return [f"{where}.kind: {kind!r} is not one of {', '.join(sorted(kinds))}"]
+    return [
+        f"{where}{'.' + path if path else ''}: {error.message}"
+        for error in jsonschema.Draft202012Validator(kinds[kind].OPTIONS).iter_errors(options)
+        for path in [".".join(str(p) for p in error.absolute_path)]
+    ]
+
+
+def _all_entries_fit(project: Project) -> bool:
+    """Every provider and channel of cxrun.yaml, used or not, has a known kind and options
+    that fit it (then the file needs no checking again until it changes)."""
+    return not any(
+        option_problems(name, section, options) or _common_problems(name, options)
+        for section, entries in (("providers", project.providers), ("channels", project.channels))
+        for name, options in entries.items()
+    )
 
 
 def _common_problems(where: str, options: Mapping[str, Any]) -> list[str]:
