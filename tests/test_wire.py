@@ -380,3 +380,20 @@ def test_https_with_the_verify_context(serve, tmp_path: Path):
     assert run(go(trusting)) == "secure"
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         run(go(ssl.create_default_context()))
+
+
+def test_with_a_proxy_in_the_environment_requests_go_through_it(serve, monkeypatch):
+    from cxrun.io.plugins import http_client
+
+    proxy = serve(lambda seen: reply(b"via the proxy"))
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+
+    async def go() -> str:
+        async with http_client(4) as http:
+            return (await http.post("http://api.example.invalid/v1/x", content=b"{}")).text
+
+    assert run(go()) == "via the proxy"
+    (request,) = proxy.requests
+    assert request.startswith(b"POST http://api.example.invalid/v1/x HTTP/1.1\r\n")

@@ -164,7 +164,8 @@ def _prepare() -> None:
 
 def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClient:
     """The shared HTTP client of a run: httpx over the transport measured fastest (see README),
-    or over httpx's own connection pool with CXRUN_HTTP_TRANSPORT=httpx."""
+    or over httpx's own connection pool with CXRUN_HTTP_TRANSPORT=httpx or when the
+    environment names a proxy."""
     import httpx
 
     from cxrun.io.http import Client
@@ -177,7 +178,14 @@ def http_client(concurrency: int, transport: str = "default") -> httpx.AsyncClie
     unbounded = httpx.Timeout(None)  # each attempt is bounded by the executor's watchdog
     # loaded once (or by prewarm), for the transport and any proxy mounts
     verify = _warm.pop("ssl", None) or httpx.create_ssl_context()
-    if transport == "httpx":
+    if transport == "httpx" or _proxies_set():  # httpx honours HTTP(S)_PROXY and NO_PROXY
         return Client(verify=verify, limits=limits, timeout=unbounded)
     lean = LeanTransport(verify, limits)
     return Client(transport=lean, verify=verify, limits=limits, timeout=unbounded)
+
+
+def _proxies_set() -> bool:
+    """Whether the environment names an HTTP proxy (cxrun's own transport goes direct)."""
+    import urllib.request
+
+    return any(scheme != "no" for scheme in urllib.request.getproxies_environment())
