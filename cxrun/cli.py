@@ -534,11 +534,25 @@ def _answer_approvals(
         return render.print_json(done.to_json())
     verb = "approved" if decision == "approve" else "rejected"
     lines = [f"{verb} {len(done.answered)} record(s) of job {job}"] if done.answered else []
-    lines += [f"record {key} was answered already: {how}" for key, how in done.already]
+    lines += _already_answered(done.already)
     if not done.answered and not done.already:
         lines.append(f"no pending approvals in job {job} matched")
     render.lines(lines)
     render.job_summary(done.job)
+
+
+def _already_answered(already: list[tuple[str, str]], shown: int = 3) -> list[str]:
+    """A line per record answered before, or per answer when there are many."""
+    if len(already) <= shown:
+        return [f"record {key} was answered already: {how}" for key, how in already]
+    keys_by_how: dict[str, list[str]] = {}
+    for key, how in already:
+        keys_by_how.setdefault(how, []).append(key)
+    return [
+        f"{len(keys)} {'records were' if len(keys) > 1 else 'record was'} answered already: {how} "
+        f"({', '.join(keys[:shown])}{', ...' if len(keys) > shown else ''})"
+        for how, keys in keys_by_how.items()
+    ]
 
 
 @app.command()

@@ -316,3 +316,15 @@ def test_windows_in_a_time_zone_across_dst() -> None:
         windows.parse({"hours": "09:00-18:00", "timezone": "Mars/Base"})
     with pytest.raises(ValueError, match="days"):
         windows.parse({"hours": "09:00-18:00", "days": "mon-fry"})
+
+
+def test_many_records_answered_before_are_told_in_one_line_per_answer() -> None:
+    from cxrun.cli import _already_answered
+
+    few = [("1", "approved by an operator")]
+    assert _already_answered(few) == ["record 1 was answered already: approved by an operator"]
+    many = [(str(n), "approved by an operator") for n in range(1, 41)] + [("41", "timed out")]
+    assert _already_answered(many) == [
+        "40 records were answered already: approved by an operator (1, 2, 3, ...)",
+        "1 record was answered already: timed out (41)",
+    ]
