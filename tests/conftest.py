@@ -44,12 +44,15 @@ steps:
 
 
 def write_project(
-    root: Path, spinners: dict[str, str] | None = None, tables: dict[str, str] | None = None
+    root: Path,
+    spinners: dict[str, str] | None = None,
+    tables: dict[str, str] | None = None,
+    config: str = "name: test\n",
 ) -> Path:
     """A project folder: cxrun.yaml, spinners/*.yaml and tables/*.csv from the given texts."""
     (root / "spinners").mkdir(parents=True, exist_ok=True)
     (root / "tables").mkdir(parents=True, exist_ok=True)
-    (root / "cxrun.yaml").write_text("name: test\n")
+    (root / "cxrun.yaml").write_text(config)
     for name, text in (spinners if spinners is not None else {"welcome": WELCOME}).items():
         (root / "spinners" / f"{name}.yaml").write_text(text)
     for name, text in (tables if tables is not None else {"contacts": CONTACTS}).items():

@@ -21,9 +21,7 @@ channels:
 
 
 def project(tmp_path, config=CONFIG):
-    root = write_project(tmp_path / "p", spinners={"s": SPINNER})
-    (root / "cxrun.yaml").write_text(config)
-    return root
+    return write_project(tmp_path / "p", spinners={"s": SPINNER}, config=config)
 
 
 def test_a_checked_file_is_remembered_and_a_changed_one_checked_again(tmp_path, cli):

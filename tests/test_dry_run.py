@@ -29,9 +29,7 @@ steps:
 
 
 def project(tmp_path):
-    root = write_project(tmp_path / "p", spinners={"s": SPINNER})
-    (root / "cxrun.yaml").write_text(CONFIG)
-    return root
+    return write_project(tmp_path / "p", spinners={"s": SPINNER}, config=CONFIG)
 
 
 def test_dry_run_renders_each_call_and_leaves_no_job(tmp_path, cli):
