@@ -578,7 +578,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated baselines not to run, e.g. httpx (about 80 s a run) for a quick look",
+        help="comma-separated baselines not to run, e.g. httpx (about 90 s a run) for a quick look",
     )
     args = parser.parse_args()
     if args.rows < 1 or args.runs < 1:
