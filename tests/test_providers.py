@@ -16,6 +16,7 @@ from servers import Anthropic as AnthropicReply
 from servers import FakeServer, Reply, echoing, malformed
 from servers import OpenAI as OpenAIReply
 
+from cxrun.io import providers
 from cxrun.io.base import AIAnswer, AIRequest, CallError, Pause, Usage
 from cxrun.io.providers import PROVIDERS, Anthropic, Echo, OpenAI
 from cxrun.secrets import Secrets
@@ -324,3 +325,12 @@ def test_registry_and_options_schemas() -> None:
         jsonschema.validate(config, schema)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**config, "api_kye": "typo"}, schema)
+
+
+def test_openai_itself_gets_max_completion_tokens_other_servers_max_tokens() -> None:
+    ask = AIRequest(model="m", prompt="hi", max_tokens=64)
+    official = OpenAI("o", {"api_key": "secret:AI_KEY"}, resolve)  # the default base_url
+    local = OpenAI("l", {"base_url": "http://127.0.0.1:8080/v1"}, resolve)
+    assert providers._openai_body(ask, official.limit_field)["max_completion_tokens"] == 64
+    assert "max_tokens" not in providers._openai_body(ask, official.limit_field)
+    assert providers._openai_body(ask, local.limit_field)["max_tokens"] == 64

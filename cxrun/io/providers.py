@@ -229,8 +229,13 @@ class OpenAI(_HttpProvider):
     BASE_URL = "https://api.openai.com/v1"
     OPTIONS: ClassVar[dict[str, Any]] = options_schema({"base_url": _URL, "api_key": _TEXT})
 
+    def __init__(self, name: str, options: Mapping[str, Any], resolve: Resolve) -> None:
+        super().__init__(name, options, resolve)
+        self.limit_field = _limit_field(self.base_url)
+
     async def complete(self, http: httpx.AsyncClient, request: AIRequest) -> AIAnswer:
-        data = await self.post(http, "/chat/completions", _openai_body(request), {})
+        body = _openai_body(request, self.limit_field)
+        data = await self.post(http, "/chat/completions", body, {})
         message = self.dig(data, "choices", 0, "message")
         content = self.dig(message, "content")
         if not isinstance(content, str):
@@ -251,7 +256,14 @@ class OpenAI(_HttpProvider):
         return error
 
 
-def _openai_body(request: AIRequest) -> dict[str, Any]:
+def _limit_field(base_url: str) -> str:
+    """OpenAI itself takes `max_completion_tokens` (its reasoning models refuse `max_tokens`);
+    the servers that speak its API elsewhere take `max_tokens`."""
+    host = httpx.URL(base_url).host
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+
+
+def _openai_body(request: AIRequest, limit_field: str = "max_tokens") -> dict[str, Any]:
     messages = [{"role": "user", "content": request.prompt}]
     if request.system:
         messages.insert(0, {"role": "system", "content": request.system})
@@ -259,7 +271,7 @@ def _openai_body(request: AIRequest) -> dict[str, Any]:
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
+        body[limit_field] = request.max_tokens
     if request.json_schema is not None:
         schema = {"name": "output", "schema": dict(request.json_schema), "strict": False}
         body["response_format"] = {"type": "json_schema", "json_schema": schema}
