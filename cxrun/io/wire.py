@@ -6,8 +6,13 @@ does the least HTTP/1.1 needs: it writes the request httpx built, parses the ans
 httptools (llhttp, the parser of Node.js) and hands httpx the status, headers and body; httpx
 still decodes content encodings, and everything above the transport is httpx's.
 
+A request sent on a kept connection that the server had closed meanwhile (the connection ends
+before any byte of an answer) is sent once more on a new connection, as browsers do; sends carry
+an Idempotency-Key for the rare server that acted on it and closed without answering.
+
 What it does not do is left to httpx's own transport: requests with an `sni_hostname`
-extension and schemes other than http and https. Proxies are httpx's business (mounts).
+extension and schemes other than http and https. With a proxy in the environment cxrun uses
+httpx's own transport altogether (cxrun/io/plugins.py).
 """
 
 from __future__ import annotations
