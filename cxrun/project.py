@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Mapping
@@ -62,7 +63,8 @@ class Project:
         from cxrun.secrets import write_private
 
         if not self._config.checked:
-            write_private(self.state_dir / CHECKED_FILE, self._config.fingerprint.encode())
+            with contextlib.suppress(OSError):  # only a shortcut: a read-only folder goes without
+                write_private(self.state_dir / CHECKED_FILE, self._config.fingerprint.encode())
 
     @property
     def name(self) -> str:

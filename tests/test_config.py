@@ -60,3 +60,12 @@ def test_a_remembered_file_still_needs_its_secrets(tmp_path, cli, monkeypatch):
     result = cli(root, "run-now", "s")
     assert result.code == 2
     assert "secret HK is not set" in result.stderr
+
+
+def test_a_folder_that_cannot_be_written_goes_without_the_shortcut(tmp_path, cli):
+    root = project(tmp_path)
+    (root / ".cxrun").mkdir()
+    (root / ".cxrun" / "config.checked").mkdir()  # in the way: the fingerprint cannot be kept
+    result = cli(root, "validate")
+    assert result.code == 0, result
+    assert (root / ".cxrun" / "config.checked").is_dir()
