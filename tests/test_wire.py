@@ -397,3 +397,19 @@ def test_with_a_proxy_in_the_environment_requests_go_through_it(serve, monkeypat
     assert run(go()) == "via the proxy"
     (request,) = proxy.requests
     assert request.startswith(b"POST http://api.example.invalid/v1/x HTTP/1.1\r\n")
+
+
+def test_an_answer_nobody_asked_for_closes_the_connection_and_spares_the_one_given(serve):
+    # Two answers to one request in one write: the first is the answer, the connection is
+    # dropped, and the second cannot touch the headers of the first.
+    two = reply(b"first", headers="X-Which: first\r\n") + reply(b"second", headers="X-Which: 2\r\n")
+    server = serve(lambda seen: two)
+
+    async def go() -> list[httpx.Response]:
+        async with client(limit=1) as http:
+            return [await http.get(server.url) for _ in range(2)]
+
+    first, again = run(go())
+    assert first.text == "first" and first.headers.get_list("x-which") == ["first"]
+    assert again.text == "first"
+    assert server.connections == 2

@@ -94,6 +94,8 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if not self._waiting:  # a second answer to one request
             self.close()
+        self._begin(self.head)  # fresh fields: an answer handed over keeps its own
+        self.received = True
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
@@ -120,8 +122,6 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:  # an interim answer (100 Continue): the real one follows
-            self._begin(self.head)
-            self.received = True
             return
         self._done(keep_alive=self.parser.should_keep_alive())
 
