@@ -46,7 +46,7 @@ class Project:
 
     @cached_property
     def _config(self) -> Config:
-        return read_config(self.root)
+        return read_config(self.root, self.state_dir / CHECKED_FILE)
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -134,14 +134,14 @@ class Config:
     checked: bool  # every check passed before (.cxrun/config.checked holds the fingerprint)
 
 
-def read_config(root: Path) -> Config:
-    """cxrun.yaml, checked against its schema unless this very text passed every check before
-    (the checks import jsonschema, a noticeable part of a short command's time)."""
+def read_config(root: Path, checked_file: Path) -> Config:
+    """cxrun.yaml, checked against its schema unless `checked_file` holds the fingerprint of this
+    very text (the checks import jsonschema, a noticeable part of a short command's time)."""
     text = read_text(root / CONFIG_FILE, CONFIG_FILE)
     raw = parse_yaml(text, CONFIG_FILE) or {}
     fingerprint = f"{__version__} {hashlib.sha256(text.encode()).hexdigest()}"
     try:
-        checked = (root / ".cxrun" / CHECKED_FILE).read_text() == fingerprint
+        checked = checked_file.read_text() == fingerprint
     except (OSError, UnicodeDecodeError):
         checked = False
     if not checked:

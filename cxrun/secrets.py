@@ -156,7 +156,6 @@ class Secrets:
         return _parse(text, self.path)
 
     def _write(self, stored: Mapping[str, str]) -> None:
-        _ensure_private_folder(self.state_dir)
         data = json.dumps(dict(sorted(stored.items())), indent=2) + "\n"
         write_private(self.path, data.encode("utf-8"))
 

@@ -51,50 +51,50 @@ def _registry(section: str) -> Mapping[str, Any]:
 
 
 def config_problems(project: Project, spinner: Spinner, secrets: Secrets) -> list[str]:
-    """Problems with the cxrun.yaml entries the spinner uses: kind, options, secrets."""
+    """Problems with the cxrun.yaml entries the spinner uses: kind, options, secrets.
+
+    Every entry is checked, used or not, until one cxrun.yaml passes whole: then the project
+    remembers it (Project.config_checked) and only secrets are looked up again.
+    """
+    found = {} if project.config_checked else entry_problems(project)
+    if not project.config_checked and not any(found.values()):
+        project.mark_config_checked()
     providers, channels = used(spinner)
     problems = []
     for section, names in (("providers", providers), ("channels", channels)):
         configured = project.providers if section == "providers" else project.channels
         for name in sorted(names & set(configured)):
-            options = dict(configured[name])
             where = f"cxrun.yaml: {section}.{name}"
-            if not project.config_checked:
-                problems += option_problems(where, section, options)
-            problems += _common_problems(where, options)
+            problems += found.get(where, [])
             problems += [
                 f"{where}: secret {missing} is not set (run `cxrun secrets set {missing}` "
                 f"or set the environment variable {missing})"
-                for missing in sorted(secrets.missing(options))
+                for missing in sorted(secrets.missing(configured[name]))
             ]
-    if not problems and not project.config_checked and _all_entries_fit(project):
-        project.mark_config_checked()
     return problems
 
 
-def option_problems(where: str, section: str, options: Mapping[str, Any]) -> list[str]:
-    """An entry's kind and options, against its plugin's OPTIONS schema."""
+def entry_problems(project: Project) -> dict[str, list[str]]:
+    """Each provider's and channel's problems (kind, options, rate, timeout, prices), by where
+    they are in cxrun.yaml."""
     import jsonschema
 
-    kinds = _registry(section)
-    kind = str(options.get("kind"))
-    if kind not in kinds:
-        return [f"{where}.kind: {kind!r} is not one of {', '.join(sorted(kinds))}"]
-    return [
-        f"{where}{'.' + path if path else ''}: {error.message}"
-        for error in jsonschema.Draft202012Validator(kinds[kind].OPTIONS).iter_errors(options)
-        for path in [".".join(str(p) for p in error.absolute_path)]
-    ]
-
-
-def _all_entries_fit(project: Project) -> bool:
-    """Every provider and channel of cxrun.yaml, used or not, has a known kind and options
-    that fit it (then the file needs no checking again until it changes)."""
-    return not any(
-        option_problems(name, section, options) or _common_problems(name, options)
-        for section, entries in (("providers", project.providers), ("channels", project.channels))
-        for name, options in entries.items()
-    )
+    found: dict[str, list[str]] = {}
+    for section, entries in (("providers", project.providers), ("channels", project.channels)):
+        kinds = _registry(section)
+        for name, options in entries.items():
+            where = f"cxrun.yaml: {section}.{name}"
+            kind = str(options.get("kind"))
+            if kind not in kinds:
+                found[where] = [f"{where}.kind: {kind!r} is not one of {', '.join(sorted(kinds))}"]
+                continue
+            schema = jsonschema.Draft202012Validator(kinds[kind].OPTIONS)
+            found[where] = [
+                f"{where}{'.' + path if path else ''}: {error.message}"
+                for error in schema.iter_errors(options)
+                for path in [".".join(str(p) for p in error.absolute_path)]
+            ] + _common_problems(where, options)
+    return found
 
 
 def _common_problems(where: str, options: Mapping[str, Any]) -> list[str]:
