@@ -286,9 +286,10 @@ def run_now(
 
     _run_job(
         json_,
-        lambda view: services.run_now(
-            _ctx(project), spinner, where, limit, view.start, view.update
+        lambda view, stop: services.run_now(
+            _ctx(project), spinner, where, limit, view.start, view.update, stop=stop
         ),
+        project,
     )
 
 
@@ -406,19 +407,68 @@ def journey(
     render.journey_table(entries)
 
 
-def _run_job(json_: bool, start: Any) -> None:
+class _Interrupt:
+    """Ctrl-C or SIGTERM while a job runs here: the job is handed back (queued, its progress
+    kept) between two calls instead of the process dying with it; a second signal ends the
+    process at once (a runtime then takes the job over)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __enter__(self) -> _Interrupt:
+        import signal
+
+        self._before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+        for number in self._before:
+            signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        import signal
+
+        self.received = number
+        for other, handler in self._before.items():
+            signal.signal(other, handler)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for number, handler in self._before.items():
+            signal.signal(number, handler)
+
+    def stop(self) -> bool:
+        return self.received is not None
+
+    def handed_back(self, project: str | None, jobs: list[Any]) -> None:
+        """After a signal: say who finishes each job left unfinished, and exit 130 (SIGINT) or
+        143 (SIGTERM)."""
+        from cxrun import render, services
+
+        if self.received is None:
+            return
+        left = [j for j in jobs if not j.status.finished]
+        if not left:
+            return
+        for job in left:
+            render.error(services.handed_back(_ctx(project), job))
+        raise typer.Exit(128 + self.received)
+
+
+def _run_job(json_: bool, start: Any, project: str | None) -> None:
     """Run a job with progress, print it, and exit with its status's code."""
     from cxrun import render
 
     view = render.JobProgress(enabled=not json_)
-    try:
-        job = start(view)
-    finally:
-        view.stop()
+    with _Interrupt() as interrupt:
+        try:
+            job = start(view, interrupt.stop)
+        finally:
+            view.stop()
     if json_:
         render.print_json(job.to_json())
     else:
         render.job_summary(job)
+    interrupt.handed_back(project, [job])
     if job.status == JobStatus.PAUSED:
         render.error(
             [
@@ -463,7 +513,9 @@ def resume(
     """Continue a paused job here: unfinished records only, no call made twice."""
     from cxrun import services
 
-    _run_job(json_, lambda view: services.resume(_ctx(project), job, view.update))
+    _run_job(
+        json_, lambda view, stop: services.resume(_ctx(project), job, view.update, stop), project
+    )
 
 
 @app.command()
@@ -479,7 +531,11 @@ def retry(
     """Run a job's failed records again from their failed step, reusing earlier outputs."""
     from cxrun import services
 
-    _run_job(json_, lambda view: services.retry(_ctx(project), job, record, view.update, where))
+    _run_job(
+        json_,
+        lambda view, stop: services.retry(_ctx(project), job, record, view.update, where, stop),
+        project,
+    )
 
 
 AllOpt = Annotated[bool, typer.Option("--all", help="Every pending approval of the job.")]
@@ -526,12 +582,16 @@ def _answer_approvals(
     from cxrun import render, services
 
     view = render.JobProgress(enabled=not json_)
-    try:
-        done = services.answer(_ctx(project), job, decision, record, every, where, view.update)
-    finally:
-        view.stop()
+    with _Interrupt() as interrupt:
+        try:
+            done = services.answer(
+                _ctx(project), job, decision, record, every, where, view.update, interrupt.stop
+            )
+        finally:
+            view.stop()
     if json_:
-        return render.print_json(done.to_json())
+        render.print_json(done.to_json())
+        return interrupt.handed_back(project, [done.job])
     verb = "approved" if decision == "approve" else "rejected"
     lines = [f"{verb} {len(done.answered)} record(s) of job {job}"] if done.answered else []
     lines += _already_answered(done.already)
@@ -539,6 +599,7 @@ def _answer_approvals(
         lines.append(f"no pending approvals in job {job} matched")
     render.lines(lines)
     render.job_summary(done.job)
+    interrupt.handed_back(project, [done.job])
 
 
 def _already_answered(already: list[tuple[str, str]], shown: int = 3) -> list[str]:
@@ -671,18 +732,28 @@ def trigger_event(
 
     body = events.read_payload(payload, sys.stdin.buffer)
     view = render.JobProgress(enabled=not json_)
-    try:
-        result = events.trigger(
-            _ctx(project), event, body, event_id, detach, view.start, view.update
-        )
-    finally:
-        view.stop()
+    with _Interrupt() as interrupt:
+        try:
+            result = events.trigger(
+                _ctx(project),
+                event,
+                body,
+                event_id,
+                detach,
+                view.start,
+                view.update,
+                stop=interrupt.stop,
+            )
+        finally:
+            view.stop()
     if json_:
         render.print_json(result.to_json())
         if result.errors:
             render.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
     else:
         render.received(result)
+    if not detach:
+        interrupt.handed_back(project, result.jobs)
     raise typer.Exit(result.exit_code)
 
 

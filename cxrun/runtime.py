@@ -15,6 +15,7 @@ from cxrun.clock import utcnow
 from cxrun.enums import JobStatus
 from cxrun.io.executor import Call, Executor, JobHalted, JobPaused, JobTimedOut
 from cxrun.models import Job
+from cxrun.owners import Owner
 from cxrun.pipeline import (
     BatchSql,
     Stage,
@@ -34,7 +35,7 @@ from cxrun.sql import duckdb_message
 from cxrun.store import State, transaction
 from cxrun.store import jobs as job_store
 from cxrun.store import tables as table_store
-from cxrun.store.jobs import BatchWrite, Owner, Restart
+from cxrun.store.jobs import BatchWrite, Restart
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 BATCH_ROWS = 2 * 122_880
 IO_BATCH_SECONDS = 8.0
 _ROW_BY_ROW = 16
+_PASSES = 100  # passes of one run at most: parked records that are due go on in the next one
 Results = dict[int, list[dict[str, Any]]]
 T = TypeVar("T")
 
@@ -114,6 +116,7 @@ class Runner:
     _rows_done: int = 0
     _db_lock: asyncio.Lock | None = None
     _woken: bool = False
+    _again: bool = False
 
     def run(self, job_id: int, known: tuple[Job, TableInfo, bool] | None = None) -> Job:
         """Run the job; `known`: the job just created, its table and whether it is filtered
@@ -121,17 +124,35 @@ class Runner:
         return asyncio.run(self._run(job_id, known))
 
     async def _run(self, job_id: int, known: tuple[Job, TableInfo, bool] | None = None) -> Job:
-        if known is not None:
-            job, table, filtered = known
-        else:
-            with self.state.read() as con:
-                job = job_store.get(con, job_id)
-                name, number, filtered = job_store.table_of(con, job_id)
-                found = table_store.version(con, name, number)
-            assert found is not None, f"job {job_id} lost its table version"
-            table = found
-        if self.retry is None and job.processed >= job.total:
-            await self._db(self._due, job_id)  # the pass is over: parked records go on
+        if known is None:
+            known = await self._db(self._load, job_id)
+        job, table, filtered = known
+        for _ in range(_PASSES):
+            if self.retry is None and job.processed >= job.total:
+                await self._db(self._restarts, job_id)  # a retry, or parked records going on
+            job = await self._pass(job, table, filtered)
+            if not self._again:
+                break
+            self._again, self.retry, self.reuse = False, None, {}
+        return job
+
+    def _load(self, job_id: int) -> tuple[Job, TableInfo, bool]:
+        """The job, its table and whether it is filtered; a request left for an earlier owner
+        (cancel, pause) is handed on to this one."""
+        signals.clear(self.state.dir, job_id)
+        with self.state.read() as con:
+            job = job_store.get(con, job_id)
+            name, number, filtered = job_store.table_of(con, job_id)
+            found = job_store.control_of(con, job_id)
+            table = table_store.version(con, name, number)
+        assert table is not None, f"job {job_id} lost its table version"
+        if found is not None:
+            signals.ask(self.state.dir, job_id, found)
+        return job, table, filtered
+
+    async def _pass(self, job: Job, table: TableInfo, filtered: bool) -> Job:
+        """One pass over the job's remaining rows (or its restarted records)."""
+        job_id = job.job
         spool = Spool(self.state.dir, job_id)
         done = {**self.reuse, **spool.load()}
         try:
@@ -148,28 +169,52 @@ class Runner:
         except JobHalted:
             return await self._db(self._obey_now, job_id, self._requested or "stop")
         except JobPaused as paused:
-            return await self._db(self._set, job_id, JobStatus.PAUSED, paused.reason)
+            return await self._db(self._release, job_id, JobStatus.PAUSED, paused.reason)
         except JobTimedOut:
             limit = self.spinner.limits.job_timeout
             reason = f"job_timeout of {limit:g}s reached"
-            return await self._db(self._end, job_id, JobStatus.TIMED_OUT, reason)
+            return await self._db(self._release, job_id, JobStatus.TIMED_OUT, reason)
         except _duckdb_error() as exc:  # run-level: not one row's fault
-            return await self._db(self._end, job_id, JobStatus.FAILED, duckdb_message(exc))
+            return await self._db(self._release, job_id, JobStatus.FAILED, duckdb_message(exc))
         finally:
             spool.close()
         if job.status == JobStatus.RUNNING:
-            with self.state.write() as con:
-                job = self._finish(con, job)
+            job = await self._db(self._settle, job_id, self._finish)
         if job.status.finished:
             spool.close(remove=True)
         return job
 
-    def _due(self, job: int) -> None:
-        """The parked records whose answer came or whose time has come, as restarts."""
+    def _settle(self, job_id: int, change: Callable[[duckdb.DuckDBPyConnection, Job], Job]) -> Job:
+        """Change the job in one write transaction, if this runner still owns it."""
+        with self.state.write() as con:
+            job = job_store.get(con, job_id)
+            if self.owner is not None and not job_store.holds(con, job_id, self.owner):
+                return job  # another owner took it: nothing here is ours to change
+            return change(con, job)
+
+    def _release(self, job_id: int, status: JobStatus, reason: str | None) -> Job:
+        """The job leaves this owner: paused (for `cxrun resume`), or ended."""
+        if status == JobStatus.PAUSED:
+            why = reason or "paused"
+            return self._settle(job_id, lambda con, _: job_store.pause_now(con, job_id, why))
+        now = self.clock()
+        return self._settle(
+            job_id, lambda con, job: job_store.finish(con, job_id, status, reason, now)
+        )
+
+    def _restarts(self, job: int) -> None:
+        """The records to run again from a step: those a retry marked (from their failed step,
+        one more attempt), and parked ones whose answer came or whose time has come."""
         with self.state.read() as con:
+            marked = job_store.retry_records(con, job)
             due = job_store.due_records(con, job, self.clock())
-            earlier = job_store.last_outputs(con, job, [int(r[0]) for r in due])
+            rows = [row for row, _, _ in marked] + [int(r[0]) for r in due]
+            earlier = job_store.last_outputs(con, job, rows)
+        ids = {step.id: pos for pos, step in enumerate(self.spinner.steps)}
         restarts: dict[int, Restart] = {}
+        for row, step_id, attempts in marked:
+            pos = ids.get(step_id or "", -1)
+            restarts[row] = Restart(pos, attempts, calls=tuple(enclosing_calls(self.spinner, pos)))
         for row, pos, _kind, decision, attempts in due:
             step = self.spinner.steps[pos]
             if decision is None:  # the time has come: a wait is over, an approval timed out
@@ -178,7 +223,7 @@ class Runner:
             restarts[int(row)] = Restart(pos, int(attempts), 0, decision, calls)
         self.retry = restarts
         self.reuse = reusable(self.spinner, restarts, earlier)
-        self._woken = True
+        self._woken = bool(restarts)  # a job's time limit counts afresh when records go on
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
         """Pure steps only: one batch after another, each one session of set-based SQL."""
@@ -188,6 +233,8 @@ class Runner:
             with self.state.session() as con:
                 action = job_store.control_of(con, job.job)
                 if action is not None:  # an operator asked: cancel or pause, between batches
+                    if self.owner is not None and not job_store.holds(con, job.job, self.owner):
+                        raise LostJob
                     return self._obey(con, job.job, action)
                 job = self._write(con, batch, self._compute(con, batch, 0), started)
             self._progress(job)
@@ -245,8 +292,7 @@ class Runner:
                 return
 
     def _obey_now(self, job: int, action: str) -> Job:
-        with self.state.session() as con:
-            return self._obey(con, job, action)
+        return self._settle(job, lambda con, _: self._obey(con, job, action))
 
     def _obey(self, con: duckdb.DuckDBPyConnection, job: int, action: str) -> Job:
         """Carry out a request: the finished batches stay; calls finished since are spooled
@@ -257,6 +303,9 @@ class Runner:
             return job_store.cancel_now(con, job, self.clock())
         if action == "pause":
             return job_store.pause_now(con, job, "paused by an operator")
+        return self._requeue(con, job)
+
+    def _requeue(self, con: duckdb.DuckDBPyConnection, job: int) -> Job:
         assert self.owner is not None
         job_store.requeue(con, job, self.owner)
         return job_store.get(con, job)
@@ -264,8 +313,7 @@ class Runner:
     def _check_stop(self, job: Job) -> None:
         """Between batches: a runtime that stops gives the job back to the queue."""
         if self.owner is not None and self.stop():
-            with self.state.write() as con:
-                job_store.requeue(con, job.job, self.owner)
+            self._settle(job.job, lambda con, _: self._requeue(con, job.job))
             raise Stopped
 
     async def _heartbeat(self, job: int) -> None:
@@ -424,12 +472,8 @@ class Runner:
         )
 
     def _set(self, job: int, status: JobStatus, reason: str | None) -> Job:
-        with self.state.write() as con:
-            return job_store.set_status(con, job, status, reason)
-
-    def _end(self, job: int, status: JobStatus, reason: str) -> Job:
-        with self.state.write() as con:
-            return job_store.finish(con, job, status, reason, self.clock())
+        """A status the owner keeps the job under (rate limited, running again)."""
+        return self._settle(job, lambda con, _: job_store.set_status(con, job, status, reason))
 
     def _compute(self, con: duckdb.DuckDBPyConnection, batch: Batch, through: int) -> str:
         """Compute stages 0..through into temp tables (the earlier ones again: they are pure)."""
@@ -515,6 +559,9 @@ class Runner:
 
     def _finish(self, con: duckdb.DuckDBPyConnection, job: Job) -> Job:
         if job.waiting:  # the pass is over, some records are parked
+            if self.owner is not None and job_store.due_records(con, job.job, self.clock()):
+                self._again = True  # answered (or due) meanwhile: they go on in another pass
+                return job
             return job_store.park(con, job.job, job_store.waiting_reason(con, job.job))
         status, reason = final_status(job)
         return job_store.finish(con, job.job, status, reason, self.clock())
@@ -578,6 +625,8 @@ def _duckdb_error() -> type[Exception]:
 
 
 def final_status(job: Job) -> tuple[JobStatus, str | None]:
+    if job.cancelled:  # a cancelled job's failed records retried: it stays cancelled
+        return JobStatus.CANCELLED, f"cancelled by an operator; {job.failed} records failed"
     if job.failed and not job.completed:
         return JobStatus.FAILED, f"all {job.failed} records failed"
     if job.failed:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cxrun import starts
+from cxrun import owners, starts
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus
 from cxrun.errors import CxrunError, NotFound, TableError, ValidationFailed
 from cxrun.models import Job, JourneyEntry, Record
+from cxrun.owners import Owner
 from cxrun.project import CONFIG_FILE, Project, load_project
 from cxrun.secrets import Secrets
 from cxrun.spec import checks, loader
@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # the runtime and the I/O plugins are imported when a command
 
     from cxrun.dryrun import DryRun
     from cxrun.io.plugins import Plugins
-    from cxrun.store.jobs import Owner
 
 PAGE_SIZE = 50
 CONTROL_WAIT = 15.0  # seconds cancel and pause wait for a job's owner to answer
@@ -253,32 +252,47 @@ def run_now(
     on_progress: Callable[[Job], None] | None = None,
     detach: bool = False,
     start: Start | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end here
-    (or, detached, leave it queued for a runtime)."""
-    from cxrun import worker
+    (or, detached, leave it queued for a runtime). When `stop` turns true the job is handed
+    back to the queue between two batches."""
     from cxrun.io import plugins
 
     if not detach and (ctx.project.providers or ctx.project.channels):
         plugins.prewarm()  # most likely needed: on its thread while the state is read
 
-    owner = worker.new_owner("run-now")
+    owner = owners.new_owner("run-now")
 
     def create(con: duckdb.DuckDBPyConnection) -> tuple[Prepared, Job]:
         # The checks and the new job in one state session (each session opens the state file).
         prepared = prepare(ctx, name, where, limit, start, here=not detach, con=con)
         now = utcnow()
         with starts.selecting(f"spinner '{name}'"):
-            status = JobStatus.QUEUED if detach else JobStatus.RUNNING
-            job = starts.create_job(con, ctx, prepared, status, now)
-        if not detach:  # owned by this process: a runtime takes it over if this one dies
-            job = job_store.claim(con, job.job, owner, now, now + timedelta(seconds=worker.LEASE))
+            job = starts.create_job(con, ctx, prepared, JobStatus.QUEUED, now)
+        if not detach:  # claimed in the transaction that creates it: nobody else can run it
+            job = _claimed(job_store.claim(con, job.job, owner, now, _lease(now), _QUEUED))
         return prepared, job
 
     prepared, job = _in_session(ctx, create)
     if detach:
         return job
-    return run_here(ctx, job, prepared, owner, on_start, on_progress)
+    return run_here(ctx, job, prepared, owner, on_start, on_progress, stop)
+
+
+_QUEUED = frozenset({JobStatus.QUEUED})
+_RESUMABLE = frozenset({JobStatus.PAUSED, JobStatus.QUEUED, JobStatus.RUNNING})
+_FINISHED = frozenset(s for s in JobStatus if s.finished)
+_WAITING = frozenset({JobStatus.WAITING})
+
+
+def _lease(now: datetime) -> datetime:
+    return now + timedelta(seconds=owners.LEASE)
+
+
+def _claimed(job: Job | None) -> Job:
+    assert job is not None, "a job created in this transaction is free"
+    return job
 
 
 def run_here(
@@ -288,6 +302,7 @@ def run_here(
     owner: Owner,
     on_start: Callable[[Job], None] | None = None,
     on_progress: Callable[[Job], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Job:
     """Run a job this process owns to its end (or a pause), with progress."""
     from cxrun.runtime import Runner
@@ -295,7 +310,7 @@ def run_here(
     if on_start:
         on_start(job)
     spinner, built = prepared.spinner, prepared.built
-    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner)
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
     return runner.run(job.job, (job, prepared.table, bool(prepared.conditions)))
 
 
@@ -320,14 +335,38 @@ def runtime(
         spinner = _job_spinner(here, found)
         try:
             built = _plugins(here, found.spinner, spinner)
-        except CxrunError as exc:
+        except CxrunError as exc:  # paused for `cxrun resume` once fixed: no longer ours
             with here.state.write() as con:
-                return job_store.set_status(con, job_id, JobStatus.PAUSED, exc.message)
+                if not job_store.holds(con, job_id, owner):
+                    return job_store.get(con, job_id)
+                return job_store.pause_now(con, job_id, exc.message)
         runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
         return runner.run(job_id)
 
     tick = schedules_hook(ctx, on_event) if schedules else None
     return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick)
+
+
+def handed_back(ctx: Context, job: Job) -> list[str]:
+    """What to tell an operator whose command stopped (Ctrl-C, SIGTERM) before its job ended:
+    where the job is, and who will finish it."""
+    from cxrun.store import monitor as monitor_store
+
+    with ctx.state.read() as con:
+        found = job_store.get(con, job.job)
+        up = monitor_store.runtimes_up(con, utcnow())
+    where = f"{found.status} with {found.processed} of {found.total} records done"
+    if found.status != JobStatus.QUEUED:
+        return [f"job {found.job} stopped here: {where}"]
+    if up:
+        return [
+            f"job {found.job} handed back: {where}",
+            f"the runtime (pid {up[0].pid}) finishes it; watch with `cxrun jobs --watch`",
+        ]
+    return [
+        f"job {found.job} handed back: {where}; no runtime is up",
+        f"continue it here with `cxrun resume {found.job}`, or start `cxrun runtime`",
+    ]
 
 
 def _plugins(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
@@ -425,15 +464,20 @@ def pause(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
 
 
 def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
+    """Done here when nobody runs the job; otherwise asked of its live owner, which acts
+    between two calls (the state and a file beside it say what was asked)."""
     from cxrun import signals
 
-    found = job(ctx, job_id)
-    if found.status.finished or (action == "pause" and found.status == JobStatus.PAUSED):
-        raise CxrunError(f"job {job_id} is {found.status} already", "there is nothing to do")
     now = utcnow()
     with ctx.state.write() as con:
-        if found.status != JobStatus.RUNNING or not _owned(*job_store.owner_of(con, job_id), now):
-            if action == "cancel":  # nobody runs it: done here
+        found = job_store.get(con, job_id)
+        live = job_store.holder(con, job_id, now)
+        if found.status.finished or (
+            live is None and action == "pause" and found.status == JobStatus.PAUSED
+        ):
+            raise CxrunError(f"job {job_id} is {found.status} already", "there is nothing to do")
+        if live is None:  # nobody runs it: done here
+            if action == "cancel":
                 return job_store.cancel_now(con, job_id, now)
             return job_store.pause_now(con, job_id, "paused by an operator")
         job_store.request(con, job_id, action)
@@ -441,21 +485,13 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:  # the owner notices within a second
         time.sleep(0.1)
-        found = job(ctx, job_id)
-        if found.status != JobStatus.RUNNING:
-            break
+        with ctx.state.read() as con:
+            found = job_store.get(con, job_id)
+            if job_store.control_of(con, job_id) is None:  # carried out (or the job ended)
+                break
+            if job_store.holder(con, job_id, utcnow()) is None:  # its owner died meanwhile
+                break
     return found
-
-
-def _owned(owner: str | None, pid: int | None, host: str | None, lease: Any, now: Any) -> bool:
-    """Whether a live process owns the job (a live PID here, or an unexpired lease elsewhere)."""
-    from cxrun import worker
-
-    if owner is None:
-        return False
-    if host == socket.gethostname() and pid is not None:
-        return worker.alive(pid)
-    return lease is not None and lease > now
 
 
 def _job_spinner(ctx: Context, job: Job) -> Spinner:
@@ -466,18 +502,54 @@ def _job_spinner(ctx: Context, job: Job) -> Spinner:
     return loader.build(version.spec, job.spinner)
 
 
-def resume(ctx: Context, job_id: int, on_progress: Callable[[Job], None] | None = None) -> Job:
-    """Continue a paused job with its unfinished records (finished calls are not made again)."""
+def resume(
+    ctx: Context,
+    job_id: int,
+    on_progress: Callable[[Job], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> Job:
+    """Continue a paused or queued job here, or one whose owner died, with its unfinished
+    records (finished calls are not made again). A job a live process runs is left to it."""
     from cxrun.runtime import Runner
 
     found = job(ctx, job_id)
-    if found.status != JobStatus.PAUSED:
-        raise CxrunError(f"job {job_id} is {found.status}, not paused", "only a paused job resumes")
+    if found.status not in _RESUMABLE:
+        raise CxrunError(f"job {job_id} is {found.status}, not paused", _not_resumable(found))
     spinner = _job_spinner(ctx, found)
     built = _plugins(ctx, found.spinner, spinner)
+    owner = owners.new_owner("resume")
+    now = utcnow()
     with ctx.state.write() as con:
-        job_store.set_status(con, job_id, JobStatus.RUNNING, None)
-    return Runner(ctx.state, spinner, built, on_progress=on_progress).run(job_id)
+        if job_store.claim(con, job_id, owner, now, _lease(now), _RESUMABLE) is None:
+            raise _taken(con, job_id, now)
+    return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop).run(
+        job_id
+    )
+
+
+def _not_resumable(found: Job) -> str:
+    if found.status.finished:
+        return f"only a paused job resumes; `cxrun retry {found.job}` runs its failed records again"
+    return "`cxrun runtime` continues it when its records are due; `cxrun approvals` lists answers"
+
+
+def _taken(con: duckdb.DuckDBPyConnection, job_id: int, now: datetime) -> CxrunError:
+    """Why a job cannot be run here: it is not free (another live process runs it)."""
+    found = job_store.get(con, job_id)
+    live = job_store.holder(con, job_id, now)
+    if live is None:
+        return CxrunError(f"job {job_id} is {found.status}", "there is nothing to run")
+    why = f" ({found.reason})" if found.reason else ""
+    return CxrunError(
+        f"job {job_id} is {found.status}{why}: {_who(live)} runs it",
+        f"it goes on there; watch it with `cxrun jobs --watch`, or `cxrun pause {job_id}` it",
+    )
+
+
+def _who(owner: Owner) -> str:
+    kind = owner.id.split(":", 1)[0]
+    where = "" if owner.host == owners.this_host() else f" on {owner.host}"
+    return f"{kind} (pid {owner.pid}{where})"
 
 
 def retry(
@@ -486,8 +558,11 @@ def retry(
     record: str | None = None,
     on_progress: Callable[[Job], None] | None = None,
     where: str | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Job:
-    """Run a finished job's failed records again from their failed step, reusing what succeeded."""
+    """Run a finished job's failed records again from their failed step, reusing what succeeded.
+    The records are marked in the transaction that claims the job, so that the runtime that
+    takes it over (should this process die) carries the retry out."""
     from cxrun.runtime import Runner
 
     found = job(ctx, job_id)
@@ -502,26 +577,18 @@ def retry(
         problem = checks.where_problem(table, where)
         if problem:
             raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
-    with ctx.state.read() as con:
-        failed = job_store.failed_records(con, job_id, record, table, where)
-        earlier = job_store.last_outputs(con, job_id, [row for row, _, _ in failed])
-    if not failed:
-        which = f"record '{record}'" if record else "records"
-        raise CxrunError(f"job {job_id} has no failed {which} to retry")
-    from cxrun.pipeline import enclosing_calls
-    from cxrun.runtime import reusable
-    from cxrun.store.jobs import Restart
-
-    ids = {step.id: pos for pos, step in enumerate(spinner.steps)}
-    starts = {}
-    for row, step, attempts in failed:
-        pos = ids.get(step or "", -1)
-        starts[row] = Restart(pos, attempts, calls=tuple(enclosing_calls(spinner, pos)))
-    reuse = reusable(spinner, starts, earlier)
     built = _plugins(ctx, found.spinner, spinner)
+    owner = owners.new_owner("retry")
+    now = utcnow()
     with ctx.state.write() as con:
-        job_store.reopen(con, job_id)
-    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, retry=starts, reuse=reuse)
+        failed = job_store.failed_records(con, job_id, record, table, where)
+        if not failed:
+            which = f"record '{record}'" if record else "records"
+            raise CxrunError(f"job {job_id} has no failed {which} to retry")
+        if job_store.claim(con, job_id, owner, now, _lease(now), _FINISHED) is None:
+            raise _taken(con, job_id, now)
+        job_store.mark_retry(con, job_id, [row for row, _, _ in failed])
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
     return runner.run(job_id)
 
 
@@ -634,10 +701,10 @@ def answer(
     every: bool = False,
     where: str | None = None,
     on_progress: Callable[[Job], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Answered:
     """Approve or reject parked approval steps, then let the answered records go on here
     (unless the job is running elsewhere: its owner picks the answers up)."""
-    from cxrun import worker
     from cxrun.runtime import Runner
 
     if not (record or every or where):
@@ -669,22 +736,19 @@ def answer(
         if seq in before:
             how = before[seq] or _pending_answer(status, answered)
             already.append((key, how or f"not awaiting approval (the record is {status})"))
+    spinner = _job_spinner(ctx, found)
+    built = _plugins(ctx, found.spinner, spinner) if pending else None
     now = utcnow()
-    owner = worker.new_owner("answer")
-    claimed = False
+    owner = owners.new_owner("answer")
     with ctx.state.write() as con:
         job_store.answer(con, job_id, [seq for seq, _ in pending], decision, now)
+        # A waiting job goes on here; one that someone runs picks the answers up at the end of
+        # its pass, and a queued or paused one when it is run.
+        claimed = pending and job_store.claim(con, job_id, owner, now, _lease(now), _WAITING)
         current = job_store.get(con, job_id)
-        if pending and current.status == JobStatus.WAITING:
-            lease = now + timedelta(seconds=worker.LEASE)
-            current = job_store.claim(con, job_id, owner, now, lease)
-            claimed = True
     if claimed:
-        spinner = _job_spinner(ctx, found)
-        built = _plugins(ctx, found.spinner, spinner)
-        current = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner).run(
-            job_id
-        )
+        runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
+        current = runner.run(job_id)
     return Answered(current, decision, [key for _, key in pending], already)
 
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     import duckdb
 
     from cxrun.io.plugins import Plugins
+    from cxrun.owners import Owner
     from cxrun.services import Context
-    from cxrun.store.jobs import Owner
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,9 @@ def selecting(what: str) -> Iterator[None]:
 
 def take(ctx: Context, job_id: int, owner: Owner) -> Job | None:
     """Claim a queued job for this process; None when someone else has taken it already."""
-    from cxrun import worker
+    from cxrun import owners
 
     now = utcnow()
     with ctx.state.write() as con:
-        if job_store.get(con, job_id).status != JobStatus.QUEUED:
-            return None
-        return job_store.claim(con, job_id, owner, now, now + timedelta(seconds=worker.LEASE))
+        until = now + timedelta(seconds=owners.LEASE)
+        return job_store.claim(con, job_id, owner, now, until, frozenset({JobStatus.QUEUED}))

@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from cxrun.clock import utcnow
+from cxrun.enums import JobStatus
 from cxrun.models import Job
+from cxrun.owners import LEASE, Owner, alive, new_owner
 from cxrun.store import State
 from cxrun.store import jobs as job_store
-from cxrun.store.jobs import Owner
 
 POLL = 1.0  # seconds between looks at the queue when there is nothing to run
-LEASE = 30.0  # seconds a claim holds without a heartbeat
-
-
-def new_owner(kind: str) -> Owner:
-    host = socket.gethostname()
-    return Owner(f"{kind}:{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}", os.getpid(), host)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+__all__ = ["LEASE", "POLL", "alive", "claim_next", "new_owner", "serve"]
 
 
 def claim_next(state: State, owner: Owner, busy: set[int], lease: float) -> Job | None:
@@ -43,7 +27,11 @@ def claim_next(state: State, owner: Owner, busy: set[int], lease: float) -> Job 
         found = job_store.claimable(con, now, owner.host, alive) + job_store.due_jobs(con, now)
         for job in found:
             if job not in busy:
-                return job_store.claim(con, job, owner, now, now + timedelta(seconds=lease))
+                statuses = job_store.CLAIMABLE | {JobStatus.WAITING}
+                until = now + timedelta(seconds=lease)
+                taken = job_store.claim(con, job, owner, now, until, statuses, alive)
+                if taken is not None:
+                    return taken
     return None
 
 

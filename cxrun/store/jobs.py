@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cxrun import owners
 from cxrun.clock import from_db, to_db
 from cxrun.enums import JobStatus
 from cxrun.models import Job, JourneyEntry, Record, iso
+from cxrun.owners import Owner
 from cxrun.pipeline import FAILURES, RESTARTS, io_table, render_column
 from cxrun.sql import quote_ident, wrap
 from cxrun.store.tables import ROW, TableInfo
@@ -383,7 +385,7 @@ def write_batch(
         f"THEN 'failed' WHEN _cx_pk IS NOT NULL THEN 'waiting' ELSE 'completed' END, {plan.tags}, "
         f"{plan.outputs}, _cx_fe, {plan.failed_step}, {attempts}, $started, $ended, $ms{io_ms}, "
         f"CASE WHEN {parked} THEN _cx_pk END, CASE WHEN {parked} THEN {plan.park_kind} END, "
-        f"CASE WHEN {parked} THEN _cx_pu END, NULL, NULL FROM {result}",
+        f"CASE WHEN {parked} THEN _cx_pu END, NULL, NULL, NULL FROM {result}",
         {**times, "ms": per_row_ms},
     )
     _write_journey(con, plan, times, per_row_ms / max(1, len(plan.journey)))
@@ -480,13 +482,6 @@ def _count(
         "count(*) FILTER (WHERE _cx_fp IS NULL AND _cx_pk IS NOT NULL) AS parked "
         f"FROM {result}) AS c WHERE job = $job",
         {"cursor": cursor, "job": job},
-    )
-
-
-def reopen(con: duckdb.DuckDBPyConnection, job: int) -> None:
-    """A finished job running again (a retry)."""
-    con.execute(
-        "UPDATE cx_jobs SET status = 'running', reason = NULL, ended_at = NULL WHERE job = ?", [job]
     )
 
 
@@ -637,42 +632,90 @@ def outbox(
     return rows
 
 
-@dataclass(frozen=True)
-class Owner:
-    """A process that runs jobs: `run-now` inline, or a runtime."""
-
-    id: str
-    pid: int
-    host: str
+Alive = Callable[[int], bool]
+CLAIMABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED})
+_OWNED = "owner, owner_pid, owner_host, lease_until"
+_NO_OWNER = "owner = NULL, owner_pid = NULL, owner_host = NULL, lease_until = NULL"
 
 
-def claimable(con: duckdb.DuckDBPyConnection, now: datetime, host: str, alive: Any) -> list[int]:
-    """Jobs a runtime may take, oldest first: queued ones, and running ones whose owner is gone
-    (a dead process on this host, or a lease that ran out)."""
+def _gone(
+    pid: int | None,
+    host: str | None,
+    lease: datetime | None,
+    now: datetime,
+    here: str,
+    alive: Alive,
+) -> bool:
+    """Whether an owner is gone: a dead process on this host, or elsewhere a lease run out (a live
+    process here keeps its job whatever its lease says)."""
+    if host == here and pid is not None:
+        return not alive(pid)
+    return lease is None or lease < to_db(now)
+
+
+def claimable(
+    con: duckdb.DuckDBPyConnection, now: datetime, host: str, alive: Alive = owners.alive
+) -> list[int]:
+    """Jobs a runtime may take, oldest first: queued ones, and running (or rate-limited) ones whose
+    owner is gone."""
     rows = con.execute(
-        "SELECT job, status, owner_pid, owner_host, lease_until FROM cx_jobs "
-        "WHERE status IN ('queued', 'running') ORDER BY job"
+        f"SELECT job, status, {_OWNED} FROM cx_jobs WHERE status = 'queued' "
+        "OR (status IN ('running', 'paused') AND owner IS NOT NULL) ORDER BY job"
     ).fetchall()
-    found = []
-    for job, status, pid, owner_host, lease in rows:
-        orphaned = (owner_host == host and pid is not None and not alive(pid)) or (
-            lease is not None and lease < to_db(now)
-        )
-        if status == "queued" or orphaned or (status == "running" and pid is None):
-            found.append(int(job))
-    return found
+    return [
+        int(job)
+        for job, status, owner, pid, owner_host, lease in rows
+        if owner is None or _gone(pid, owner_host, lease, now, host, alive)
+    ]
 
 
 def claim(
-    con: duckdb.DuckDBPyConnection, job: int, owner: Owner, now: datetime, lease_until: datetime
-) -> Job:
-    """Take a job: it is running, owned by `owner`, its lease running to `lease_until`."""
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    owner: Owner,
+    now: datetime,
+    lease_until: datetime,
+    statuses: frozenset[JobStatus] = CLAIMABLE,
+    alive: Alive = owners.alive,
+) -> Job | None:
+    """The one way a job becomes runnable by someone: when its status is one of `statuses` and no
+    live owner holds it, it is running, owned by `owner`, its lease running to `lease_until`.
+    None when it is not free (another live owner, or another status). Runs in the caller's write
+    transaction, which may have made the job runnable just before (created, reopened, answered)."""
+    row = con.execute(f"SELECT status, {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
+    if row is None:
+        return None
+    status, holder, pid, host, lease = row
+    if status not in statuses:
+        return None
+    held = holder is not None and holder != owner.id
+    if held and not _gone(pid, host, lease, now, owner.host, alive):
+        return None
     con.execute(
         "UPDATE cx_jobs SET status = 'running', reason = NULL, owner = ?, owner_pid = ?, "
-        "owner_host = ?, lease_until = ?, started_at = coalesce(started_at, ?) WHERE job = ?",
+        "owner_host = ?, lease_until = ?, started_at = coalesce(started_at, ?), ended_at = NULL "
+        "WHERE job = ?",
         [owner.id, owner.pid, owner.host, to_db(lease_until), to_db(now), job],
     )
     return get(con, job)
+
+
+def holder(
+    con: duckdb.DuckDBPyConnection, job: int, now: datetime, alive: Alive = owners.alive
+) -> Owner | None:
+    """The job's live owner, if it has one."""
+    row = con.execute(f"SELECT {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
+    if row is None or row[0] is None:
+        return None
+    if _gone(row[1], row[2], row[3], now, owners.this_host(), alive):
+        return None
+    return Owner(str(row[0]), int(row[1] or 0), str(row[2]))
+
+
+def holds(con: duckdb.DuckDBPyConnection, job: int, owner: Owner) -> bool:
+    """Whether `owner` still owns the job (it may write to it and release it)."""
+    row = con.execute("SELECT owner FROM cx_jobs WHERE job = ?", [job]).fetchone()
+    return bool(row and row[0] == owner.id)
 
 
 def renew(con: duckdb.DuckDBPyConnection, job: int, owner: Owner, lease_until: datetime) -> bool:
@@ -685,10 +728,10 @@ def renew(con: duckdb.DuckDBPyConnection, job: int, owner: Owner, lease_until: d
 
 
 def requeue(con: duckdb.DuckDBPyConnection, job: int, owner: Owner) -> None:
-    """Give a running job back to the queue (a runtime that stops keeps its finished work)."""
+    """Give a job back to the queue, its finished work kept (an owner that stops on purpose)."""
     con.execute(
-        "UPDATE cx_jobs SET status = 'queued', owner = NULL, owner_pid = NULL, "
-        "owner_host = NULL, lease_until = NULL WHERE job = ? AND owner = ? AND status = 'running'",
+        f"UPDATE cx_jobs SET status = 'queued', reason = NULL, {_NO_OWNER} "
+        "WHERE job = ? AND owner = ? AND status IN ('running', 'paused')",
         [job, owner.id],
     )
 
@@ -712,9 +755,7 @@ def runtime_beat(
 def owner_of(
     con: duckdb.DuckDBPyConnection, job: int
 ) -> tuple[str | None, int | None, str | None, datetime | None]:
-    row = con.execute(
-        "SELECT owner, owner_pid, owner_host, lease_until FROM cx_jobs WHERE job = ?", [job]
-    ).fetchone()
+    row = con.execute(f"SELECT {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
     assert row is not None
     return row[0], row[1], row[2], from_db(row[3])
 
@@ -730,30 +771,77 @@ def control_of(con: duckdb.DuckDBPyConnection, job: int) -> str | None:
 
 
 def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
-    """The job ends cancelled: records not reached, and parked ones, are counted as cancelled."""
+    """The job ends cancelled: parked records, and the rows no batch reached (written now as
+    records), are cancelled; a retry not carried out is dropped."""
     con.execute(
         "UPDATE cx_records SET status = 'cancelled', error = 'cancelled by an operator' "
         "WHERE job = ? AND status = 'waiting'",
         [job],
     )
+    con.execute("UPDATE cx_records SET restart = NULL WHERE job = ? AND restart", [job])
+    _cancel_unreached(con, get(con, job), now)
     con.execute(
         "UPDATE cx_jobs SET status = 'cancelled', reason = 'cancelled by an operator', "
-        "cancelled = total - cursor + waiting, waiting = 0, control = NULL, owner = NULL, "
-        "owner_pid = NULL, owner_host = NULL, lease_until = NULL, ended_at = ?, "
-        "started_at = coalesce(started_at, ?) WHERE job = ?",
+        "cancelled = total - cursor + waiting, cursor = total, waiting = 0, control = NULL, "
+        f"{_NO_OWNER}, ended_at = ?, started_at = coalesce(started_at, ?) WHERE job = ?",
         [to_db(now), to_db(now), job],
     )
     return get(con, job)
 
 
-def pause_now(con: duckdb.DuckDBPyConnection, job: int, reason: str) -> Job:
-    """The job waits for `cxrun resume`, its finished work kept."""
+def _cancel_unreached(con: duckdb.DuckDBPyConnection, job: Job, now: datetime) -> None:
+    """Records for the rows of the job's snapshot that no batch reached, as cancelled."""
+    if job.processed >= job.total:
+        return
+    from cxrun.store import tables as table_store
+
+    name, number, filtered = table_of(con, job.job)
+    table = table_store.version(con, name, number)
+    key = con.execute(
+        "SELECT spec->>'key' FROM cx_spinners WHERE spinner = ? AND version = ?",
+        [job.spinner, job.version],
+    ).fetchone()
+    if table is None or key is None:
+        return
+    source = batch_source(job.job, table, filtered, job.processed, job.total - 1)
     con.execute(
-        "UPDATE cx_jobs SET status = 'paused', reason = ?, control = NULL, owner = NULL, "
-        "owner_pid = NULL, owner_host = NULL, lease_until = NULL WHERE job = ?",
+        f"INSERT INTO cx_records (job, seq, key, status, tags, outputs, error, attempts, "
+        f"ended_at) SELECT ?, {ROW}, CAST({quote_ident(str(key[0]))} AS VARCHAR), 'cancelled', "
+        f"[], '{{}}', 'cancelled by an operator', 0, ? FROM {source}",
+        [job.job, to_db(now)],
+    )
+
+
+def pause_now(con: duckdb.DuckDBPyConnection, job: int, reason: str) -> Job:
+    """The job waits for `cxrun resume`, its finished work kept, with no owner."""
+    con.execute(
+        f"UPDATE cx_jobs SET status = 'paused', reason = ?, control = NULL, {_NO_OWNER} "
+        "WHERE job = ?",
         [reason, job],
     )
     return get(con, job)
+
+
+def mark_retry(con: duckdb.DuckDBPyConnection, job: int, rows: list[int]) -> None:
+    """Failed records to run again from their failed step, kept in the state so that whoever
+    owns the job (this command, or the runtime that takes it over) carries the retry out."""
+    con.execute(
+        "UPDATE cx_records SET restart = true WHERE job = ? AND status = 'failed' "
+        "AND seq IN (SELECT unnest(?))",
+        [job, rows],
+    )
+
+
+def retry_records(con: duckdb.DuckDBPyConnection, job: int) -> list[tuple[int, str | None, int]]:
+    """(row, failed step id, attempts) of the records marked to run again."""
+    return [
+        (int(seq), step, int(attempts))
+        for seq, step, attempts in con.execute(
+            "SELECT seq, failed_step, attempts FROM cx_records WHERE job = ? AND restart "
+            "ORDER BY seq",
+            [job],
+        ).fetchall()
+    ]
 
 
 def pending_approvals(con: duckdb.DuckDBPyConnection, job: int | None) -> list[dict[str, Any]]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cxrun import owners
 from cxrun.clock import from_db, to_db
 from cxrun.models import iso
 from cxrun.sql import quote_ident
+from cxrun.store import jobs as job_store
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -228,14 +231,37 @@ def step_failures(con: duckdb.DuckDBPyConnection, since: datetime) -> list[StepF
     ]
 
 
-def runtimes_up(con: duckdb.DuckDBPyConnection, now: datetime) -> list[Runtime]:
-    """Runtimes not stopped whose last heartbeat is within RUNTIME_FRESH of `now`."""
+def runtimes_up(
+    con: duckdb.DuckDBPyConnection, now: datetime, alive: Callable[[int], bool] = owners.alive
+) -> list[Runtime]:
+    """Runtimes not stopped whose last heartbeat is within RUNTIME_FRESH of `now` (and, on this
+    host, whose process is alive: a runtime killed with -9 is down at once)."""
     rows = con.execute(
         "SELECT id, pid, host, started_at, heartbeat_at FROM cx_runtimes "
         "WHERE stopped_at IS NULL AND heartbeat_at >= ? ORDER BY heartbeat_at DESC",
         [to_db(now - RUNTIME_FRESH)],
     ).fetchall()
-    return [_runtime(row) for row in rows]
+    here = owners.this_host()
+    return [_runtime(row) for row in rows if row[2] != here or alive(int(row[1]))]
+
+
+def orphans(
+    con: duckdb.DuckDBPyConnection, now: datetime, alive: Callable[[int], bool] = owners.alive
+) -> list[Stalled]:
+    """Jobs held by an owner that is gone (a dead process here, a lease run out elsewhere):
+    the next runtime takes them over."""
+    rows = con.execute(
+        "SELECT j.job, j.spinner, coalesce(r.last, j.started_at, j.created_at), "
+        "j.owner, j.owner_pid, j.owner_host, j.lease_until FROM cx_jobs AS j "
+        "LEFT JOIN (SELECT job, max(ended_at) AS last FROM cx_records GROUP BY job) AS r "
+        "USING (job) WHERE j.owner IS NOT NULL ORDER BY j.job"
+    ).fetchall()
+    gone = set(job_store.claimable(con, now, owners.this_host(), alive))
+    return [
+        Stalled(int(job), spinner, from_db(last), Lease(owner, pid, host, from_db(until)))
+        for job, spinner, last, owner, pid, host, until in rows
+        if int(job) in gone
+    ]
 
 
 def last_heartbeat(con: duckdb.DuckDBPyConnection) -> datetime | None:

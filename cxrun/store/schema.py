@@ -110,4 +110,13 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 8: failed records to run again (a retry that whoever owns the job carries out); a job can
+    # no longer be running without an owner, so one left so by an earlier version is queued
+    """
+    ALTER TABLE cx_records ADD COLUMN restart BOOLEAN;
+    UPDATE cx_jobs SET status = 'queued' WHERE status = 'running' AND owner IS NULL;
+    """
+)
+
 LATEST = len(MIGRATIONS)
