@@ -450,7 +450,8 @@ class _Interrupt:
         if not left:
             return
         for job in left:
-            render.error(services.handed_back(_ctx(project), job))
+            first, *rest = services.handed_back(_ctx(project), job)
+            render.note("\n".join([f"interrupted: {first}", *(f"  {line}" for line in rest)]))
         raise typer.Exit(128 + self.received)
 
 
@@ -493,15 +494,20 @@ def runtime(
     project: ProjectOpt = None,
 ) -> None:
     """Run queued jobs, take over orphaned ones; stops cleanly on Ctrl-C or SIGTERM."""
+    from cxrun import render, services
+
+    services.runtime(_ctx(project), once, max_jobs, _stop_on_signals(), render.note)
+
+
+def _stop_on_signals() -> Any:
+    """An event set by Ctrl-C or SIGTERM: a runtime's jobs go back to the queue, then it stops."""
     import signal
     import threading
-
-    from cxrun import render, services
 
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
-    services.runtime(_ctx(project), once, max_jobs, stop, render.note)
+    return stop
 
 
 @app.command()
@@ -692,8 +698,9 @@ def schedule_tick(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """Fire the schedules that are due, then run runnable jobs (cron calls this every minute)."""
     from cxrun import render, schedules
 
+    stop = _stop_on_signals()
     fired, ran = schedules.tick(
-        _ctx(project), (lambda f: None) if json_ else render.fires, render.note
+        _ctx(project), (lambda f: None) if json_ else render.fires, render.note, stop=stop
     )
     if json_:
         render.print_json({"fired": [f.to_json() for f in fired], "ran": ran})

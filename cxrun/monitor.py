@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cxrun import owners
 from cxrun.clock import utcnow
 from cxrun.enums import JobStatus, RecordStatus
 from cxrun.errors import CxrunError, NotFound, StateBusy, TableError, ValidationFailed
@@ -80,8 +81,9 @@ def _record_counts(job: Job, counts: dict[str, int], done: Progress) -> dict[str
     """Records by status, every status listed; rows no batch reached yet are pending, those a
     cancel counted are cancelled."""
     result = {str(status): counts.get(str(status), 0) for status in RecordStatus}
-    result["cancelled"] += job.cancelled
-    result["pending"] += max(0, job.total - done.records - job.cancelled)
+    unwritten = max(0, job.cancelled - result["cancelled"])  # cancelled by an earlier version
+    result["cancelled"] += unwritten
+    result["pending"] += max(0, job.total - done.records - unwritten)
     return result
 
 
@@ -121,10 +123,20 @@ class Live:
     failures: list[StepFailures]
     runtimes: list[Runtime]
     last_heartbeat_at: datetime | None
+    orphaned: list[Stalled]  # jobs whose owner is gone
+    queued: int
 
     @property
     def runtime_up(self) -> bool:
         return bool(self.runtimes)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What needs an operator: jobs whose owner is gone, queued jobs with no runtime."""
+        found = [_orphan_line(o) for o in self.orphaned]
+        if self.queued and not self.runtime_up:
+            found.append(f"{self.queued} job(s) queued and no runtime is up: {RUNTIME_FIX}")
+        return found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +144,8 @@ class Live:
             "jobs": self.jobs,
             "stall_minutes": self.stall_minutes,
             "stalled": [s.to_json(self.now) for s in self.stalled],
+            "orphaned": [o.to_json(self.now) for o in self.orphaned],
+            "warnings": self.warnings,
             "failures_since": iso(self.now - FAILURE_WINDOW),
             "failures": [f.to_json() for f in self.failures],
             "runtime": {
@@ -152,8 +166,19 @@ def live(ctx: Context, stall_minutes: float = 5, now: datetime | None = None) ->
         failures = monitor_store.step_failures(con, now - FAILURE_WINDOW)
         runtimes = monitor_store.runtimes_up(con, now)
         last = monitor_store.last_heartbeat(con)
+        orphaned = monitor_store.orphans(con, now)
     jobs = {str(status): counts.get(str(status), 0) for status in JobStatus}
-    return Live(now, stall_minutes, jobs, stalled, failures, runtimes, last)
+    queued = jobs[str(JobStatus.QUEUED)]
+    return Live(now, stall_minutes, jobs, stalled, failures, runtimes, last, orphaned, queued)
+
+
+def _orphan_line(orphan: Stalled) -> str:
+    lease = orphan.lease
+    where = f"pid {lease.pid}" + ("" if lease.host == owners.this_host() else f" on {lease.host}")
+    return (
+        f"job {orphan.job} ({orphan.spinner}): its owner ({where}) is gone; "
+        f"`cxrun runtime` takes it over, or `cxrun resume {orphan.job}` continues it here"
+    )
 
 
 # ---- doctor -------------------------------------------------------------------------------
@@ -370,11 +395,16 @@ def _missing_secrets(ctx: Context, spinner: Spinner) -> list[str]:
 
 
 def _runtime_check(ctx: Context, now: datetime) -> Check:
-    """Queued jobs need a runtime to run them (`run-now` runs its job itself)."""
+    """Queued jobs need a runtime to run them (`run-now` runs its job itself); a job whose
+    owner is gone is flagged whatever else runs."""
     with ctx.state.read() as con:
         queued = monitor_store.queued_jobs(con)
         up = monitor_store.runtimes_up(con, now)
         last = monitor_store.last_heartbeat(con)
+        orphaned = monitor_store.orphans(con, now)
+    if orphaned:
+        detail = "; ".join(_orphan_line(o) for o in orphaned)
+        return Check("runtime", False, detail, RUNTIME_FIX if not up else None)
     if up:
         beat = up[0]
         detail = f"runtime {beat.id} (pid {beat.pid}) beat at {iso(beat.heartbeat_at)}"

@@ -144,7 +144,7 @@ def _jobs(jobs: Sequence[Job]) -> Table:
             str(job.job),
             job.spinner,
             str(job.version),
-            _bar(job.processed, job.total),
+            _bar(job.processed - job.cancelled, job.total),  # rows worked on, not cancelled
             str(job.completed),
             str(job.failed) if job.failed else "0",
             str(job.skipped),
@@ -174,6 +174,7 @@ def job_summary(job: Job) -> None:
         f"{job.failed} failed",
         f"{job.skipped} skipped",
         f"{job.waiting} waiting" if job.waiting else "",
+        f"{job.cancelled} cancelled" if job.cancelled else "",
         f"of {job.total}",
         _seconds(job.duration_s()),
         f"{_tokens(job)} tokens" if _tokens(job) else "",
@@ -291,6 +292,8 @@ def live(data: dict[str, Any]) -> None:
     else:
         last = runtime["last_heartbeat_at"] or "never"
         console.print(f"runtime: [red]down[/] (last heartbeat: {last})")
+    for warning in data["warnings"]:
+        console.print(f"[yellow]attention[/]: {_escape(warning)}")
     if data["stalled"]:
         console.print(f"stalled (no progress for {data['stall_minutes']:g} min):")
         dict_table(data["stalled"], ["job", "spinner", "last_progress_at", "idle_s"], "")

@@ -128,8 +128,8 @@ class Runner:
             known = await self._db(self._load, job_id)
         job, table, filtered = known
         for _ in range(_PASSES):
-            if self.retry is None and job.processed >= job.total:
-                await self._db(self._restarts, job_id)  # a retry, or parked records going on
+            if self.retry is None:  # a retry, or (once every row was reached) parked records
+                await self._db(self._restarts, job_id, job.processed >= job.total)
             job = await self._pass(job, table, filtered)
             if not self._again:
                 break
@@ -202,12 +202,15 @@ class Runner:
             job_id, lambda con, job: job_store.finish(con, job_id, status, reason, now)
         )
 
-    def _restarts(self, job: int) -> None:
+    def _restarts(self, job: int, due_too: bool) -> None:
         """The records to run again from a step: those a retry marked (from their failed step,
-        one more attempt), and parked ones whose answer came or whose time has come."""
+        one more attempt), and (`due_too`) parked ones whose answer came or whose time has
+        come. None of them, with rows not reached yet: the pass takes those."""
         with self.state.read() as con:
             marked = job_store.retry_records(con, job)
-            due = job_store.due_records(con, job, self.clock())
+            if not marked and not due_too:
+                return
+            due = job_store.due_records(con, job, self.clock()) if due_too else []
             rows = [row for row, _, _ in marked] + [int(r[0]) for r in due]
             earlier = job_store.last_outputs(con, job, rows)
         ids = {step.id: pos for pos, step in enumerate(self.spinner.steps)}
@@ -558,6 +561,9 @@ class Runner:
         )
 
     def _finish(self, con: duckdb.DuckDBPyConnection, job: Job) -> Job:
+        if job.processed < job.total:  # a retry of a job that stopped early: its rows go on
+            self._again = True
+            return job
         if job.waiting:  # the pass is over, some records are parked
             if self.owner is not None and job_store.due_records(con, job.job, self.clock()):
                 self._again = True  # answered (or due) meanwhile: they go on in another pass

@@ -8,6 +8,7 @@ ticks at the same moment (two processes, or the same tick run twice) start one j
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -231,14 +232,16 @@ def tick(
     on_fired: Callable[[list[Fire]], None] = lambda fired: None,
     on_event: Callable[[str], None] = lambda text: None,
     now: datetime | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[list[Fire], int]:
-    """`cxrun schedule tick`: fire what is due, then run runnable work as `runtime --once` does.
-    Returns the fires and how many jobs ran."""
+    """`cxrun schedule tick`: fire what is due, then run runnable work as `runtime --once` does
+    (until `stop` is set: its jobs go back to the queue). Returns the fires and how many jobs
+    ran."""
     from cxrun import services
 
     fired = fire_due(ctx, now)
     on_fired(fired)
-    return fired, services.runtime(ctx, True, 1, None, on_event, schedules=False)
+    return fired, services.runtime(ctx, True, 1, stop, on_event, schedules=False)
 
 
 def exit_code(fired: list[Fire]) -> int:

@@ -350,12 +350,16 @@ def runtime(
 def handed_back(ctx: Context, job: Job) -> list[str]:
     """What to tell an operator whose command stopped (Ctrl-C, SIGTERM) before its job ended:
     where the job is, and who will finish it."""
+    from cxrun.spool import Spool
     from cxrun.store import monitor as monitor_store
 
     with ctx.state.read() as con:
         found = job_store.get(con, job.job)
         up = monitor_store.runtimes_up(con, utcnow())
-    where = f"{found.status} with {found.processed} of {found.total} records done"
+    where = f"{found.status} with {found.processed} of {found.total} records written"
+    kept = Spool(ctx.project.state_dir, job.job).count()
+    if kept:
+        where += f", {kept} finished calls kept"
     if found.status != JobStatus.QUEUED:
         return [f"job {found.job} stopped here: {where}"]
     if up:

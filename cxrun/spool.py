@@ -35,6 +35,10 @@ class Spool:
                 found[(int(entry["row"]), int(entry["pos"]))] = entry
         return found
 
+    def count(self) -> int:
+        """How many finished results the files hold."""
+        return len(self.load())
+
     def append(self, batch: str, entry: dict[str, Any]) -> str:
         """Append `entry` to batch's file; its JSON text (the state takes it as it is)."""
         fd = self._open.get(batch)

@@ -782,8 +782,9 @@ def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
     _cancel_unreached(con, get(con, job), now)
     con.execute(
         "UPDATE cx_jobs SET status = 'cancelled', reason = 'cancelled by an operator', "
-        "cancelled = total - cursor + waiting, cursor = total, waiting = 0, control = NULL, "
-        f"{_NO_OWNER}, ended_at = ?, started_at = coalesce(started_at, ?) WHERE job = ?",
+        "cancelled = cancelled + total - cursor + waiting, cursor = total, waiting = 0, "
+        f"control = NULL, {_NO_OWNER}, ended_at = ?, started_at = coalesce(started_at, ?) "
+        "WHERE job = ?",
         [to_db(now), to_db(now), job],
     )
     return get(con, job)
