@@ -8,6 +8,7 @@ select, bound as values, never spliced into the SQL.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from cxrun.store import triggers as trigger_store
 
 if TYPE_CHECKING:
     import duckdb
+    from jsonschema import FormatChecker
+    from jsonschema.protocols import Validator
 
     from cxrun.services import Context
 
@@ -114,12 +117,36 @@ def payload_errors(schema: dict[str, Any] | None, payload: dict[str, Any]) -> Er
     if schema is None:
         return []
     kind = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
-    validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
+    validator = kind(schema, format_checker=_format_checker(kind))
     errors = [
         {"pointer": _pointer(error.absolute_path), "message": _short(error.message)}
         for error in validator.iter_errors(payload)
     ]
     return sorted(errors, key=lambda e: e["pointer"])[:MAX_ERRORS]
+
+
+@functools.cache
+def _format_checker(kind: type[Validator]) -> FormatChecker:
+    """The draft's own format checks (from the validators installed beside jsonschema), with
+    `email` and `idn-email` checked by email-validator rather than by looking for an `@`."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(())
+    checker.checkers = dict(kind.FORMAT_CHECKER.checkers)
+    for name in ("email", "idn-email"):
+        if name in checker.checkers:
+            checker.checks(name, raises=ValueError)(_is_email)
+    return checker
+
+
+def _is_email(instance: object) -> bool:
+    """An address whose syntax email-validator accepts; no DNS look-up is made."""
+    if not isinstance(instance, str):
+        return True
+    from email_validator import validate_email
+
+    validate_email(instance, check_deliverability=False)  # EmailNotValidError is a ValueError
+    return True
 
 
 def _pointer(path: Any) -> str:

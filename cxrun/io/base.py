@@ -35,6 +35,7 @@ class CallError(Exception):
     `retryable`: a later attempt may succeed (timeouts, connection errors, 5xx, 429).
     `pause`: the job should pause (429 rate limit, 401/403 credentials, 402/quota credits).
     `retry_after`: seconds the remote asked us to wait, when it said so.
+    `usage`: the tokens of an AI answer that came back but could not be used (they are paid).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class CallError(Exception):
         retryable: bool = False,
         pause: Pause | None = None,
         retry_after: float | None = None,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -52,6 +54,7 @@ class CallError(Exception):
         self.retryable = retryable
         self.pause = pause
         self.retry_after = retry_after
+        self.usage = usage
 
 
 @dataclass(frozen=True)

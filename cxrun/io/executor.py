@@ -308,6 +308,7 @@ class Executor:
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
             except CallError as exc:
                 error = exc
+                outcome = _paid(exc)
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
             except httpx.TransportError as exc:  # connect errors and timeouts included
@@ -411,10 +412,22 @@ async def _ask(
         completion_tokens=usage.completion_tokens if usage else 0,
     )
     if step.schema is not None:
-        parsed = _checked_json(answer.text, step.schema)
+        try:
+            parsed = _checked_json(answer.text, step.schema)
+        except CallError as error:
+            error.usage = usage  # an answer that does not fit was paid for all the same
+            raise
         outcome.value = json.dumps(parsed)
         outcome.output = parsed
     return outcome
+
+
+def _paid(error: CallError) -> Outcome:
+    """What a failed attempt still counts: the tokens of an answer that came back unusable."""
+    usage = error.usage
+    if usage is None:
+        return Outcome()
+    return Outcome(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
 
 
 def _checked_json(text: str, schema: Mapping[str, Any]) -> Any:

@@ -216,10 +216,28 @@ class _HttpProvider:
         return value
 
 
-def _tokens(usage: Any, prompt: str, completion: str) -> Usage | None:
-    if not isinstance(usage, Mapping):
+MAX_TOKENS = 10**9  # more than any model takes or gives in one call; a count past it is wrong
+
+
+def _tokens(what: str, usage: Any, prompt: str, completion: str) -> Usage | None:
+    """The answer's `usage` (None when it has none, a missing count is 0). A count that is not
+    a whole number from 0 to MAX_TOKENS makes the answer malformed: a CallError that is not
+    retried, like an answer without its text, and nothing added to the job's totals."""
+    if usage is None:
         return None
-    return Usage(int(usage.get(prompt) or 0), int(usage.get(completion) or 0))
+    if not isinstance(usage, Mapping):
+        raise CallError(f"{what}: unexpected answer: usage is not an object")
+    return Usage(_count(what, usage, prompt), _count(what, usage, completion))
+
+
+def _count(what: str, usage: Mapping[str, Any], name: str) -> int:
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        shown = json.dumps(value)[:40]
+        raise CallError(f"{what}: unexpected answer: usage.{name} is {shown}, not a token count")
+    return value
 
 
 class OpenAI(_HttpProvider):
@@ -238,10 +256,12 @@ class OpenAI(_HttpProvider):
         data = await self.post(http, "/chat/completions", body, {})
         message = self.dig(data, "choices", 0, "message")
         content = self.dig(message, "content")
+        usage = _tokens(self.what, data.get("usage"), "prompt_tokens", "completion_tokens")
         if not isinstance(content, str):
             refusal = message.get("refusal") if isinstance(message, Mapping) else None
-            raise CallError(f"{self.what}: the model gave no text" + _said(refusal))
-        return AIAnswer(content, _tokens(data.get("usage"), "prompt_tokens", "completion_tokens"))
+            said = f"{self.what}: the model gave no text" + _said(refusal)
+            raise CallError(said, usage=usage)  # a refusal is paid for too
+        return AIAnswer(content, usage)
 
     def auth(self, key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {key}"}
@@ -305,7 +325,8 @@ class Anthropic(_HttpProvider):
         text = "".join(_texts(blocks))
         if request.json_schema is not None:
             text = _unfenced(text)
-        return AIAnswer(text, _tokens(data.get("usage"), "input_tokens", "output_tokens"))
+        usage = _tokens(self.what, data.get("usage"), "input_tokens", "output_tokens")
+        return AIAnswer(text, usage)
 
     def auth(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}

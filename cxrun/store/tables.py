@@ -14,10 +14,9 @@ if TYPE_CHECKING:
     import duckdb
 
 ROW = "_cx_row"
-_READERS = {
-    "csv": "read_csv(?, delim = ?, header = true, strict_mode = true)",
-    "parquet": "read_parquet(?)",
-}
+_CSV = "read_csv(?, delim = ?, header = true, strict_mode = true{})"
+# The same file as text, where a quoted empty cell ("") is an empty string, not NULL.
+_CSV_TEXT = _CSV.format(", all_varchar = true, allow_quoted_nulls = false")
 
 
 @dataclass(frozen=True)
@@ -94,10 +93,14 @@ def load(
     ).fetchone()
     number = int(row[0]) if row else 1
     physical = f"t_{name}_v{number}"
+    if fmt == "csv":
+        select, parameters = _csv_reader(con, path, delimiter)
+    else:
+        select, parameters = "SELECT * FROM read_parquet(?)", [path]
     con.execute(
         f"CREATE TABLE {quote_ident(physical)} AS "
-        f"SELECT (row_number() OVER ()) - 1 AS {ROW}, * FROM {_READERS[fmt]}",
-        [path, delimiter] if fmt == "csv" else [path],
+        f"SELECT (row_number() OVER ()) - 1 AS {ROW}, * FROM ({select})",
+        parameters,
     )
     described = con.execute(f"DESCRIBE {quote_ident(physical)}").fetchall()
     columns = [(str(c[0]), str(c[1])) for c in described if c[0] != ROW]
@@ -123,6 +126,26 @@ def load(
     info = current(con, name)
     assert info is not None
     return info
+
+
+def _csv_reader(con: duckdb.DuckDBPyConnection, path: str, delimiter: str) -> tuple[str, list[str]]:
+    """The SELECT that reads a CSV file, and its parameters.
+
+    Column types are detected as DuckDB does, an empty cell being NULL whether quoted or not.
+    The text columns are then taken from a second reading, row for row, in which a quoted
+    empty cell is an empty string: a column of numbers or dates keeps its type even when some
+    cells are `""`, where one reading with allow_quoted_nulls = false would make it text.
+    """
+    typed = _CSV.format("")
+    described = con.execute(f"DESCRIBE SELECT * FROM {typed}", [path, delimiter]).fetchall()
+    text = {str(c[0]) for c in described if c[1] == "VARCHAR"}
+    if not text:
+        return f"SELECT * FROM {typed}", [path, delimiter]
+    picked = ", ".join(
+        ("s." if str(c[0]) in text else "t.") + quote_ident(str(c[0])) for c in described
+    )
+    select = f"SELECT {picked} FROM {typed} AS t POSITIONAL JOIN {_CSV_TEXT} AS s"
+    return select, [path, delimiter, path, delimiter]
 
 
 def touch(con: duckdb.DuckDBPyConnection, name: str, stat: tuple[int, int]) -> None:
