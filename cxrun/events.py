@@ -223,6 +223,7 @@ def trigger(
     on_start: Callable[[Job], None] | None = None,
     on_progress: Callable[[Job], None] | None = None,
     now: datetime | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Received:
     """Start a job for each spinner listening to `event` (in one write transaction with the
     event itself), then run them here one after the other, or leave them queued (`detach`)."""
@@ -242,7 +243,9 @@ def trigger(
     errors = {job.job: e for job, (_, e) in zip(jobs, plans, strict=True) if e}
     if not detach:
         jobs = [
-            job if job.job in errors else _run(ctx, job, prepared, on_start, on_progress)
+            job
+            if job.job in errors or stop()  # a signal: the jobs not run yet stay queued
+            else _run(ctx, job, prepared, on_start, on_progress, stop)
             for job, (prepared, _) in zip(jobs, plans, strict=True)
         ]
     return Received(event, event_id, jobs, errors)
@@ -254,15 +257,16 @@ def _run(
     prepared: Prepared,
     on_start: Callable[[Job], None] | None,
     on_progress: Callable[[Job], None] | None,
+    stop: Callable[[], bool],
 ) -> Job:
     """Run a queued job here, unless a runtime has taken it meanwhile."""
-    from cxrun import services, worker
+    from cxrun import owners, services
 
-    owner = worker.new_owner("trigger")
+    owner = owners.new_owner("trigger")
     taken = take(ctx, job.job, owner)
     if taken is None:
         return services.job(ctx, job.job)
-    return services.run_here(ctx, taken, prepared, owner, on_start, on_progress)
+    return services.run_here(ctx, taken, prepared, owner, on_start, on_progress, stop)
 
 
 def _plan(

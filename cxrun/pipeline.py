@@ -182,6 +182,9 @@ def _park(index: int, pos: int, condition: str, until: str, why: str) -> str:
     )
 
 
+LAST_DEADLINE = "TIMESTAMP '9999-12-31 23:59:59'"  # the latest a record can be parked until
+
+
 def _parking(index: int, pos: int, step: Step, batch: BatchSql) -> list[str]:
     """CTEs after a wait or approval step's own columns: park the rows it holds, or (restarted
     rows that bring an answer) let them on or stop them there."""
@@ -191,9 +194,18 @@ def _parking(index: int, pos: int, step: Step, batch: BatchSql) -> list[str]:
     if batch.dry:
         return []
     if isinstance(step, WaitStep):
-        hold += f" AND coalesce(_cx_u{pos} > {batch.now_sql}, false)"
+        # A deadline past the year 9999 never comes (nor could it be read back as a time): the
+        # record fails at the step instead of waiting for ever.
+        late = f"{ran} AND {_not_passed(pos)} AND coalesce(_cx_u{pos} > {LAST_DEADLINE}, false)"
+        hold += f" AND coalesce(_cx_u{pos} > {batch.now_sql}, false) AND NOT ({late})"
         why = f"'waiting until ' || strftime(_cx_u{pos}, '%Y-%m-%dT%H:%M:%SZ')"
-        return [_park(index, pos, hold, f"_cx_u{pos}", why)]
+        error = f"'wait until ' || CAST(_cx_u{pos} AS VARCHAR) || ' is past the year 9999'"
+        return [
+            f"i{index} AS (SELECT * REPLACE (CASE WHEN {late} THEN {pos} ELSE _cx_fp END "
+            f"AS _cx_fp, CASE WHEN {late} THEN {error} ELSE _cx_fe END AS _cx_fe) "
+            f"FROM i{index - 1})",
+            _park(index + 1, pos, hold, f"_cx_u{pos}", why),
+        ]
     assert isinstance(step, ApprovalStep)
     until = (
         f"{batch.now_sql} + INTERVAL {step.timeout:g} SECOND"

@@ -60,7 +60,7 @@ def serve(
     with ThreadPoolExecutor(max_workers=max_jobs) as pool:
         while True:
             _beat(state, owner, stopped=False)
-            ran += _reap(active, on_event)
+            ran += _reap(active, on_event, state, owner)
             if tick is not None and not stop.is_set():
                 tick()
             while not stop.is_set() and len(active) < max_jobs:
@@ -80,18 +80,39 @@ def serve(
     return ran
 
 
+def _give_up(state: State, owner: Owner, job: int, error: BaseException) -> str:
+    """A job whose run raised: a busy state gives it back to the queue; anything else fails it
+    with the error as its reason, so that no runtime loops on a job it cannot advance."""
+    from cxrun.errors import StateBusy
+
+    what = f"{type(error).__name__}: {error}"
+    try:
+        with state.write() as con:
+            if not job_store.holds(con, job, owner):
+                return f"stopped by an error ({what}); another owner has it now"
+            if isinstance(error, StateBusy):
+                job_store.requeue(con, job, owner)
+                return f"queued again: {error}"
+            job_store.finish(con, job, JobStatus.FAILED, f"stopped by an error: {what}", utcnow())
+    except StateBusy:
+        return f"stopped by an error ({what}); the state is busy, the next turn takes it over"
+    return f"failed: stopped by an error: {what}"
+
+
 def _beat(state: State, owner: Owner, stopped: bool) -> None:
     with state.write() as con:
         job_store.runtime_beat(con, owner, utcnow(), stopped)
 
 
-def _reap(active: dict[int, Future[Job]], on_event: Callable[[str], None]) -> int:
+def _reap(
+    active: dict[int, Future[Job]], on_event: Callable[[str], None], state: State, owner: Owner
+) -> int:
     done = [job for job, future in active.items() if future.done()]
     for job in done:
         future = active.pop(job)
         error = future.exception()
         if error is not None:
-            on_event(f"job {job}: stopped by an error: {type(error).__name__}: {error}")
+            on_event(f"job {job}: {_give_up(state, owner, job, error)}")
         else:
             result = future.result()
             reason = f" ({result.reason})" if result.reason else ""

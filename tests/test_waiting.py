@@ -328,3 +328,47 @@ def test_many_records_answered_before_are_told_in_one_line_per_answer() -> None:
         "40 records were answered already: approved by an operator (1, 2, 3, ...)",
         "1 record was answered already: timed out (41)",
     ]
+
+
+def test_a_deadline_past_the_year_9999_fails_its_record_instead_of_waiting(
+    at, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    spinner = """table: contacts
+key: id
+steps:
+  - id: later
+    wait: {until: "signup_date + INTERVAL (id * 3000) YEAR"}
+  - id: done
+    log: "done"
+"""
+    root = _project(tmp_path, {"far": spinner})
+    at(T0, root, "publish")
+    result = at(T0, root, "run-now", "far", "--json")
+    assert result.code == 6, result  # ids 1 and 2 wait (years 5000s and 8000s); 3-5 cannot
+    job = _json(result)
+    assert (job["waiting"], job["failed"]) == (2, 3)  # type: ignore[index]
+    records = _records(at, root, T0)
+    assert (
+        records["3"]["error"].startswith("wait until 11")
+        and "past the year 9999" in records["3"]["error"]
+    )
+    assert at(T0, root, "jobs", "--json").code == 0  # every stored deadline reads back
+
+
+def test_a_job_whose_run_raises_fails_with_its_reason_and_is_not_claimed_again(
+    tmp_path: Path,
+) -> None:
+    from cxrun import owners, services, worker
+
+    root = _project(tmp_path, {"far": "table: contacts\nkey: id\nsteps:\n  - id: a\n    log: a\n"})
+    ctx = services.open_context(str(root))
+    services.publish(ctx, None)
+    services.run_now(ctx, "far", detach=True)
+    owner = owners.new_owner("runtime")
+    taken = worker.claim_next(ctx.state, owner, set(), owners.LEASE)
+    assert taken is not None and taken.job == 1
+    said = worker._give_up(ctx.state, owner, 1, RuntimeError("boom"))
+    assert said == "failed: stopped by an error: RuntimeError: boom"
+    job = services.job(ctx, 1)
+    assert (job.status, job.reason) == ("failed", "stopped by an error: RuntimeError: boom")
+    assert worker.claim_next(ctx.state, owner, set(), owners.LEASE) is None
