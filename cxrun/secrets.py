@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import getpass
 import json
 import os
 import re
 import stat
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
@@ -18,8 +20,10 @@ from cxrun.errors import CxrunError
 SECRETS_FILE = "secrets.json"
 PREFIX = "secret:"
 MASK = "***"
-# Values shorter than this are never redacted: scrubbing "a" or "on" would mangle ordinary text.
-MIN_REDACT_LENGTH = 4
+# The fewest characters (whitespace not counted) a secret may have. A shorter one could not be
+# scrubbed without masking ordinary text ("on", "a1"), so cxrun refuses to store or use it.
+MIN_SECRET_LENGTH = 8
+EXCERPT = 200  # characters kept of a text from outside shown as a message (an answer, a body)
 
 _NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _FOLDER_MODE = 0o700
@@ -35,6 +39,32 @@ class MissingSecret(CxrunError):
             f"or set the environment variable {name}"
         )
         self.name = name
+
+
+class ShortSecret(CxrunError):
+    """A secret value too short to be scrubbed from what cxrun stores and prints."""
+
+    def __init__(self, name: str, value: str, where: str, hint: str) -> None:
+        super().__init__(
+            f"secret {name} ({where}) has {_count(_length(value), 'character')}: a secret needs "
+            f"at least {MIN_SECRET_LENGTH} (whitespace not counted), as a shorter one could not "
+            "be scrubbed from outputs without masking ordinary text",
+            hint,
+        )
+        self.name = name
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _length(value: str) -> int:
+    return sum(not char.isspace() for char in value)
+
+
+def long_enough(value: str) -> bool:
+    """Whether a value may be a secret: MIN_SECRET_LENGTH characters or more, besides spaces."""
+    return _length(value) >= MIN_SECRET_LENGTH
 
 
 def is_valid_name(name: str) -> bool:
@@ -72,12 +102,14 @@ class Secrets:
         """The secret's value (an empty environment variable counts as unset), or None."""
         check_name(name)
         value = self._environ.get(name) or self._read().get(name)
-        if value:
+        if value and long_enough(value):  # a shorter one is refused by resolve, never used
             self._seen.add(value)
         return value
 
     def resolve(self, value: Any) -> Any:
-        """Replace "secret:NAME" by its value (MissingSecret when unset), in dicts and lists too."""
+        """Replace "secret:NAME" by its value, in dicts and lists too: MissingSecret when it is
+        unset, ShortSecret when it is too short to be scrubbed (set in the environment, or in
+        a file written before cxrun refused them)."""
         if isinstance(value, Mapping):
             return {key: self.resolve(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
@@ -88,7 +120,16 @@ class Secrets:
         found = self.get(name)
         if found is None:
             raise MissingSecret(name)
+        if not long_enough(found):
+            raise self._short(name, found)
         return found
+
+    def _short(self, name: str, value: str) -> ShortSecret:
+        if self._environ.get(name):
+            where = f"the environment variable {name}"
+            return ShortSecret(name, value, where, f"set {name} to the whole key or token")
+        hint = f"store the whole key or token with `cxrun secrets set {name}`"
+        return ShortSecret(name, value, f"in {SECRETS_FILE}", hint)
 
     def references(self, value: Any) -> set[str]:
         """Every NAME referenced as "secret:NAME" in a config value, without resolving any."""
@@ -111,6 +152,9 @@ class Secrets:
         check_name(name)
         if not value:
             raise CxrunError(f"empty value for secret {name}", "give a non-empty value")
+        if not long_enough(value):
+            hint = "give the whole key or token; nothing was stored"
+            raise ShortSecret(name, value, "the value given", hint)
         stored = self._read()
         stored[name] = value
         self._write(stored)
@@ -130,19 +174,22 @@ class Secrets:
 
     def remember(self, value: str) -> None:
         """Add a value to scrub that was obtained some other way than `get`/`resolve`."""
-        if value:
+        if long_enough(value):
             self._seen.add(value)
 
     def values(self) -> list[str]:
-        """Every secret value that may be in use: the file's, and every value handed out."""
+        """Every secret value that may be in use: the file's, and every value handed out (a
+        value too short to be one is never handed out, so it is not scrubbed either)."""
         try:
-            stored = set(self._read().values())
+            stored = set(filter(long_enough, self._read().values()))
         except CxrunError:  # a corrupt file has no values to scrub; reading it again reports it
             stored = set()
         return sorted(stored | self._seen)
 
     def redactor(self) -> Redactor:
-        return Redactor(self.values())
+        """A Redactor of values() that also scrubs the values handed out after it was made
+        (an API key set again while a job runs, looked up again by its provider)."""
+        return Redactor(self.values(), later=self._seen)
 
     def _read(self) -> dict[str, str]:
         try:
@@ -208,7 +255,8 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def encodings(value: str) -> set[str]:
-    """The forms a secret may take in text: as is, URL-encoded, and escaped inside JSON."""
+    """The forms a secret may take in text: as is, URL-encoded, escaped inside JSON, and its
+    UTF-8 bytes in hex and base64."""
     return {
         value,
         quote(value, safe=""),
@@ -216,36 +264,117 @@ def encodings(value: str) -> set[str]:
         quote_plus(value),
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
-    }
+    } | _binary_forms(value.encode())
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+def _binary_forms(data: bytes) -> set[str]:
+    """Hex (lower and upper case), and base64 (standard and URL-safe, padded or not) as the
+    bytes read alone or inside a longer base64 text such as `Basic base64(user:secret)`.
+
+    Inside a longer text the base64 of the bytes depends on their offset modulo 3: for each
+    offset, the characters that encode only the secret's bits are a form, and so are those
+    characters up to the end (when the secret ends the encoded text)."""
+    forms = {data.hex(), data.hex().upper()}
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + data).decode()
+        start = -(-8 * shift // 6)  # the first character that holds no bit before the secret
+        stop = 8 * (shift + len(data)) // 6  # past the last one that holds none after it
+        for text in (encoded, encoded.translate(_URLSAFE)):
+            forms |= {text[start:stop], text[start:], text[start:].rstrip("=")}
+    return forms
+
+
+Scrub = Callable[[str], str]
+_SCAN_FIRST = 128  # characters past which a text is scanned for the forms' pieces first
+
+
+@functools.lru_cache(maxsize=64)
+def _scrubber(values: frozenset[str]) -> Scrub:
+    """Replace every form of these values with ***; a run of whitespace in a value matches
+    any run of whitespace (so collapsing spaces afterwards never re-forms a secret)."""
+    forms = {form for value in values for form in encodings(value.strip())}
+    if not forms:
+        return lambda text: text
+    # Longest first: at any position the longest matching secret wins over its prefixes.
+    ordered = sorted(forms, key=lambda form: (-len(form), form))
+    pattern = re.compile("|".join(r"\s+".join(map(re.escape, f.split())) for f in ordered))
+    needles = _needles(ordered)
+
+    def scrub(text: str) -> str:
+        # On a longer text, a few substring scans rule out most texts faster than the pattern.
+        if len(text) > _SCAN_FIRST and not any(needle in text for needle in needles):
+            return text
+        return pattern.sub(MASK, text)
+
+    return scrub
+
+
+def _needles(forms: Iterable[str]) -> tuple[str, ...]:
+    """Substrings such that a text holding none of them holds no form: each form's longest
+    piece without whitespace, leaving out those that contain another (it suffices)."""
+    pieces = {max(form.split(), key=len) for form in forms}
+    return tuple(p for p in pieces if not any(q != p and q in p for q in pieces))
 
 
 class Redactor:
-    """Replaces secret values (and their encodings) with ***; values under 4 characters are kept."""
+    """Replaces secret values (and their encodings) with ***.
 
-    def __init__(self, values: Iterable[str]) -> None:
-        forms = {
-            form for value in values if len(value) >= MIN_REDACT_LENGTH for form in encodings(value)
-        }
-        # Longest first: at any position the longest matching secret wins over its prefixes.
-        ordered = sorted(forms, key=lambda form: (-len(form), form))
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+    Every value given is scrubbed, whatever its length: Secrets never hands out one shorter
+    than MIN_SECRET_LENGTH. `later`: a set that may grow (Secrets' values handed out); its
+    values are scrubbed too, from the moment they are in it.
+    """
+
+    def __init__(self, values: Iterable[str], later: set[str] | None = None) -> None:
+        self._values = frozenset(value for value in values if value.strip())
+        self._later = later
+        self._known = -1
+        self._scrub = _scrubber(self._values)
 
     def redact(self, text: str) -> str:
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(MASK, text)
+        later = self._later
+        if later is not None and len(later) != self._known:  # only ever grows
+            self._known = len(later)
+            self._scrub = _scrubber(self._values | {value for value in later if value.strip()})
+        return self._scrub(text)
 
     def redact_json(self, value: Any) -> Any:
         """Redact every string (keys included) inside JSON-able data."""
-        if self._pattern is None:
-            return value
-        if isinstance(value, str):
-            return self.redact(value)
-        if isinstance(value, Mapping):
-            return {self.redact_json(key): self.redact_json(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.redact_json(item) for item in value]
-        return value
+        return scrub_json(value, self.redact)
+
+
+def excerpt(text: str, redact: Scrub, limit: int = EXCERPT) -> str:
+    """What is kept of a text from outside (an answer, an error body): secrets scrubbed from the
+    whole text first, then whitespace collapsed and the result cut to `limit` characters.
+
+    Scrubbing first means no cut leaves part of a secret, and no collapsed space changes a
+    secret's spelling, for the scrubber to miss."""
+    clean = redact(text)
+    head = 4 * limit  # collapsed, this start of the text is enough unless it is mostly spaces
+    flat = " ".join(clean[:head].split())
+    if len(flat) <= limit and len(clean) > head:
+        flat = " ".join(clean.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def scrub_json(value: Any, redact: Scrub) -> Any:
+    """JSON-able data with every string (keys included) scrubbed, and every number whose
+    digits hold a secret replaced by the scrubbed digits (the data itself when none did)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        found = {scrub_json(key, redact): scrub_json(item, redact) for key, item in value.items()}
+        return value if found == value else found
+    if isinstance(value, list | tuple):
+        listed = [scrub_json(item, redact) for item in value]
+        return value if listed == list(value) else listed
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        digits = json.dumps(value)
+        cleaned = redact(digits)
+        return value if cleaned == digits else cleaned
+    return value
 
 
 def read_secret_value(stdin: TextIO, prompt: str) -> str:

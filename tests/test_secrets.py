@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -12,7 +13,17 @@ from typing import Any
 import pytest
 
 from cxrun.errors import CxrunError, ExitCode
-from cxrun.secrets import MissingSecret, Redactor, Secrets, read_secret_value
+from cxrun.secrets import (
+    MissingSecret,
+    Redactor,
+    Secrets,
+    ShortSecret,
+    excerpt,
+    read_secret_value,
+    scrub_json,
+)
+
+CANARY = "CANARY-7f3a9b"
 
 
 def mode(path: Path) -> int:
@@ -37,17 +48,17 @@ def test_environment_beats_file(state: Path) -> None:
 
 
 def test_set_creates_private_file_and_folder(state: Path) -> None:
-    Secrets(state, {}).set("API_KEY", "value-1")
+    Secrets(state, {}).set("API_KEY", "value-one")
     assert mode(state) == 0o700
     assert mode(state / "secrets.json") == 0o600
-    assert json.loads((state / "secrets.json").read_text()) == {"API_KEY": "value-1"}
+    assert json.loads((state / "secrets.json").read_text()) == {"API_KEY": "value-one"}
 
 
 def test_set_tightens_an_open_folder(state: Path) -> None:
     state.mkdir(mode=0o755)
     state.chmod(0o755)
     (state / "state.duckdb").write_text("kept")
-    Secrets(state, {}).set("API_KEY", "value-1")
+    Secrets(state, {}).set("API_KEY", "value-one")
     assert mode(state) == 0o700
     assert (state / "state.duckdb").read_text() == "kept"
 
@@ -55,7 +66,7 @@ def test_set_tightens_an_open_folder(state: Path) -> None:
 def test_write_leaves_no_temporary_files(state: Path) -> None:
     secrets = Secrets(state, {})
     for number in range(3):
-        secrets.set(f"KEY_{number}", f"value-{number}")
+        secrets.set(f"KEY_{number}", f"value-{number:04}")
     secrets.remove("KEY_1")
     assert sorted(p.name for p in state.iterdir()) == ["secrets.json"]
 
@@ -71,7 +82,7 @@ def test_temporary_file_is_never_readable_by_others(
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", spy)
-    Secrets(state, {}).set("API_KEY", "value-1")
+    Secrets(state, {}).set("API_KEY", "value-one")
     assert modes == [0o600]
 
 
@@ -93,8 +104,8 @@ def test_failed_write_keeps_old_file_and_removes_temporary(
 
 def test_remove(state: Path) -> None:
     secrets = Secrets(state, {})
-    secrets.set("API_KEY", "value-1")
-    secrets.set("TOKEN", "value-2")
+    secrets.set("API_KEY", "value-one")
+    secrets.set("TOKEN", "value-two")
     assert secrets.remove("API_KEY") is True
     assert secrets.remove("API_KEY") is False
     assert secrets.names() == ["TOKEN"]
@@ -136,8 +147,8 @@ def test_missing_secret_names_it_and_says_how_to_set_it(state: Path) -> None:
 
 
 def test_resolve_nested(state: Path) -> None:
-    secrets = Secrets(state, {"TOKEN": "tok-123"})
-    secrets.set("API_KEY", "key-456")
+    secrets = Secrets(state, {"TOKEN": "tok-123456"})
+    secrets.set("API_KEY", "key-456789")
     config = {
         "kind": "webhook",
         "port": 8080,
@@ -147,8 +158,8 @@ def test_resolve_nested(state: Path) -> None:
     assert secrets.resolve(config) == {
         "kind": "webhook",
         "port": 8080,
-        "headers": {"Authorization": "tok-123", "X-Plain": "secret-ish"},
-        "list": ["key-456", ("tok-123", None)],
+        "headers": {"Authorization": "tok-123456", "X-Plain": "secret-ish"},
+        "list": ["key-456789", ("tok-123456", None)],
     }
     assert secrets.resolve("plain") == "plain"
     assert secrets.resolve(None) is None
@@ -234,10 +245,9 @@ def test_redact_json_nested() -> None:
     }
 
 
-def test_short_and_empty_values_are_left_alone() -> None:
-    redactor = Redactor(["", "on", "abc"])
-    assert redactor.redact("on abc and more") == "on abc and more"
-    assert Redactor(["abcd"]).redact("xabcdx") == "x***x"
+def test_every_value_given_is_scrubbed_whatever_its_length() -> None:
+    assert Redactor(["", "  "]).redact("on abc and more  ") == "on abc and more  "
+    assert Redactor(["abc"]).redact("xabcx") == "x***x"  # Secrets never hands out such a one
 
 
 def test_no_values_is_a_no_op() -> None:
@@ -252,6 +262,94 @@ def test_longest_secret_wins_over_its_prefix() -> None:
         redactor = Redactor(values)
         assert redactor.redact("key=abcdefgh;") == "key=***;"
         assert redactor.redact("key=abcdxx;") == "key=***xx;"
+
+
+def test_hex_and_base64_forms_are_scrubbed() -> None:
+    redactor, data = Redactor([CANARY]), CANARY.encode()
+    forms = [
+        data.hex(),
+        data.hex().upper(),
+        base64.b64encode(data).decode(),
+        base64.urlsafe_b64encode(data).decode().rstrip("="),
+    ]
+    for form in forms:
+        assert redactor.redact(f"<{form}>") == "<***>", form
+
+
+@pytest.mark.parametrize("user", ["", "a", "ab", "abc", "abcd", "abcde"])
+def test_base64_inside_a_longer_text_is_scrubbed_at_every_alignment(user: str) -> None:
+    """`Basic base64(user:secret)` ends with the secret; a whole header line does not."""
+    redactor = Redactor([CANARY])
+    for raw in (f"{user}:{CANARY}", f"{user}:{CANARY}\r\nx-next: 1"):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            echoed = encode(raw.encode()).decode()
+            kept = redactor.redact(echoed)
+            assert "***" in kept, (raw, kept)
+            # left: the characters of the rest, and at most 2 per side that mix in its bits
+            secret_part = len(encode(CANARY.encode()).rstrip(b"="))
+            assert len(kept.replace("***", "")) <= len(echoed) - secret_part + 4, kept
+
+
+def test_a_run_of_whitespace_in_a_secret_matches_any_run() -> None:
+    redactor = Redactor(["SPACED  7f3a9b"])
+    for spelling in ("SPACED  7f3a9b", "SPACED 7f3a9b", "SPACED\n\t 7f3a9b", "SPACED\u00a07f3a9b"):
+        assert redactor.redact(f"[{spelling}]") == "[***]", spelling
+    assert redactor.redact("SPACED7f3a9b") == "SPACED7f3a9b"  # no whitespace: another text
+
+
+def test_surrounding_whitespace_of_a_value_is_not_needed_to_match() -> None:
+    assert Redactor([f"  {CANARY}\n"]).redact(f'"Bearer {CANARY}"') == '"Bearer ***"'
+
+
+def test_excerpt_scrubs_the_whole_text_before_it_cuts_or_collapses() -> None:
+    redact = Redactor([CANARY, "SPACED  7f3a9b"]).redact
+    for start in range(185, 200):  # the secret straddling the cut at every offset
+        kept = excerpt("x" * start + CANARY + "y" * 50, redact)
+        assert len(kept) == 200 and kept.endswith("…")
+        assert not any(CANARY[i : i + 4] in kept for i in range(len(CANARY) - 3)), kept
+    assert excerpt("a  SPACED \n 7f3a9b\n\nb", redact) == "a *** b"
+    assert excerpt("short\ntext", redact, 5) == "shor…"
+
+
+def test_scrub_json_covers_keys_strings_and_numbers() -> None:
+    redact = Redactor(["73519264"]).redact
+    data = {"id": 73519264, "73519264": ["x 73519264"], "ok": [1, True, None, 2.5]}
+    assert scrub_json(data, redact) == {"id": "***", "***": ["x ***"], "ok": [1, True, None, 2.5]}
+    untouched = {"a": [1, "b"]}
+    assert scrub_json(untouched, redact) is untouched
+
+
+def test_the_redactor_of_secrets_scrubs_values_handed_out_after_it(state: Path) -> None:
+    secrets = Secrets(state, {"LATER_KEY": "handed-out-later"})
+    redactor = secrets.redactor()
+    assert redactor.redact("x handed-out-later") == "x handed-out-later"  # not in use yet
+    secrets.resolve("secret:LATER_KEY")
+    assert redactor.redact("x handed-out-later") == "x ***"
+
+
+@pytest.mark.parametrize("value", ["z9", "abc1234", "ab cd ef g", "\t1234567\n"])
+def test_set_refuses_a_value_under_8_characters_and_stores_nothing(state: Path, value: str) -> None:
+    with pytest.raises(ShortSecret) as caught:
+        Secrets(state, {}).set("API_KEY", value)
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+    assert "API_KEY" in caught.value.message and "at least 8" in caught.value.message
+    assert value.strip() not in caught.value.message + str(caught.value.hint)
+    assert not state.exists()
+    Secrets(state, {}).set("API_KEY", "abcd 1234")  # 8 once the space is left out
+    assert Secrets(state, {}).names() == ["API_KEY"]
+
+
+def test_a_short_value_is_never_used_nor_scrubbed(state: Path) -> None:
+    state.mkdir()
+    (state / "secrets.json").write_text(json.dumps({"OLD": "on", "FINE": "long-enough"}))
+    secrets = Secrets(state, {"TINY": "a"})
+    for name, where in (("TINY", "environment variable TINY"), ("OLD", "secrets.json")):
+        with pytest.raises(ShortSecret) as caught:
+            secrets.resolve({"key": f"secret:{name}"})
+        assert caught.value.exit_code == ExitCode.BAD_INPUT and where in caught.value.message
+    secrets.remember("on")
+    assert secrets.values() == ["long-enough"]
+    assert secrets.redactor().redact("a long-enough answer on") == "a *** answer on"
 
 
 def test_read_secret_value_from_a_pipe_strips_one_newline() -> None:

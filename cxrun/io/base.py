@@ -129,9 +129,11 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 def error_for_status(
     response: httpx.Response, what: str, body_text: str | None = None
 ) -> CallError:
-    """The CallError for a non-2xx answer, classified the same way for every HTTP plugin."""
+    """The CallError for a non-2xx answer, classified the same way for every HTTP plugin.
+
+    The message quotes the whole body: the executor scrubs it whole, then cuts it."""
     status = response.status_code
-    text = (body_text if body_text is not None else response.text)[:300]
+    text = body_text if body_text is not None else response.text
     message = f"{what}: HTTP {status}" + (f": {text}" if text else "")
     if status == 429:
         quota = "insufficient_quota" in text
@@ -244,7 +246,7 @@ async def post_json(
     response = await http.post(url, content=body, headers=sent)
     if response.is_success:
         return response
-    text = Redactor(secrets).redact(response.text)  # before error_for_status cuts the text
+    text = Redactor(secrets).redact(response.text)
     error = error_for_status(response, what, error_text(text))
     if classify is not None:
         error = classify(error, response, error_object(text))
@@ -252,12 +254,13 @@ async def post_json(
 
 
 def answer_json(response: httpx.Response, what: str, secrets: Iterable[str] = ()) -> Any:
-    """The decoded JSON of a 2xx answer, or a CallError (not retryable) quoting its start."""
+    """The decoded JSON of a 2xx answer, or a CallError (not retryable) quoting it (scrubbed
+    whole; the executor cuts it)."""
     try:
         return response.json()
     except ValueError:
-        start = response.text[:200] or "an empty body"
-        error = CallError(f"{what}: the answer is not JSON: {start}", status=response.status_code)
+        body = response.text or "an empty body"
+        error = CallError(f"{what}: the answer is not JSON: {body}", status=response.status_code)
         raise scrubbed(error, secrets) from None
 
 

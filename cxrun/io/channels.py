@@ -210,8 +210,15 @@ class Smtp:
         try:
             await asyncio.to_thread(self._deliver, mail, login)
         except OSError as error:  # smtplib.SMTPException is an OSError too
-            raise scrubbed(self._error(error), login or ()) from None
+            raise scrubbed(self._error(error), self._hidden(login)) from None
         return Receipt(id=mail["Message-ID"], detail={"to": message.to})
+
+    def _hidden(self, login: tuple[str, str] | None) -> list[str]:
+        """The login values scrubbed from an error: the password, and the username when it
+        is a secret (a plain one, often short, would mask ordinary words)."""
+        if login is None:
+            return []
+        return [login[1]] + ([login[0]] if reference_name(self.username) else [])
 
     def _login(self) -> tuple[str, str] | None:
         if self.username is None:

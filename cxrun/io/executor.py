@@ -16,10 +16,12 @@ import httpx
 
 from cxrun.clock import to_db, utcnow
 from cxrun.io.base import AIRequest, CallError, Message, Pause, error_for_status
+from cxrun.secrets import EXCERPT, excerpt, scrub_json
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RATE_LIMIT_WAITS = 20
+ERROR_EXCERPT = 400  # characters kept of an error (its first line, and the start of a body)
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -257,7 +259,7 @@ class Executor:
                 await self._rate_limit_over()
                 break
             if error.pause in (Pause.CREDENTIALS, Pause.CREDITS):
-                self._paused = f"{error.pause}: {self.redact(error.message)}"
+                self._paused = f"{error.pause}: {self._kept(error.message, ERROR_EXCERPT)}"
                 break
             if error.pause == Pause.RATE_LIMITED and waits < MAX_RATE_LIMIT_WAITS:
                 waits += 1
@@ -319,9 +321,9 @@ class Executor:
         attempt = {
             "attempt": number,
             "status": "failed" if error else "completed",
-            "message": self.redact(outcome.message) if outcome.message else None,
-            "output": _redact_json(outcome.output, self.redact),
-            "error": self.redact(error.message) if error else None,
+            "message": self._kept(outcome.message) if outcome.message else None,
+            "output": scrub_json(outcome.output, self.redact),
+            "error": self._kept(error.message, ERROR_EXCERPT) if error else None,
             "started_at": _stamp(started),
             "ended_at": _stamp(ended),
             "duration_ms": round((self.clock() - tick) * 1000, 3),
@@ -329,6 +331,10 @@ class Executor:
             "completion_tokens": outcome.completion_tokens,
         }
         return error, outcome, attempt
+
+    def _kept(self, text: str, limit: int = EXCERPT) -> str:
+        """What is stored of a message or error: scrubbed whole, then collapsed and cut."""
+        return excerpt(text, self.redact, limit)
 
     def _budget(self, call: Call, target: Target | None) -> float:
         """Seconds this attempt may take: the step's timeout within the record's (0: none left)."""
@@ -377,16 +383,6 @@ def _stamp(moment: datetime) -> str:
     return to_db(moment).isoformat(sep=" ")
 
 
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return redact(value)
-    text = json.dumps(value)
-    cleaned = redact(text)
-    return value if cleaned == text else json.loads(cleaned)
-
-
 def _cost(target: Target | None, step: IOStep, prompt: int, completion: int) -> float:
     if not isinstance(step, AIStep) or target is None or step.model not in target.prices:
         return 0.0
@@ -406,7 +402,7 @@ async def _ask(
     usage = answer.usage
     outcome = Outcome(
         value=answer.text,
-        message=_excerpt(answer.text),
+        message=answer.text,  # scrubbed, then cut, when it is kept
         output=answer.text,
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
@@ -439,7 +435,7 @@ def _checked_json(text: str, schema: Mapping[str, Any]) -> Any:
     try:
         parsed = json.loads(cleaned)
     except json.JSONDecodeError as exc:
-        raise CallError(f"the answer is not JSON: {exc.msg} ({_excerpt(text)})") from None
+        raise CallError(f"the answer is not JSON ({exc.msg}): {text}") from None
     problem = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(parsed)
     )
@@ -503,8 +499,3 @@ def _put(document: Any, path: str, value: Any) -> Any:
     else:
         node[last] = value
     return document
-
-
-def _excerpt(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -235,9 +235,22 @@ def _count(what: str, usage: Mapping[str, Any], name: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
-        shown = json.dumps(value)[:40]
-        raise CallError(f"{what}: unexpected answer: usage.{name} is {shown}, not a token count")
+        raise CallError(
+            f"{what}: unexpected answer: usage.{name} is {_shown(value)}, not a token count"
+        )
     return value
+
+
+_KINDS: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+
+
+def _shown(value: Any) -> str:
+    """A bad count as an error shows it: its JSON, or when that is long its kind and length
+    (never a cut piece of it, which the scrubber could not recognise)."""
+    text = json.dumps(value)
+    if len(text) <= 40:
+        return text
+    return f"{_KINDS.get(type(value), 'a value')} of {len(text)} characters"
 
 
 class OpenAI(_HttpProvider):
