@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -81,8 +82,26 @@ ProjectOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
-PageOpt = Annotated[int, typer.Option("--page", min=1, help="Page number (50 rows a page).")]
-LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Rows a page.")]
+# Bounds of numbers given on the command line: offsets and limits stay far inside DuckDB's
+# BIGINT, and times inside what a clock can wait for.
+MAX_PAGE = 10**9
+MAX_LIMIT = 10**6
+MAX_ROWS = 10**12
+
+
+def _finite(param: typer.CallbackParam, value: float | None) -> float | None:
+    """A float option's callback: its range (min and max) lets NaN through."""
+    if value is not None and not math.isfinite(value):
+        bounds = param.type
+        low, high = getattr(bounds, "min", None), getattr(bounds, "max", None)
+        raise typer.BadParameter(f"{value} is not a number between {low:g} and {high:g}")
+    return value
+
+
+PageOpt = Annotated[
+    int, typer.Option("--page", min=1, max=MAX_PAGE, help="Page number (50 rows a page).")
+]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Rows a page.")]
 JobStatusOpt = Annotated[JobStatus | None, typer.Option("--status", help="Only this status.")]
 RecordStatusOpt = Annotated[RecordStatus | None, typer.Option("--status", help="Only this status.")]
 
@@ -180,7 +199,7 @@ def tables_load(
 @tables_app.command("show")
 def tables_show(
     name: Annotated[str, typer.Argument(help="Table name.")],
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 10,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Rows to show.")] = 10,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -262,7 +281,9 @@ def spinners(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
 def run_now(
     spinner: Annotated[str, typer.Argument(help="Spinner name.")],
     where: Annotated[str | None, typer.Option("--where", help="Extra SQL row filter.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=0, help="At most N rows.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, max=MAX_ROWS, help="At most N rows.")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; call nothing.")
     ] = False,
@@ -301,7 +322,10 @@ def jobs(
     limit: LimitOpt = 50,
     watch: Annotated[bool, typer.Option("--watch", help="Redraw in place until Ctrl-C.")] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between redraws.")
+        float,
+        typer.Option(
+            "--interval", min=0.1, max=3600, callback=_finite, help="Seconds between redraws."
+        ),
     ] = 1.0,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
@@ -342,7 +366,14 @@ def job_command(
 @app.command()
 def live(
     stall: Annotated[
-        float, typer.Option("--stall", min=0, help="Minutes without progress = stalled.")
+        float,
+        typer.Option(
+            "--stall",
+            min=0,
+            max=525600,
+            callback=_finite,
+            help="Minutes without progress = stalled (at most a year).",
+        ),
     ] = 5.0,
     project: ProjectOpt = None,
     json_: JsonOpt = False,

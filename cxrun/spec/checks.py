@@ -95,7 +95,7 @@ def check(spinner: Spinner, table: TableInfo) -> list[str]:
     problems += _names(spinner, columns)
     with sandbox(table) as con:
         problems += _expressions(con, spinner)
-    return problems
+    return problems + deadline_problems(spinner)
 
 
 def _names(spinner: Spinner, columns: set[str]) -> list[str]:
@@ -273,3 +273,51 @@ def _schema_problem(index: str, schema: dict[str, Any]) -> list[str]:
     except jsonschema.SchemaError as exc:
         return [f"{index}.ai.schema: not a valid JSON Schema: {exc.message}"]
     return []
+
+
+def deadline_problems(spinner: Spinner) -> list[str]:
+    """A wait until a timestamp that is the same for every row (it names no column) must come
+    within the longest duration (100 years) from now, and be a time DuckDB can compute."""
+    import duckdb
+
+    waits = [s for s in spinner.steps if isinstance(s, WaitStep) and s.until is not None]
+    if not waits:
+        return []
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "enable_external_access": False,
+        "threads": 1,
+    }
+    # Two empty in-memory databases: one checks that an expression is one plain expression,
+    # the other computes it; an expression that names a column cannot bind there.
+    checker, con = duckdb.connect(config=config), duckdb.connect(config=config)
+    try:
+        found = [_deadline_problem(checker, con, step) for step in waits]
+    finally:
+        checker.close()
+        con.close()
+    return [f"{step.path}.wait.until: {p}" for step, p in zip(waits, found, strict=True) if p]
+
+
+def _deadline_problem(
+    checker: duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection, step: WaitStep
+) -> str | None:
+    import duckdb
+
+    from cxrun import clock
+    from cxrun.durations import LONGEST, LONGEST_DAYS
+    from cxrun.sql import expression_problem
+
+    if step.until is None or expression_problem(checker, step.until):  # said by the checks above
+        return None
+    try:
+        moment = con.sql(f"SELECT {step.until}")
+        name = quote_ident(moment.columns[0])
+        rows = moment.project(f"CAST({name} AS VARCHAR), epoch({name})").fetchall()
+    except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
+        return f"cannot be computed: {duckdb_message(exc)}"
+    except duckdb.Error:  # it depends on the row, or is not a time (said by the checks above)
+        return None
+    shown, seconds = rows[0] if rows else (None, None)
+    if seconds is None or seconds <= clock.utcnow().timestamp() + LONGEST:
+        return None
+    return f"{shown} is more than {LONGEST_DAYS}d (100 years) from now, the longest wait"

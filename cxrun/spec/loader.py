@@ -34,7 +34,7 @@ from cxrun.spec.model import (
     WaitStep,
 )
 from cxrun.sql import compile_template
-from cxrun.yamlfile import parse_yaml
+from cxrun.yamlfile import parse_yaml, read_text
 
 STEP_TYPES = ("log", "tag", "set", "ai", "send", "http", "wait", "approval", "call")
 CALLS = "_calls"  # in a published spec: the child spinners its call steps run, by name
@@ -79,9 +79,9 @@ def spinner_file(project: Project, name: str) -> SpinnerFile:
 def _read(project: Project, path: Path) -> SpinnerFile:
     shown = project.shown(path)
     try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationFailed([f"{shown}: cannot read ({exc})"]) from None
+        source = read_text(path, shown)  # at most MAX_FILE_BYTES
+    except CxrunError as exc:
+        raise ValidationFailed([exc.message], exc.hint) from None
     return SpinnerFile(name=path.stem, path=path, shown=shown, source=source)
 
 
@@ -107,13 +107,42 @@ def schema_problems(raw: Any, name: str) -> list[str]:
             problems.append(message)
     if isinstance(raw, dict) and raw.get("name") not in (None, name):
         problems.append(f"name: '{raw['name']}' does not match the file name '{name}'")
-    if not problems and raw.get("eligible"):
+    if problems:
+        return problems
+    if raw.get("eligible"):
         from cxrun import windows
 
         try:
             windows.parse(raw["eligible"])
         except ValueError as exc:
             problems.append(f"eligible.{exc}")
+    return problems + duration_problems(raw)
+
+
+def duration_problems(raw: dict[str, Any]) -> list[str]:
+    """Durations longer than the longest (100 years) in a schema-valid mapping, as path: message."""
+    limits = raw.get("limits") or {}
+    found = [(f"limits.{key}", limits.get(key)) for key in ("record_timeout", "job_timeout")]
+    for index, step in enumerate(raw["steps"]):
+        retry, approval = step.get("retry") or {}, step.get("approval") or {}
+        found += [
+            (f"steps[{index}].{where}", value)
+            for where, value in (
+                ("timeout", step.get("timeout")),
+                ("retry.backoff", retry.get("backoff")),
+                ("retry.max_backoff", retry.get("max_backoff")),
+                ("wait", step.get("wait")),
+                ("approval.timeout", approval.get("timeout")),
+            )
+        ]
+    problems = []
+    for where, value in found:
+        if value is None or isinstance(value, dict):  # not set, or a wait until a timestamp
+            continue
+        try:
+            seconds(value)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
     return problems
 
 
@@ -307,7 +336,13 @@ def _build_trigger(raw: dict[str, Any]) -> TriggerSpec:
 
 
 def _optional_seconds(value: Any) -> float | None:
-    return None if value is None else seconds(value)
+    return None if value is None else _seconds(value)
+
+
+def _seconds(value: Any) -> float:
+    """A checked duration (a version published before the longest was checked may have a
+    longer one: it is taken as the longest)."""
+    return seconds(value, strict=False)
 
 
 def _expand(
@@ -363,7 +398,7 @@ def _build_step(raw: dict[str, Any], common: dict[str, Any]) -> Step:
         wait = raw["wait"]
         if isinstance(wait, dict):
             return WaitStep(**common, seconds=None, until=str(wait["until"]))
-        return WaitStep(**common, seconds=seconds(wait), until=None)
+        return WaitStep(**common, seconds=_seconds(wait), until=None)
     if "approval" in raw:
         spec = raw["approval"]
         return ApprovalStep(
@@ -382,8 +417,8 @@ def _build_step(raw: dict[str, Any], common: dict[str, Any]) -> Step:
     retry = raw.get("retry") or {}
     common["retry"] = Retry(
         attempts=int(retry.get("attempts", 1)),
-        backoff=seconds(retry.get("backoff", "1s")),
-        max_backoff=seconds(retry.get("max_backoff", "60s")),
+        backoff=_seconds(retry.get("backoff", "1s")),
+        max_backoff=_seconds(retry.get("max_backoff", "60s")),
     )
     common["timeout"] = _optional_seconds(raw.get("timeout"))
     if "ai" in raw:

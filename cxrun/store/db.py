@@ -32,14 +32,20 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _lock_timeout() -> float:
+    """CXRUN_LOCK_TIMEOUT, seconds from 0 to a day (NaN or inf would wait for ever)."""
     raw = os.environ.get("CXRUN_LOCK_TIMEOUT", "")
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT
     try:
-        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
+        seconds = float(raw)
     except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:  # NaN fails this too
         raise CxrunError(
-            f"CXRUN_LOCK_TIMEOUT must be a number of seconds, not {raw!r}",
+            f"CXRUN_LOCK_TIMEOUT must be a number of seconds from 0 to 86400, not {raw!r}",
             "unset it or set it to e.g. 10",
-        ) from None
+        )
+    return seconds
 
 
 class State:
