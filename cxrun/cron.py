@@ -14,6 +14,7 @@ Moments are deduplicated, so a shifted time that meets a real one fires once.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -99,17 +100,33 @@ def _wall(moment: datetime, tz: ZoneInfo) -> datetime:
 def due_between(
     expr: str, tz_name: str, after: datetime, until: datetime, limit: int
 ) -> list[datetime]:
-    """The first `limit` due moments in (after, until], oldest first (aware UTC)."""
+    """The first `limit` due moments in (after, until], oldest first (aware UTC).
+
+    The walk costs in proportion to `limit`, not to the span: it keeps only the `limit` earliest
+    moments, and stops once it has them and the wall time is more than MARGIN past the last one
+    (a later wall time cannot give an earlier moment).
+    """
+    if limit < 1:
+        return []
     tz, hourly = zone(tz_name), _every_hour(expr)
-    found: set[datetime] = set()
+    found: list[datetime] = []  # sorted, at most `limit`
     end = _wall(until, tz) + MARGIN
     for wall in _walls(expr, _wall(after, tz) - MARGIN, backward=False):
-        if wall > end:
+        if wall > end or (len(found) >= limit and wall > _wall(found[-1], tz) + MARGIN):
             break
-        found.update(m for m in _moments(wall, tz, hourly) if after < m <= until)
-        if len(found) >= limit and wall > _wall(max(found), tz) + MARGIN:
-            break
-    return sorted(found)[:limit]
+        for moment in _moments(wall, tz, hourly):
+            if after < moment <= until:
+                _keep(found, moment, limit)
+    return found
+
+
+def _keep(found: list[datetime], moment: datetime, limit: int) -> None:
+    """Put `moment` into the sorted list `found` once, keeping only its `limit` earliest."""
+    at = bisect.bisect_left(found, moment)
+    if at < len(found) and found[at] == moment:
+        return
+    found.insert(at, moment)
+    del found[limit:]
 
 
 def latest(expr: str, tz_name: str, after: datetime, until: datetime) -> datetime | None:

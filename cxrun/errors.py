@@ -58,3 +58,15 @@ class PlanLimitReached(CxrunError):
     """Starting a job would go over a monthly limit of cxrun.yaml; nothing was started."""
 
     exit_code = ExitCode.PLAN_LIMIT
+
+
+class StateDamaged(CxrunError):
+    """The state file is not as cxrun left it: truncated, a table dropped, a value changed."""
+
+    def __init__(self, problem: str, state_file: str = ".cxrun/state.duckdb") -> None:
+        aside = state_file.removesuffix(".duckdb") + ".damaged"
+        super().__init__(
+            f"{state_file} is damaged: {problem}",
+            f"move it aside (mv {state_file} {aside}) and run `cxrun publish` to start a new "
+            "state from the project files; its job history is lost",
+        )

@@ -88,7 +88,24 @@ def _brief(values: dict[str, Any], limit: int = 60) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    """`data` as one line of JSON; NaN and infinite numbers, which JSON has no words for, are
+    printed as null."""
+    import math
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(item) for item in value]
+        return value
+
+    try:
+        text = json.dumps(data, default=str, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere: only then is the data walked
+        text = json.dumps(finite(data), default=str, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def error(lines: Sequence[str]) -> None:

@@ -62,18 +62,30 @@ def open_context(project_dir: str | None) -> Context:
 
 
 def init_project(folder: Path) -> list[str]:
-    """Scaffold a working project (config, one spinner, one table) in `folder`."""
+    """Scaffold a working project (config, one spinner, one table) in `folder`.
+
+    When a file cannot be written (a read-only place, a full disk), those written are removed."""
+    if folder.exists() and not folder.is_dir():
+        raise CxrunError(f"{folder} is a file, not a folder", "pick a folder (a new one is made)")
     if (folder / CONFIG_FILE).exists():
         raise CxrunError(f"{folder / CONFIG_FILE} exists already", "pick an empty folder")
     scaffold = resources.files("cxrun.scaffold")
-    written = []
+    written: list[str] = []
     for relative in ("cxrun.yaml", "spinners/welcome.yaml", "tables/contacts.csv"):
         target = folder / relative
         if target.exists():
             raise CxrunError(f"{target} exists already", "pick an empty folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with resources.as_file(scaffold.joinpath(relative.replace("/", "_"))) as source:
-            shutil.copyfile(source, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with resources.as_file(scaffold.joinpath(relative.replace("/", "_"))) as source:
+                shutil.copyfile(source, target)
+        except OSError as exc:
+            for done in written:
+                (folder / done).unlink(missing_ok=True)
+            raise CxrunError(
+                f"cannot write {target}: {exc.strerror}",
+                "pick a folder you can write to, or make this one writable",
+            ) from None
         written.append(relative)
     return written
 

@@ -35,7 +35,7 @@ def table_file(project: Project, name: str) -> Path:
         files = " and ".join(project.shown(p) for p in usable)
         raise TableError(f"table '{name}' has two files: {files}", "keep only one of them")
     if usable:
-        return usable[0]
+        return _usable(project, usable[0])
     if candidates:
         raise TableError(
             f"{project.shown(candidates[0])}: unsupported file type '{candidates[0].suffix}'",
@@ -46,6 +46,24 @@ def table_file(project: Project, name: str) -> Path:
         f"unknown table '{name}': no tables/{name}.csv or tables/{name}.parquet (tables: {known})",
         "put the file under tables/ or fix the table name",
     )
+
+
+def _usable(project: Project, path: Path) -> Path:
+    """`path` if it is a file (or a link to one); TableError naming it otherwise."""
+    if path.is_file():
+        return path
+    shown = project.shown(path)
+    if path.is_dir():
+        raise TableError(
+            f"{shown} is a folder, not a table file",
+            "move it out of tables/: a table is a .csv or .parquet file",
+        )
+    if path.is_symlink():
+        raise TableError(
+            f"{shown} is a link to {path.readlink()}, which does not exist",
+            "point the link at the table's file, or remove it",
+        )
+    raise TableError(f"{shown} is not a regular file", "replace it with a .csv or .parquet file")
 
 
 def loaded(project: Project, con: Any, name: str) -> TableInfo | None:
@@ -59,13 +77,19 @@ def loaded(project: Project, con: Any, name: str) -> TableInfo | None:
 def ensure_loaded(project: Project, state: State, name: str, force: bool = False) -> TableInfo:
     """The current version of a table, loading the file first when it is new or has changed."""
     path = table_file(project, name)
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise _unreadable(project, path, exc) from None
     signature = (stat.st_size, stat.st_mtime_ns)
     with state.read() as con:
         info = table_store.current(con, name)
     if info and not force and (info.size, info.mtime_ns) == signature and info.file == path.name:
         return info
-    digest = _digest(path)
+    try:
+        digest = _digest(path)
+    except OSError as exc:
+        raise _unreadable(project, path, exc) from None
     with state.write(files=True) as con:
         info = table_store.current(con, name)
         if info and not force and info.digest == digest and info.file == path.name:
@@ -110,6 +134,13 @@ def _load(
     return info
 
 
+def _unreadable(project: Project, path: Path, exc: OSError) -> TableError:
+    return TableError(
+        f"{project.shown(path)}: cannot read it: {exc.strerror}",
+        "make the file readable for your user, or replace it",
+    )
+
+
 def _csv_header(path: Path, shown: str) -> tuple[str, list[str]]:
     """The delimiter (the likeliest of , ; tab |) and the column names of a CSV's first line."""
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
@@ -117,7 +148,10 @@ def _csv_header(path: Path, shown: str) -> tuple[str, list[str]]:
     if not first.strip():
         raise TableError(f"{shown}: the file is empty", "add a header row and some rows")
     delimiter = max(_DELIMITERS, key=first.count)
-    return delimiter, next(csv.reader([first], delimiter=delimiter))
+    try:
+        return delimiter, next(csv.reader([first], delimiter=delimiter))
+    except csv.Error as exc:
+        raise TableError(f"{shown}: cannot read its header line: {exc}", "fix the file") from None
 
 
 def _ragged_line(path: Path, header: tuple[str, list[str]]) -> str | None:
@@ -125,11 +159,15 @@ def _ragged_line(path: Path, header: tuple[str, list[str]]) -> str | None:
     delimiter, names = header
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
-        for row in reader:
-            if row and len(row) != len(names):
-                return (
-                    f"line {reader.line_num} has {len(row)} fields but the header has {len(names)}"
-                )
+        try:
+            for row in reader:
+                if row and len(row) != len(names):
+                    return (
+                        f"line {reader.line_num} has {len(row)} fields "
+                        f"but the header has {len(names)}"
+                    )
+        except csv.Error:  # a field over the csv module's limit: DuckDB's own message says
+            return None
     return None
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import WELCOME, write_project
+from conftest import WELCOME, CliResult, write_project
 from typer.testing import CliRunner
 
 from cxrun.cli import app
@@ -56,6 +56,27 @@ def table(edit: Callable[[str], str | None], name: str = "contacts.csv") -> Call
         path.unlink()
         if text is not None:
             (root / "tables" / name).write_text(text)
+
+    return apply
+
+
+def table_path(make: Callable[[Path], None], name: str = "contacts.csv") -> Callable[[Path], None]:
+    """Remove the contacts table's file and make something else at tables/NAME instead."""
+
+    def apply(root: Path) -> None:
+        (root / TABLE).unlink()
+        make(root / "tables" / name)
+
+    return apply
+
+
+def big_field(extra: str = "") -> Callable[[Path], None]:
+    """tables/notes.csv: a valid CSV whose second field is 3 MB (DuckDB reads lines of at most
+    2 MiB unless told otherwise), then `extra` lines."""
+
+    def apply(root: Path) -> None:
+        text = f'id,note\n1,"{"x" * 3_000_000}"\n2,short\n{extra}'
+        (root / "tables" / "notes.csv").write_text(text)
 
     return apply
 
@@ -338,6 +359,54 @@ CASES = [
         Case(nothing, ("tables", "show", "nosuch"), ("unknown table 'nosuch'",)),
         id="tables-show-unknown",
     ),
+    pytest.param(
+        Case(
+            table_path(Path.mkdir),
+            ("publish",),
+            (SPINNER, "tables/contacts.csv is a folder, not a table file", "move it out"),
+        ),
+        id="table-file-is-a-folder",
+    ),
+    pytest.param(
+        Case(
+            lambda root: (root / "tables" / "x.csv").mkdir(),
+            ("tables", "load", "x"),
+            ("tables/x.csv is a folder, not a table file",),
+        ),
+        id="table-folder-named-like-a-csv-load",
+    ),
+    pytest.param(
+        Case(
+            lambda root: (root / "tables" / "x.csv").mkdir(),
+            ("tables", "load"),
+            ("tables/x.csv is a folder",),
+        ),
+        id="table-folder-named-like-a-csv-load-all",
+    ),
+    pytest.param(
+        Case(
+            lambda root: (root / "tables" / "y.csv").symlink_to("gone.csv"),
+            ("tables", "show", "y"),
+            ("tables/y.csv is a link to gone.csv, which does not exist", "remove it"),
+        ),
+        id="table-dangling-symlink",
+    ),
+    pytest.param(
+        Case(
+            table_path(lambda path: path.symlink_to("gone.csv")),
+            ("run-now", "welcome"),
+            ("tables/contacts.csv is a link to gone.csv",),
+        ),
+        id="table-dangling-symlink-at-run",
+    ),
+    pytest.param(
+        Case(
+            big_field("3,one,two\n"),
+            ("tables", "load", "notes"),
+            ("tables/notes.csv", "cannot load as CSV"),
+        ),
+        id="table-3mb-field-then-a-ragged-row",
+    ),
     # ---- names that do not exist ---------------------------------------------------------------
     pytest.param(
         Case(nothing, ("run-now", "nosuch"), ("unknown spinner 'nosuch'", "welcome")),
@@ -478,9 +547,11 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
 
     Built once; every case works on its own copy (no process holds the state open between
     commands, so copying the folder copies a consistent state)."""
-    root = write_project(
-        tmp_path_factory.mktemp("baseline") / "p", spinners={"welcome": HEAD + STEPS}
-    )
+    return build_baseline(tmp_path_factory.mktemp("baseline"))
+
+
+def build_baseline(folder: Path) -> Baseline:
+    root = write_project(folder / "p", spinners={"welcome": HEAD + STEPS})
     runner = CliRunner(env={"CXRUN_PROJECT": None})
     published = runner.invoke(app, ["publish", "--project", str(root)])
     assert published.exit_code == 0, published.stderr
@@ -505,15 +576,23 @@ def _copy(baseline: Baseline, tmp_path: Path) -> Path:
     return root
 
 
+INTERNAL_ERROR = 70  # a bug: no bad input may end in it
+
+
+def run_case(case: Case, baseline: Baseline, folder: Path, cli) -> tuple[Path, CliResult]:
+    """The case's command, run in a copy of the baseline (under `folder`) that it broke."""
+    root = _copy(baseline, folder)
+    (folder / "empty").mkdir()
+    case.breaks(root)
+    args = [a.replace("{empty}", str(folder / "empty")) for a in case.args]
+    return root, cli(root, *args)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input(case: Case, baseline: Baseline, tmp_path: Path, cli) -> None:
-    root = _copy(baseline, tmp_path)
-    (tmp_path / "empty").mkdir()
+    root, result = run_case(case, baseline, tmp_path, cli)
 
-    case.breaks(root)
-    args = [a.replace("{empty}", str(tmp_path / "empty")) for a in case.args]
-    result = cli(root, *args)
-
+    assert result.code != INTERNAL_ERROR, f"bad input ended in an internal error: {result}"
     assert result.code == 2, result
     for text in case.says:
         assert text.replace("{empty}", str(tmp_path / "empty")) in result.stderr, result
@@ -529,6 +608,67 @@ def test_bad_input(case: Case, baseline: Baseline, tmp_path: Path, cli) -> None:
 def test_every_required_kind_of_case_is_present() -> None:
     ids = {param.id for param in CASES}
     assert len(ids) == len(CASES) >= 24
+
+
+def test_no_case_of_either_corpus_ends_in_an_internal_error(
+    baseline: Baseline, tmp_path: Path, cli
+) -> None:
+    """Every case here and in test_bad_input_state.py, run again in one go: each that exits 70
+    (an internal error) is named, so a new exit-70 path fails even if a runner's own checks
+    change."""
+    import test_bad_input_state as state
+
+    codes: dict[str, int] = {}
+    for param in CASES:
+        _, result = run_case(param.values[0], baseline, tmp_path / param.id, cli)
+        codes[param.id] = result.code
+    for param in state.CASES:
+        if state.runnable(param.values[0]):
+            _, result = state.run_case(param.values[0], baseline, tmp_path / param.id, cli)
+            codes[f"state:{param.id}"] = result.code
+    assert len(codes) >= len(CASES) + 10
+    assert [name for name, code in codes.items() if code == INTERNAL_ERROR] == []
+    assert {code for code in codes.values()} == {2}, codes
+
+
+def test_a_valid_csv_with_a_3mb_field_loads(baseline: Baseline, tmp_path: Path, cli) -> None:
+    root = _copy(baseline, tmp_path)
+    big_field()(root)
+    loaded = cli(root, "tables", "load", "notes")
+    assert loaded.code == 0, loaded
+    shown = _json(cli(root, "tables", "show", "notes", "--json"))
+    assert [(row["id"], len(row["note"])) for row in shown] == [(1, 3_000_000), (2, 5)]
+
+
+def test_nan_and_infinity_are_printed_as_null_in_json(tmp_path: Path, cli) -> None:
+    """JSON has no NaN or Infinity: a Parquet table's such values print as null, in the table's
+    rows, in records' metadata and in outputs, and stdout stays JSON that strict parsers read."""
+    import duckdb
+
+    spinner = "table: scores\nkey: id\nsteps:\n  - id: calc\n    set:\n      twice: score * 2\n"
+    root = write_project(tmp_path / "p", spinners={"calc": spinner}, tables={})
+    con = duckdb.connect()
+    con.execute(
+        "COPY (SELECT * FROM (VALUES (1, 'nan'::DOUBLE), (2, 'inf'::DOUBLE), "
+        "(3, '-inf'::DOUBLE), (4, 1.5)) AS t(id, score)) TO ? (FORMAT parquet)",
+        [str(root / "tables" / "scores.parquet")],
+    )
+    con.close()
+    assert cli(root, "publish").code == 0
+    assert cli(root, "run-now", "calc").code == 0
+
+    def strict(*args: str) -> object:
+        result = cli(root, *args, "--json")
+        assert result.code == 0, result
+        return json.loads(result.stdout, parse_constant=lambda word: pytest.fail(word))
+
+    rows = strict("tables", "show", "scores")
+    assert [row["score"] for row in rows] == [None, None, None, 1.5]  # type: ignore[index]
+    records = strict("records", "1")
+    assert [r["metadata"]["score"] for r in records] == [None, None, None, 1.5]  # type: ignore[index]
+    assert [r["outputs"]["twice"] for r in records] == [None, None, None, 3.0]  # type: ignore[index]
+    journey = strict("journey", "1", "2")
+    assert journey[0]["output"] == {"twice": None}  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -225,6 +226,70 @@ def test_catch_up_after_downtime(tmp_path, monkeypatch, catchup, expected):
     assert dues == [f"2026-11-22{hour}:00:00Z" for hour in expected]
     schedules.fire_due(ctx, at("2026-11-22T18:01"))  # back to normal: the next hour fires
     assert [j["due_at"] for j in fired_jobs(ctx)][len(expected) :] == ["2026-11-22T18:00:00Z"]
+
+
+# A tick that starts 100 jobs takes about 1.3 s here; the bound leaves room for a loaded machine.
+# Before, 30 missed days took 35 s a tick and 10 years never returned; the walk count is the
+# exact check.
+TICK_SECONDS = 5.0
+
+
+def _walk_at_most(monkeypatch: pytest.MonkeyPatch, most: int) -> list[int]:
+    """Count the cron times walked from now on, failing once they pass `most`: the work of a
+    tick, which must follow the jobs it starts, not the time it missed."""
+    walked = [0]
+    real = cron._walls
+
+    def walls(expr, start, backward):
+        for wall in real(expr, start, backward):
+            walked[0] += 1
+            if walked[0] > most:
+                raise AssertionError(f"walked more than {most} cron times in one tick")
+            yield wall
+
+    monkeypatch.setattr(cron, "_walls", walls)
+    return walked
+
+
+def _minutes(start: str, count: int) -> list[str]:
+    first = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    return [z(first + timedelta(minutes=i)) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        pytest.param("2026-01-31T00:00:00Z", id="30-days"),
+        pytest.param("2036-01-01T00:00:00Z", id="10-years"),
+    ],
+)
+def test_catch_up_all_after_long_downtime_fires_100_a_tick_and_each_tick_is_quick(
+    tmp_path, monkeypatch, now
+):
+    root = scheduled(tmp_path, "{schedule: '* * * * *', catchup: all}")
+    ctx = publish(root, "2026-01-01T00:00:00Z", monkeypatch)
+    set_now(monkeypatch, now)  # nothing ran for 30 days, or for 10 years
+    for first in ("2026-01-01T00:01Z", "2026-01-01T01:41Z"):  # the next tick goes on
+        walked = _walk_at_most(monkeypatch, 2_000)
+        started = time.perf_counter()
+        fired = schedules.fire_due(ctx)
+        took = time.perf_counter() - started
+        assert [f.outcome for f in fired] == ["started"] * schedules.CATCHUP_BATCH
+        assert [z(f.due_at) for f in fired] == _minutes(first, schedules.CATCHUP_BATCH)
+        assert took < TICK_SECONDS, f"a tick took {took:.1f}s, walking {walked[0]} cron times"
+    assert len(fired_jobs(ctx)) == 2 * schedules.CATCHUP_BATCH
+
+
+def test_catch_up_one_after_ten_years_fires_the_latest_quickly(tmp_path, monkeypatch):
+    root = scheduled(tmp_path, "{schedule: '* * * * *', catchup: one}")
+    ctx = publish(root, "2026-01-01T00:00:00Z", monkeypatch)
+    set_now(monkeypatch, "2036-01-01T00:00:30Z")
+    walked = _walk_at_most(monkeypatch, 2_000)
+    started = time.perf_counter()
+    fired = schedules.fire_due(ctx)
+    assert [(f.outcome, z(f.due_at)) for f in fired] == [("started", "2036-01-01T00:00Z")]
+    assert schedules.fire_due(ctx) == []  # that due time is done; the next is a minute away
+    assert time.perf_counter() - started < TICK_SECONDS, walked
 
 
 def test_skip_fires_a_due_time_at_most_two_minutes_old(tmp_path, monkeypatch):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrun.errors import CxrunError
+from cxrun.errors import CxrunError, StateDamaged
 from cxrun.store.lock import StateLock
 from cxrun.store.schema import LATEST, MIGRATIONS
 
@@ -53,17 +55,37 @@ class State:
 
     Connections are sandboxed (no file, network or extension access) unless `files=True`, which
     only the table loader asks for: user SQL never runs on such a connection.
+
+    The first connection of a process checks the file (whole, every table of its schema there)
+    before using or migrating it; any DuckDB error about the file itself, then or later, becomes
+    a CxrunError that names the file and says what to do.
     """
 
     def __init__(self, state_dir: Path, lock_timeout: float | None = None) -> None:
         self.dir = state_dir
         self.path = state_dir / STATE_FILE
+        self.shown = f"{state_dir.name}/{STATE_FILE}"  # as the user sees it, from the project
         timeout = _lock_timeout() if lock_timeout is None else lock_timeout
         self.lock = StateLock(state_dir / "state.lock", timeout)
         self._migrated = False
 
     def _prepare(self) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._folder_problem(exc) from None
+
+    def _folder_problem(self, exc: OSError) -> CxrunError:
+        name = self.dir.name
+        if self.dir.exists() and not self.dir.is_dir():
+            return CxrunError(
+                f"{name} is a file, but cxrun keeps its state in a folder of that name",
+                f"move it aside (mv {name} {name}.old), then `cxrun publish` starts a new state",
+            )
+        return CxrunError(
+            f"cannot create the state folder {name}/: {exc.strerror}",
+            "make the project folder writable, or run cxrun as the user who owns it",
+        )
 
     @contextmanager
     def write(self, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -75,37 +97,40 @@ class State:
     def session(self, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, read-write connection in autocommit mode (see `transaction`)."""
         self._prepare()
-        with self.lock.hold(exclusive=True):
-            con = self._open(read_only=False, files=files)
-            try:
-                self._migrate(con)
-                yield con
-            finally:
-                con.close()
+        with self.lock.hold(exclusive=True), self._connect(read_only=False, files=files) as con:
+            self._migrate(con)
+            yield con
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A shared, read-only view of the state (migrating it first if it is new or old)."""
         self._prepare()
         if self.path.exists():
-            with self.lock.hold(exclusive=False):
-                con = self._open(read_only=True, files=False)
-                if self._migrated or self._version(con) == LATEST:
+            with self.lock.hold(exclusive=False), self._connect(read_only=True) as con:
+                if self._migrated or self._check(con) == LATEST:
                     self._migrated = True
-                    try:
-                        yield con
-                    finally:
-                        con.close()
+                    yield con
                     return
-                con.close()
         with self.write():
             pass
-        with self.lock.hold(exclusive=False):
-            con = self._open(read_only=True, files=False)
-            try:
-                yield con
-            finally:
-                con.close()
+        with self.lock.hold(exclusive=False), self._connect(read_only=True) as con:
+            yield con
+
+    @contextmanager
+    def _connect(self, read_only: bool, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, closed at the end; DuckDB errors about the file become CxrunErrors."""
+        import duckdb
+
+        con = self._open(read_only, files)
+        try:
+            yield con
+        except duckdb.Error as exc:
+            problem = self._about_file(exc)
+            if problem is None:
+                raise
+            raise problem from exc
+        finally:
+            con.close()
 
     def _open(self, read_only: bool, files: bool) -> duckdb.DuckDBPyConnection:
         import duckdb
@@ -116,31 +141,97 @@ class State:
         }
         try:
             return duckdb.connect(str(self.path), read_only=read_only, config=config)
-        except duckdb.IOException as exc:
-            raise CxrunError(
-                f"cannot open {self.path.name}: {str(exc).splitlines()[0]}",
+        except duckdb.Error as exc:
+            raise self._problem(self._first_line(exc)) from exc
+
+    def _about_file(self, exc: BaseException) -> CxrunError | None:
+        """What a DuckDB error (or one it led to, such as a failed rollback) says about the
+        state file itself, if it names it; None for any other error."""
+        seen: BaseException | None = exc
+        for _ in range(4):
+            if seen is None:
+                return None
+            if str(self.path) in str(seen):
+                return self._problem(self._first_line(seen))
+            seen = seen.__context__
+        return None
+
+    def _first_line(self, exc: BaseException) -> str:
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return text.replace(str(self.dir), self.dir.name)
+
+    def _problem(self, text: str) -> CxrunError:
+        """The error for DuckDB's complaint `text` about the state file."""
+        if "Could not set lock" in text:
+            return CxrunError(
+                f"cannot open {self.shown}: {text}",
                 "another program may hold it open; close it and try again",
-            ) from None
+            )
+        if "Permission denied" in text or "Read-only file system" in text:
+            return CxrunError(
+                f"cannot write {self.shown}: {text}",
+                f"make {self.dir.name}/ and its files writable for your user "
+                f"(chmod -R u+rwX {self.dir.name}), or run cxrun as the user who owns them",
+            )
+        if "No space left" in text:
+            return CxrunError(f"cannot write {self.shown}: {text}", "free some disk space")
+        if "version number" in text:
+            return CxrunError(
+                f"cannot open {self.shown}: {text}",
+                "it was written by a newer DuckDB: upgrade cxrun to read it",
+            )
+        return StateDamaged(text, self.shown)
 
     @staticmethod
-    def _version(con: duckdb.DuckDBPyConnection) -> int:
-        found = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cx_meta'"
-        ).fetchone()
-        if not found or not found[0]:
+    def _version(con: duckdb.DuckDBPyConnection, tables: set[str]) -> int:
+        if "cx_meta" not in tables:
             return 0
         row = con.execute("SELECT value FROM cx_meta WHERE key = 'schema_version'").fetchone()
         return int(row[0]) if row else 0
 
-    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        if self._migrated:
-            return
-        version = self._version(con)
+    def _check(self, con: duckdb.DuckDBPyConnection) -> int:
+        """The schema version of the open file, once it is known to be whole and to have every
+        table of that version (StateDamaged otherwise)."""
+        rows = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main'"
+        ).fetchall()
+        present = {str(row[0]) for row in rows}
+        version = self._version(con, present)
         if version > LATEST:
             raise CxrunError(
                 f"state was written by a newer cxrun (schema {version}, this one knows {LATEST})",
                 "upgrade cxrun to read this project",
             )
+        if version == 0 and present & _tables(LATEST):
+            raise StateDamaged("its schema version (table cx_meta) is missing", self.shown)
+        missing = sorted(_tables(version) - present)
+        if missing:
+            raise StateDamaged(f"table {missing[0]} is missing", self.shown)
+        self._check_size(con)
+        return version
+
+    def _check_size(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A file too short for the blocks in use was cut: reading would fail later, at some
+        table. (Free blocks may lie past the end of a whole file: only used ones count.)"""
+        if self.path.with_name(STATE_FILE + ".wal").exists():
+            return  # blocks still in the write-ahead log are not in the file yet
+        row = con.execute(
+            "SELECT block_size * used_blocks FROM pragma_database_size() "
+            "WHERE database_name = current_database()"
+        ).fetchone()
+        size = self.path.stat().st_size
+        if row and row[0] and size < int(row[0]):
+            raise StateDamaged(
+                f"the file is {size:,} bytes but its blocks in use need {int(row[0]):,} "
+                "(was it cut short?)",
+                self.shown,
+            )
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._migrated:
+            return
+        version = self._check(con)
         for number in range(version, LATEST):
             con.execute("BEGIN")
             con.execute(MIGRATIONS[number])
@@ -149,3 +240,13 @@ class State:
             )
             con.execute("COMMIT")
         self._migrated = True
+
+
+@cache
+def _tables(version: int) -> frozenset[str]:
+    """The cx_ tables a state file at schema `version` has (from the migrations' SQL)."""
+    names: set[str] = set()
+    for sql in MIGRATIONS[:version]:
+        names |= set(re.findall(r"CREATE TABLE (\w+)", sql))
+        names -= set(re.findall(r"DROP TABLE (?:IF EXISTS )?(\w+)", sql))
+    return frozenset(names)

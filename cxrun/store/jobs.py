@@ -30,7 +30,14 @@ _JOB_COLUMNS = (
 def _job(row: tuple[Any, ...]) -> Job:
     """A Job from a row of _JOB_COLUMNS (whose order is Job's field order)."""
     values = dict(zip((f.name for f in fields(Job)), row, strict=True))
-    values["status"] = JobStatus(values["status"])
+    try:
+        values["status"] = JobStatus(values["status"])
+    except ValueError:
+        from cxrun.errors import StateDamaged
+
+        raise StateDamaged(
+            f"job {values['job']} has the unknown status {values['status']!r}"
+        ) from None
     for moment in ("created_at", "started_at", "ended_at"):
         values[moment] = from_db(values[moment])
     return Job(**values)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cxrun.errors import StateBusy
+from cxrun.errors import CxrunError, StateBusy
 
 # A process that waits announces itself by holding `want` shared; a writer that has just released
 # the state gives such waiters a moment to get in before it takes the state again.
@@ -32,6 +32,24 @@ def holders(fd: int, table: Path = Path("/proc/locks")) -> set[int]:
         if len(fields) >= 6 and fields[1] != "->" and fields[5] == wanted and fields[4].isdigit():
             found.add(int(fields[4]))
     return found
+
+
+def _open(path: Path) -> int:
+    """The lock file at `path`, made if need be; a CxrunError when it cannot be."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        shown = f"{path.parent.name}/{path.name}"
+        if path.is_dir():
+            raise CxrunError(
+                f"{shown} is a folder, but cxrun needs a lock file there",
+                f"move it aside (mv {shown} {shown}.old) and try again: cxrun makes the file",
+            ) from None
+        raise CxrunError(
+            f"cannot open {shown}: {exc.strerror}",
+            f"make {path.parent.name}/ and its files writable for your user, "
+            "or run cxrun as the user who owns them",
+        ) from None
 
 
 class StateLock:
@@ -73,8 +91,12 @@ class StateLock:
             self._release()
 
     def _acquire(self, exclusive: bool) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        want = os.open(self.want_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open(self.path)
+        try:
+            want = _open(self.want_path)
+        except BaseException:
+            os.close(fd)
+            raise
         deadline = self._clock() + self.timeout
         try:
             self._take(want, fcntl.LOCK_SH, deadline, fd)

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     import duckdb
 
 ROW = "_cx_row"
-_CSV = "read_csv(?, delim = ?, header = true, strict_mode = true{})"
+# max_line_size (DuckDB's default is 2 MiB) is the file's size: any line of a valid file fits.
+_CSV = "read_csv(?, delim = ?, max_line_size = ?, header = true, strict_mode = true{})"
+_MIN_LINE_SIZE = 2 * 1024 * 1024
 # The same file as text, where a quoted empty cell ("") is an empty string, not NULL.
 _CSV_TEXT = _CSV.format(", all_varchar = true, allow_quoted_nulls = false")
 
@@ -94,7 +96,7 @@ def load(
     number = int(row[0]) if row else 1
     physical = f"t_{name}_v{number}"
     if fmt == "csv":
-        select, parameters = _csv_reader(con, path, delimiter)
+        select, parameters = _csv_reader(con, path, delimiter, stat[0])
     else:
         select, parameters = "SELECT * FROM read_parquet(?)", [path]
     con.execute(
@@ -128,8 +130,10 @@ def load(
     return info
 
 
-def _csv_reader(con: duckdb.DuckDBPyConnection, path: str, delimiter: str) -> tuple[str, list[str]]:
-    """The SELECT that reads a CSV file, and its parameters.
+def _csv_reader(
+    con: duckdb.DuckDBPyConnection, path: str, delimiter: str, size: int
+) -> tuple[str, list[str | int]]:
+    """The SELECT that reads a CSV file of `size` bytes, and its parameters.
 
     Column types are detected as DuckDB does, an empty cell being NULL whether quoted or not.
     The text columns are then taken from a second reading, row for row, in which a quoted
@@ -137,15 +141,16 @@ def _csv_reader(con: duckdb.DuckDBPyConnection, path: str, delimiter: str) -> tu
     cells are `""`, where one reading with allow_quoted_nulls = false would make it text.
     """
     typed = _CSV.format("")
-    described = con.execute(f"DESCRIBE SELECT * FROM {typed}", [path, delimiter]).fetchall()
+    reading: list[str | int] = [path, delimiter, max(size + 1, _MIN_LINE_SIZE)]
+    described = con.execute(f"DESCRIBE SELECT * FROM {typed}", reading).fetchall()
     text = {str(c[0]) for c in described if c[1] == "VARCHAR"}
     if not text:
-        return f"SELECT * FROM {typed}", [path, delimiter]
+        return f"SELECT * FROM {typed}", reading
     picked = ", ".join(
         ("s." if str(c[0]) in text else "t.") + quote_ident(str(c[0])) for c in described
     )
     select = f"SELECT {picked} FROM {typed} AS t POSITIONAL JOIN {_CSV_TEXT} AS s"
-    return select, [path, delimiter, path, delimiter]
+    return select, reading + reading
 
 
 def touch(con: duckdb.DuckDBPyConnection, name: str, stat: tuple[int, int]) -> None:
