@@ -9,7 +9,7 @@ from typing import Any
 from cxrun.clock import utcnow
 from cxrun.pipeline import BatchSql, compile_stage, stage_table, stages
 from cxrun.spec.model import AIStep, IOStep, Spinner
-from cxrun.sql import wrap
+from cxrun.sql import embed
 from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store.tables import ROW, TableInfo
@@ -53,8 +53,8 @@ def dry_run(
 
     Outputs of I/O steps are not known in a dry run: later templates see `<name>` in their place.
     """
-    where = " AND ".join(wrap(c) for c in conditions) or "true"
     with state.read() as con:
+        where = " AND ".join(embed(c, con) for c in conditions) or "true"
         row = con.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}", bindings).fetchone()
         selected = int(row[0]) if row else 0
         con.execute(

@@ -19,7 +19,7 @@ from cxrun.spec.model import (
     WaitStep,
 )
 from cxrun.spec.outputs import output_expression
-from cxrun.sql import quote_ident, quote_literal, wrap
+from cxrun.sql import embed, quote_ident, quote_literal
 
 FIELDS_STEP = "(fields)"
 FAILURES = "_cx_errs"
@@ -163,7 +163,7 @@ def _ran(pos: int, step: Step) -> str:
     if step.guard is not None:  # inside a called child: only if the call ran
         ran += f" AND _cx_w{step.guard}"
     if step.when:
-        ran += f" AND coalesce({wrap(step.when)}, false)"
+        ran += f" AND coalesce({embed(step.when)}, false)"
     return ran
 
 
@@ -301,7 +301,7 @@ def _step_columns(pos: int, step: Step, batch: BatchSql) -> list[str]:
     ran = f"_cx_w{pos}"
     if isinstance(step, WaitStep):
         until = (
-            f"CAST({wrap(step.until)} AS TIMESTAMP)"
+            f"CAST({embed(step.until)} AS TIMESTAMP)"
             if step.until is not None
             else f"{batch.now_sql} + INTERVAL {step.seconds:g} SECOND"
         )
@@ -320,7 +320,7 @@ def _step_columns(pos: int, step: Step, batch: BatchSql) -> list[str]:
         return [f"CASE WHEN {ran} THEN {quote_literal('called ' + step.spinner)} END AS _cx_m{pos}"]
     if isinstance(step, SetStep):
         return [
-            f"CASE WHEN {ran} THEN {wrap(expr)} END AS {quote_ident(name)}"
+            f"CASE WHEN {ran} THEN {embed(expr)} END AS {quote_ident(name)}"
             for name, expr in step.values
         ]
     if step.is_io:  # the inputs of the call, one column per template

@@ -17,7 +17,15 @@ from cxrun.spec.model import (
     WaitStep,
 )
 from cxrun.spec.outputs import output_expression
-from cxrun.sql import duckdb_message, expression_problem, parameter_names, quote_ident, wrap
+from cxrun.sql import (
+    ExpressionError,
+    duckdb_message,
+    embed,
+    parameter_problem,
+    parse_expression,
+    quote_ident,
+    shown,
+)
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -49,16 +57,21 @@ def expression_error(
 ) -> str | None:
     """Why `expr` does not work as a row expression over the `context` table, or None.
 
-    The `parameters` it may use are bound as NULL: one that needs a type must be cast."""
+    What is bound is the SQL that runs (`embed`); the `parameters` it may use are bound as
+    NULL: one that needs a type must be cast."""
     import duckdb
 
-    problem = expression_problem(con, expr, parameters)
+    try:
+        parsed = parse_expression(expr, con)
+    except ExpressionError as exc:
+        return exc.problem
+    problem = parameter_problem(list(parsed.parameters), parameters)
     if problem:
         return problem
-    nulls = dict.fromkeys(parameter_names(con, expr)) if parameters else None
+    nulls = dict.fromkeys(parsed.parameters) if parameters else None
     try:
         described = con.execute(
-            f"DESCRIBE SELECT {wrap(expr)} AS v, * FROM {context}", nulls
+            f"DESCRIBE SELECT {parsed.sql} AS v, * FROM {context}", nulls
         ).fetchall()
     except duckdb.Error as exc:
         message = duckdb_message(exc)
@@ -75,6 +88,8 @@ def expression_error(
 
 
 def where_problem(table: TableInfo, where: str) -> str | None:
+    """Why a `--where` condition does not work over the table's rows, or None; it is bound
+    as the SQL that will run (`embed`), with no parameters."""
     with sandbox(table) as con:
         return expression_error(con, "ctx0", where, condition=True)
 
@@ -143,7 +158,7 @@ def _expressions(con: duckdb.DuckDBPyConnection, spinner: Spinner) -> list[str]:
             for expr in template.expressions:
                 problem = expression_error(con, context, expr)
                 if problem:
-                    problems.append(f"{at}.{label}: {{{{ {expr} }}}}: {problem}")
+                    problems.append(f"{at}.{label}: {{{{ {shown(expr)} }}}}: {problem}")
         if isinstance(step, SetStep):
             selected, found = _set_columns(con, context, index, step, at)
             problems += found
@@ -163,7 +178,7 @@ def _timestamp_error(con: duckdb.DuckDBPyConnection, context: str, expr: str) ->
     problem = expression_error(con, context, expr)
     if problem:
         return problem
-    described = con.execute(f"DESCRIBE SELECT {wrap(expr)} AS v FROM {context}").fetchall()
+    described = con.execute(f"DESCRIBE SELECT {embed(expr, con)} AS v FROM {context}").fetchall()
     kind = str(described[0][1])
     if kind not in (*_MOMENTS, "TIMESTAMP_NS", '"NULL"', "NULL"):
         return f"must be a timestamp or a date, but it is {kind} (CAST it to TIMESTAMP)"
@@ -223,7 +238,7 @@ def _set_columns(
         problem = expression_error(con, context, expr)
         if problem:
             problems.append(f"{at}.set.{name}: {problem}")
-        selected.append(f"{'NULL' if problem else wrap(expr)} AS {quote_ident(name)}")
+        selected.append(f"{'NULL' if problem else embed(expr, con)} AS {quote_ident(name)}")
     return selected, problems
 
 

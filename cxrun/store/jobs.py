@@ -14,7 +14,7 @@ from cxrun.enums import JobStatus
 from cxrun.models import Job, JourneyEntry, Record, iso
 from cxrun.owners import Owner
 from cxrun.pipeline import FAILURES, RESTARTS, io_table, render_column
-from cxrun.sql import quote_ident, wrap
+from cxrun.sql import embed, quote_ident
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def create(
     row = con.execute("SELECT nextval('cx_job_ids')").fetchone()
     job = int(row[0]) if row else 0
     if conditions:
-        where = " AND ".join(wrap(c) for c in conditions)
+        where = " AND ".join(embed(c, con) for c in conditions)
         con.execute(
             f"INSERT INTO cx_selections SELECT $_cx_job, row_number() OVER (ORDER BY {ROW}) - 1, "
             f"{ROW} FROM (SELECT {ROW} FROM {table.sql} WHERE {where} ORDER BY {ROW} "
@@ -160,7 +160,7 @@ def failed_records(
 ) -> list[tuple[int, str | None, int]]:
     """(row, failed step id, attempts) of a job's failed records: one of them (`key`), or
     those whose row meets `where` (a checked SQL condition), or all."""
-    rows = f" AND seq IN (SELECT {ROW} FROM {table.sql} WHERE {wrap(where)})" if where else ""
+    rows = f" AND seq IN (SELECT {ROW} FROM {table.sql} WHERE {embed(where, con)})" if where else ""
     return [
         (int(seq), step, int(attempts))
         for seq, step, attempts in con.execute(
@@ -880,7 +880,7 @@ def approval_targets(
 ) -> list[tuple[int, str, str, str | None, str | None]]:
     """(row, key, status, park kind, answer) of the job's records: the one with `key`, or
     those whose row meets `where` (a checked SQL condition), or all."""
-    rows = f" AND seq IN (SELECT {ROW} FROM {table.sql} WHERE {wrap(where)})" if where else ""
+    rows = f" AND seq IN (SELECT {ROW} FROM {table.sql} WHERE {embed(where, con)})" if where else ""
     found = con.execute(
         "SELECT seq, key, status, park_kind, decision FROM cx_records WHERE job = ? "
         f"AND (? IS NULL OR key = ?){rows} ORDER BY seq",

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cxrun.clock import from_db, to_db
-from cxrun.sql import wrap
+from cxrun.sql import embed
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def selected(
     """How many rows a job with these conditions would take (as `jobs.create` selects them)."""
     if not conditions:
         return table.rows if limit is None else min(limit, table.rows)
-    where = " AND ".join(wrap(c) for c in conditions)
+    where = " AND ".join(embed(c, con) for c in conditions)
     row = con.execute(
         f"SELECT count(*) FROM (SELECT {ROW} FROM {table.sql} WHERE {where} LIMIT $_cx_limit)",
         {**bindings, "_cx_limit": limit},
