@@ -163,7 +163,9 @@ class Runner:
                     job = await self._pure(job, batches)
                 else:
                     job = await self._pipelined(job, batches, executor, spool, done)
-        except (Stopped, LostJob):
+        except Stopped as stopped:
+            return stopped.job  # as this runner left it (queued), whoever takes it next
+        except LostJob:
             with self.state.read() as con:
                 return job_store.get(con, job_id)
         except JobHalted:
@@ -316,8 +318,7 @@ class Runner:
     def _check_stop(self, job: Job) -> None:
         """Between batches: a runtime that stops gives the job back to the queue."""
         if self.owner is not None and self.stop():
-            self._settle(job.job, lambda con, _: self._requeue(con, job.job))
-            raise Stopped
+            raise Stopped(self._settle(job.job, lambda con, _: self._requeue(con, job.job)))
 
     async def _heartbeat(self, job: int) -> None:
         """Keep the lease while calls are in flight (batches can take a while)."""
@@ -618,6 +619,10 @@ class Runner:
 
 class Stopped(Exception):
     """The runtime is stopping: the job went back to the queue between two batches."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.job} handed back")
+        self.job = job
 
 
 class LostJob(Exception):

@@ -361,27 +361,31 @@ def runtime(
 
 def handed_back(ctx: Context, job: Job) -> list[str]:
     """What to tell an operator whose command stopped (Ctrl-C, SIGTERM) before its job ended:
-    where the job is, and who will finish it."""
+    `job` as this command left it, and who finishes it (a runtime may have taken it already)."""
     from cxrun.spool import Spool
     from cxrun.store import monitor as monitor_store
 
+    now = utcnow()
     with ctx.state.read() as con:
-        found = job_store.get(con, job.job)
-        up = monitor_store.runtimes_up(con, utcnow())
-    where = f"{found.status} with {found.processed} of {found.total} records written"
+        live = job_store.holder(con, job.job, now)
+        up = monitor_store.runtimes_up(con, now)
+    where = f"{job.status} with {job.processed} of {job.total} records written"
     kept = Spool(ctx.project.state_dir, job.job).count()
     if kept:
         where += f", {kept} finished calls kept"
-    if found.status != JobStatus.QUEUED:
-        return [f"job {found.job} stopped here: {where}"]
+    if job.status != JobStatus.QUEUED:
+        return [f"job {job.job} stopped here: {where}"]
+    watch = "watch it with `cxrun jobs --watch`"
+    if live is not None:
+        return [f"job {job.job} handed back: {where}", f"{_who(live)} runs it now; {watch}"]
     if up:
         return [
-            f"job {found.job} handed back: {where}",
-            f"the runtime (pid {up[0].pid}) finishes it; watch with `cxrun jobs --watch`",
+            f"job {job.job} handed back: {where}",
+            f"the runtime (pid {up[0].pid}) finishes it; {watch}",
         ]
     return [
-        f"job {found.job} handed back: {where}; no runtime is up",
-        f"continue it here with `cxrun resume {found.job}`, or start `cxrun runtime`",
+        f"job {job.job} handed back: {where}; no runtime is up",
+        f"continue it here with `cxrun resume {job.job}`, or start `cxrun runtime`",
     ]
 
 

@@ -431,7 +431,6 @@ def test_a_lock_timeout_of_nan_does_not_wait_for_ever(
         assert busy.code == 5, busy
 
 
-@pytest.mark.xfail(reason="runtime part pending", strict=False)
 @pytest.mark.timeout(120)
 def test_a_wait_until_a_row_past_the_year_9999_fails_its_record_at_run_time(
     tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch

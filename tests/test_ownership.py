@@ -208,7 +208,7 @@ def test_sigterm_on_run_now_beside_a_runtime_says_the_runtime_finishes_it(tmp_pa
         running.send_signal(signal.SIGTERM)
         _, err = running.communicate(timeout=60)
         assert running.returncode == 143, err
-        assert "job 1 handed back" in err and "the runtime (pid" in err, err
+        assert "job 1 handed back" in err and "runtime (pid" in err, err
         assert wait_until(lambda: the_job(root)["status"] == "completed", 60)
     finally:
         runtime.send_signal(signal.SIGTERM)
