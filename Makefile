@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/pure.py
 	$(BIN)/python bench/io.py
 	$(BIN)/python bench/crash.py
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache
