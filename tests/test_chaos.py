@@ -17,7 +17,7 @@ import pytest
 
 SEQUENCES = int(os.environ.get("CHAOS_SEQUENCES", "30"))
 WORKERS = int(os.environ.get("CHAOS_WORKERS", "3"))
-CI = chaos.Settings(operations=8, rows=40)
+CI = chaos.Settings(operations=7, rows=40)
 
 
 def _seeds() -> list[int]:
