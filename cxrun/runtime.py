@@ -569,6 +569,9 @@ class Runner:
             if self.owner is not None and job_store.due_records(con, job.job, self.clock()):
                 self._again = True  # answered (or due) meanwhile: they go on in another pass
                 return job
+            action = job_store.control_of(con, job.job)
+            if action in ("pause", "cancel"):  # asked while the pass ended: done now, not parked
+                return self._obey(con, job.job, action)
             return job_store.park(con, job.job, job_store.waiting_reason(con, job.job))
         status, reason = final_status(job)
         return job_store.finish(con, job.job, status, reason, self.clock())
