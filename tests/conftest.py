@@ -130,7 +130,7 @@ def run() -> Callable[..., CliResult]:
 def set_now(monkeypatch: pytest.MonkeyPatch, moment: str | None) -> None:
     """Fix the clock at `moment` (an ISO time; None: the real clock) for commands run in this
     process and, through CXRUN_NOW, for those run in subprocesses."""
-    from cxrun import clock
+    from cxrun.base import clock
 
     if moment is None:
         monkeypatch.delenv("CXRUN_NOW", raising=False)
@@ -143,6 +143,6 @@ def set_now(monkeypatch: pytest.MonkeyPatch, moment: str | None) -> None:
 @pytest.fixture(autouse=True)
 def _real_clock_after_each_test():  # type: ignore[no-untyped-def]
     yield
-    from cxrun import clock
+    from cxrun.base import clock
 
     clock.fix(None)

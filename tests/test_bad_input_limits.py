@@ -347,8 +347,8 @@ def test_bad_input_at_the_limits(
 
 
 def test_yaml_bombs_are_refused_in_well_under_a_second(tmp_path: Path) -> None:
-    from cxrun.errors import CxrunError
-    from cxrun.yamlfile import parse_yaml, read_text
+    from cxrun.base.errors import CxrunError
+    from cxrun.base.yamlfile import parse_yaml, read_text
 
     began = time.monotonic()
     with pytest.raises(CxrunError, match=r"f\.yaml: YAML aliases"):
@@ -361,7 +361,7 @@ def test_yaml_bombs_are_refused_in_well_under_a_second(tmp_path: Path) -> None:
 
 
 def test_aliases_within_the_budget_still_work() -> None:
-    from cxrun.yamlfile import parse_yaml
+    from cxrun.base.yamlfile import parse_yaml
 
     text = "base: &b {x: 1, y: [2, 3]}\nc:\n  <<: *b\n  z: 4\nd: [*b, *b]\n"
     assert parse_yaml(text, "f.yaml") == {
@@ -372,7 +372,7 @@ def test_aliases_within_the_budget_still_work() -> None:
 
 
 def test_the_longest_durations_are_taken() -> None:
-    from cxrun.durations import seconds
+    from cxrun.base.durations import seconds
 
     assert seconds("36500d") == 36500 * 86400
     assert seconds("1" + "0" * 400 + "d", strict=False) == 36500 * 86400  # published before

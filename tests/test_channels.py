@@ -17,9 +17,9 @@ from servers import FakeServer, Reply, SmtpServer, echoing
 from servers import Webhook as WebhookReply
 from servers import WhatsApp as WhatsAppReply
 
+from cxrun.base.secrets import Secrets
 from cxrun.io.base import CallError, Message, Pause, Receipt
 from cxrun.io.channels import CHANNELS, Outbox, Smtp, Webhook, WhatsApp
-from cxrun.secrets import Secrets
 
 pytest_plugins = ["servers"]
 

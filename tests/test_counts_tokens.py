@@ -18,11 +18,13 @@ from servers import Anthropic as AnthropicReply
 from servers import FakeServer, Reply, Request
 from servers import OpenAI as OpenAIReply
 
-from cxrun import services
+from cxrun import ops
 from cxrun.io import plugins
 from cxrun.io.base import AIAnswer, AIRequest, CallError, Usage
 from cxrun.io.providers import Anthropic, OpenAI
-from cxrun.runtime import Runner
+from cxrun.ops import publishing, runs
+from cxrun.runtime.runner import Runner
+from cxrun.triggers import prepare
 
 pytest_plugins = ["servers"]
 
@@ -255,15 +257,15 @@ def test_tokens_of_an_answer_that_fails_the_schema_are_counted(tmp_path, http_se
 
 def run_without_sleeping(root: Path) -> tuple[int, list[float]]:
     """Publish and run spinner `s` as run-now does, its backoff sleeps recorded, not slept."""
-    ctx = services.open_context(str(root))
-    services.publish(ctx, None)
+    ctx = ops.open_context(str(root))
+    publishing.publish(ctx, None)
     sleeps: list[float] = []
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
         await asyncio.sleep(0)
 
-    _, spinner = services.published_spinner(ctx, "s")
+    _, spinner = prepare.published_spinner(ctx, "s")
     built = plugins.build(ctx.project, spinner, ctx.secrets)
     started: list[int] = []
 
@@ -275,7 +277,7 @@ def run_without_sleeping(root: Path) -> tuple[int, list[float]]:
         raise Stop
 
     with pytest.raises(Stop):
-        services.run_now(ctx, "s", on_start=grab)
+        runs.run_now(ctx, "s", on_start=grab)
     options = {"sleep": sleep, "rand": lambda: 0.5}
     Runner(ctx.state, spinner, built, executor_options=options).run(started[0])
     return started[0], sleeps

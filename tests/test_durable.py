@@ -12,7 +12,7 @@ import duckdb
 from conftest import EXECUTABLE
 from test_io_runtime import KEY, Model, ask, llm, make_project
 
-from cxrun.clock import utcnow
+from cxrun.base.clock import utcnow
 from cxrun.store import State
 from cxrun.store import jobs as job_store
 from cxrun.store.jobs import Owner

@@ -236,7 +236,7 @@ def test_trigger_end_to_end_with_the_executable(listening, run):
 def test_expressions_accept_exactly_the_named_parameters_allowed():
     import duckdb
 
-    from cxrun.sql import expression_problem
+    from cxrun.base.sql import expression_problem
 
     con = duckdb.connect(":memory:")
     allowed = ["id", "timestamp"]

@@ -15,7 +15,7 @@ import yaml
 from conftest import CliResult, write_project
 from typer.testing import CliRunner
 
-from cxrun import sql
+from cxrun.base import sql
 from cxrun.cli import app
 
 PEOPLE = """id,first_name,email,city,opted_in,score

@@ -24,13 +24,15 @@ from conftest import write_project
 from servers import FakeServer, OpenAI, Reply, Request, SmtpServer, echoing
 from servers import Webhook as WebhookReply
 
-from cxrun import services
-from cxrun.enums import JobStatus
+from cxrun import ops
+from cxrun.base.enums import JobStatus
+from cxrun.base.models import Job
 from cxrun.io import plugins
-from cxrun.models import Job
-from cxrun.runtime import Runner
+from cxrun.ops import publishing, runs, views
+from cxrun.runtime.runner import Runner
 from cxrun.store import State
 from cxrun.store import jobs as job_store
+from cxrun.triggers import prepare
 
 pytest_plugins = ["servers"]
 
@@ -97,9 +99,9 @@ def make_project(
     return root
 
 
-def published(root: Path) -> services.Context:
-    ctx = services.open_context(str(root))
-    services.publish(ctx, None)
+def published(root: Path) -> ops.Context:
+    ctx = ops.open_context(str(root))
+    publishing.publish(ctx, None)
     return ctx
 
 
@@ -133,7 +135,7 @@ class FakeTime:
         return {"sleep": self.sleep, "clock": self.clock, "rand": lambda: 0.5}
 
 
-def create_job(ctx: services.Context) -> Job:
+def create_job(ctx: ops.Context) -> Job:
     """The job run-now creates (same selection, same checks), left unrun."""
     created: list[Job] = []
 
@@ -145,14 +147,14 @@ def create_job(ctx: services.Context) -> Job:
         raise Stop
 
     with contextlib.suppress(Stop):
-        services.run_now(ctx, SPINNER, on_start=grab)
+        runs.run_now(ctx, SPINNER, on_start=grab)
     return created[0]
 
 
-def run_faked(ctx: services.Context, fake: FakeTime, job: Job | None = None) -> Job:
+def run_faked(ctx: ops.Context, fake: FakeTime, job: Job | None = None) -> Job:
     """Run a new job (or `job`) as run-now does, with the executor's time faked."""
     job = job or create_job(ctx)
-    _, spinner = services.published_spinner(ctx, SPINNER)
+    _, spinner = prepare.published_spinner(ctx, SPINNER)
     built = plugins.build(ctx.project, spinner, ctx.secrets)
     return Runner(ctx.state, spinner, built, executor_options=fake.options()).run(job.job)
 
@@ -163,8 +165,8 @@ def read_job(state_dir: Path, job: int) -> Job:
         return job_store.get(con, job)
 
 
-def steps_of(ctx: services.Context, job: int, record: str) -> list[tuple[str, int, str]]:
-    return [(e.step, e.attempt, e.status) for e in services.journey(ctx, job, record)]
+def steps_of(ctx: ops.Context, job: int, record: str) -> list[tuple[str, int, str]]:
+    return [(e.step, e.attempt, e.status) for e in views.journey(ctx, job, record)]
 
 
 # ---- servers ---------------------------------------------------------------------------------
@@ -240,16 +242,16 @@ def test_ai_answer_feeds_later_steps_and_counts_tokens_and_cost(tmp_path, http_s
     root = make_project(tmp_path, steps, providers=llm(http_server, prices=prices))
     ctx = published(root)
 
-    job = services.run_now(ctx, SPINNER)
+    job = runs.run_now(ctx, SPINNER)
 
     assert job.status == JobStatus.COMPLETED
     assert http_server.last.headers["authorization"] == f"Bearer {KEY}"
     assert http_server.last.json()["model"] == MODEL
-    records = {r.record: r for r in services.records(ctx, job.job, None, 1)}
+    records = {r.record: r for r in views.records(ctx, job.job, None, 1)}
     assert records["2"].outputs == {"draft": "Hello there, record 2"}
     assert (records["1"].tags, records["2"].tags) == ([], ["long"])
     assert steps_of(ctx, job.job, "1")[1] == ("long", 1, "skipped")
-    draft, long, shout = services.journey(ctx, job.job, "2")
+    draft, long, shout = views.journey(ctx, job.job, "2")
     assert (draft.step, draft.attempt, draft.status) == ("draft", 1, "completed")
     assert draft.message == draft.output == "Hello there, record 2"
     assert draft.error is None and draft.duration_ms is not None and draft.duration_ms > 0
@@ -293,14 +295,14 @@ def test_ai_schema_answer_is_a_struct_and_a_misfit_fails_only_its_record(tmp_pat
     ]
     ctx = published(make_project(tmp_path, steps, rows=4, providers=llm(http_server)))
 
-    job = services.run_now(ctx, SPINNER)
+    job = runs.run_now(ctx, SPINNER)
 
     assert (job.status, job.completed, job.failed) == (JobStatus.PARTIAL, 3, 1)
     assert http_server.last.json()["response_format"]["json_schema"]["schema"] == VERDICT
-    records = {r.record: r for r in services.records(ctx, job.job, None, 1)}
+    records = {r.record: r for r in views.records(ctx, job.job, None, 1)}
     assert records["1"].outputs == {"verdict": {"score": 5, "reason": "keen"}}
     assert [records[k].tags for k in "124"] == [["hot"], [], ["hot"]]
-    assert services.journey(ctx, job.job, "2")[-1].message == "because lukewarm"
+    assert views.journey(ctx, job.job, "2")[-1].message == "because lukewarm"
     misfit = records["3"]
     assert (misfit.status, misfit.failed_step) == ("failed", "verdict")
     assert "does not fit the schema" in (misfit.error or "")
@@ -322,7 +324,7 @@ def test_server_errors_are_retried_with_exponential_backoff(tmp_path, http_serve
     assert job.status == JobStatus.COMPLETED
     assert fake.sleeps == [1.0, 2.0]  # backoff * 2^(try-1); rand 0.5 makes the jitter x1
     assert len(http_server.requests) == 3
-    journey = services.journey(ctx, job.job, "1")
+    journey = views.journey(ctx, job.job, "1")
     assert [(e.attempt, e.status) for e in journey] == [
         (1, "failed"),
         (2, "failed"),
@@ -352,7 +354,7 @@ def test_retries_end_with_the_last_attempt(tmp_path, http_server, retry, sleeps)
     tries = retry["attempts"]
     assert len(http_server.requests) == tries
     assert steps_of(ctx, job.job, "1") == [("draft", n, "failed") for n in range(1, tries + 1)]
-    (record,) = services.records(ctx, job.job, None, 1)
+    (record,) = views.records(ctx, job.job, None, 1)
     assert "HTTP 503" in (record.error or "")
 
 
@@ -367,7 +369,7 @@ def test_a_client_error_is_not_retried(tmp_path, http_server):
     assert job.status == JobStatus.FAILED
     assert fake.sleeps == []
     assert len(http_server.requests) == 1
-    (entry,) = services.journey(ctx, job.job, "1")
+    (entry,) = views.journey(ctx, job.job, "1")
     assert entry.attempt == 1 and "HTTP 400" in (entry.error or "")
     assert "bad max_tokens" in (entry.error or "")
 
@@ -384,9 +386,9 @@ def test_a_refused_connection_is_retried_then_fails_the_record(tmp_path, monkeyp
 
     assert job.status == JobStatus.FAILED
     assert fake.sleeps == [0.5, 1.0]
-    journey = services.journey(ctx, job.job, "1")
+    journey = views.journey(ctx, job.job, "1")
     assert [(e.attempt, e.status) for e in journey] == [(1, "failed"), (2, "failed"), (3, "failed")]
-    (record,) = services.records(ctx, job.job, None, 1)
+    (record,) = views.records(ctx, job.job, None, 1)
     assert "connection error" in (record.error or "")
 
 
@@ -413,7 +415,7 @@ def test_a_429_waits_retry_after_with_the_job_paused_then_completes(tmp_path, ht
     # One attempt allowed (the default): waiting out a rate limit did not use it up.
     assert (done.status, done.reason, done.completed) == (JobStatus.COMPLETED, None, 1)
     assert steps_of(ctx, job.job, "1") == [("draft", 1, "failed"), ("draft", 2, "completed")]
-    assert "HTTP 429" in (services.journey(ctx, job.job, "1")[0].error or "")
+    assert "HTTP 429" in (views.journey(ctx, job.job, "1")[0].error or "")
 
 
 # ---- 5. bad credentials pause; resume -------------------------------------------------------
@@ -452,7 +454,7 @@ def test_concurrency_limits_the_calls_in_flight(tmp_path, http_server):
         tmp_path, [ask()], rows=20, providers=llm(http_server), limits={"concurrency": 4}
     )
 
-    job = services.run_now(published(root), SPINNER)
+    job = runs.run_now(published(root), SPINNER)
 
     assert (job.status, job.completed) == (JobStatus.COMPLETED, 20)
     assert sum(model.calls.values()) == 20
@@ -481,14 +483,14 @@ def test_a_step_timeout_fails_the_record(tmp_path, http_server):
     ctx = published(make_project(tmp_path, steps, rows=1, providers=llm(http_server)))
     try:
         tick = time.monotonic()
-        job = services.run_now(ctx, SPINNER)
+        job = runs.run_now(ctx, SPINNER)
         took = time.monotonic() - tick
     finally:
         model.release.set()
 
     assert job.status == JobStatus.FAILED
     assert took < 2.0
-    (record,) = services.records(ctx, job.job, None, 1)
+    (record,) = views.records(ctx, job.job, None, 1)
     assert "timed out" in (record.error or "")
     assert steps_of(ctx, job.job, "1") == [("draft", 1, "failed")]
 
@@ -577,7 +579,7 @@ def test_smtp_channel_delivers_subject_and_body(tmp_path, smtp_server: SmtpServe
     steps = [send("mail", subject="Welcome {{ name }}", text="Dear {{ name }},\nsee you soon.")]
     ctx = published(make_project(tmp_path, steps, rows=2, channels=channels))
 
-    job = services.run_now(ctx, SPINNER)
+    job = runs.run_now(ctx, SPINNER)
 
     assert job.status == JobStatus.COMPLETED
     delivered = sorted(smtp_server.messages, key=lambda m: m.rcpt_tos)
@@ -605,7 +607,7 @@ def test_http_step_sends_its_templates_and_its_json_feeds_later_steps(tmp_path, 
     steps[0]["http"]["output"] = "enrich"
     ctx = published(make_project(tmp_path, steps, rows=2))
 
-    job = services.run_now(ctx, SPINNER)
+    job = runs.run_now(ctx, SPINNER)
 
     assert job.status == JobStatus.COMPLETED
     requests = sorted(http_server.requests, key=lambda r: r.path)
@@ -615,8 +617,8 @@ def test_http_step_sends_its_templates_and_its_json_feeds_later_steps(tmp_path, 
         "contact": {"emails": ["p2@example.org"]},
         "fixed": 7,
     }
-    assert services.journey(ctx, job.job, "2")[1].message == "Hello Dr p2"
-    records = {r.record: r for r in services.records(ctx, job.job, None, 1)}
+    assert views.journey(ctx, job.job, "2")[1].message == "Hello Dr p2"
+    records = {r.record: r for r in views.records(ctx, job.job, None, 1)}
     assert records["2"].outputs == {"enrich": {"name": "Dr p2", "rank": 2}}
     assert (records["1"].tags, records["2"].tags) == ([], ["senior"])
 
@@ -750,7 +752,7 @@ def test_io_batches_follow_the_rate_and_the_last_rows_come_on_their_own(tmp_path
     steps = [ask()]
     root = make_project(tmp_path, steps, providers=llm(http_server), limits={"concurrency": 64})
     ctx = published(root)
-    _, spinner = services.published_spinner(ctx, SPINNER)
+    _, spinner = prepare.published_spinner(ctx, SPINNER)
     runner = Runner(ctx.state, spinner)
 
     def batch(left: int) -> int:

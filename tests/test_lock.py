@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cxrun.errors import StateBusy
+from cxrun.base.errors import StateBusy
 from cxrun.store.lock import StateLock
 
 

@@ -10,12 +10,14 @@ import pytest
 from conftest import write_project
 from test_runtime import CODES, PARSE  # the same 40-row table, two rows of which fail
 
-from cxrun import monitor, services
-from cxrun.enums import JobStatus
-from cxrun.errors import NotFound
-from cxrun.runtime import Runner
+from cxrun import ops
+from cxrun.base.enums import JobStatus
+from cxrun.base.errors import NotFound
+from cxrun.ops import doctor, runs, watch
+from cxrun.runtime.runner import Runner
 from cxrun.store import jobs as job_store
 from cxrun.store.jobs import Owner
+from cxrun.triggers import prepare
 
 AI = """table: contacts
 key: id
@@ -37,7 +39,7 @@ class Stop(Exception):
 def parse_project(tmp_path, cli):
     root = write_project(tmp_path / "p", spinners={"parse": PARSE}, tables={"codes": CODES})
     assert cli(root, "publish").code == 0
-    return root, services.open_context(str(root))
+    return root, ops.open_context(str(root))
 
 
 def running_job(ctx, batches: int = 1) -> int:
@@ -50,8 +52,8 @@ def running_job(ctx, batches: int = 1) -> int:
         raise Stop
 
     with contextlib.suppress(Stop):
-        services.run_now(ctx, "parse", on_start=grab)
-    _, spinner = services.published_spinner(ctx, "parse")
+        runs.run_now(ctx, "parse", on_start=grab)
+    _, spinner = prepare.published_spinner(ctx, "parse")
     written = []
 
     def stop_after(job):
@@ -88,7 +90,7 @@ def test_job_detail_counts_records_and_steps_of_a_finished_job(tmp_path, cli):
             "UPDATE cx_journey SET duration_ms = CASE status WHEN 'skipped' THEN 1000 ELSE 5 END "
             "WHERE step = 'big'"
         )
-    detail = monitor.job_detail(ctx, 1)
+    detail = watch.job_detail(ctx, 1)
     data = detail.to_json()
     assert data["status"] == "partial" and data["reason"] == "2 of 40 records failed"
     assert data["records"] == {
@@ -124,7 +126,7 @@ def test_job_detail_counts_records_and_steps_of_a_finished_job(tmp_path, cli):
 def test_job_detail_of_a_running_job_has_an_eta(tmp_path, cli):
     _, ctx = parse_project(tmp_path, cli)
     job = running_job(ctx)
-    detail = monitor.job_detail(ctx, job, now=FIXED + timedelta(seconds=32))
+    detail = watch.job_detail(ctx, job, now=FIXED + timedelta(seconds=32))
     data = detail.to_json()
     assert data["status"] == "running" and data["processed"] == 16
     assert (data["records"]["completed"], data["records"]["failed"]) == (15, 1)  # row 7
@@ -133,7 +135,7 @@ def test_job_detail_of_a_running_job_has_an_eta(tmp_path, cli):
     assert data["eta_s"] == 48.0  # 24 rows left at 0.5 per second
     assert data["owner_pid"] == os.getpid() and data["lease_until"] is not None
     assert [s["step"] for s in data["steps"]] == ["hello", "parse", "big"]
-    later = monitor.job_detail(ctx, job, now=FIXED + timedelta(seconds=64))
+    later = watch.job_detail(ctx, job, now=FIXED + timedelta(seconds=64))
     assert later.eta_s == pytest.approx(96.0)  # slower: more time left
 
 
@@ -142,7 +144,7 @@ def test_job_detail_of_a_paused_job_has_its_reason_and_no_eta(tmp_path, cli):
     job = running_job(ctx)
     with ctx.state.write() as con:
         job_store.set_status(con, job, JobStatus.PAUSED, "rate limited until 2026-03-01T12:05:00")
-    data = monitor.job_detail(ctx, job, now=FIXED + timedelta(seconds=32)).to_json()
+    data = watch.job_detail(ctx, job, now=FIXED + timedelta(seconds=32)).to_json()
     assert data["status"] == "paused" and data["reason"].startswith("rate limited")
     assert data["eta_s"] is None and data["records"]["pending"] == 24
 
@@ -150,7 +152,7 @@ def test_job_detail_of_a_paused_job_has_its_reason_and_no_eta(tmp_path, cli):
 def test_job_detail_of_a_queued_job_lists_every_step_with_zeros(tmp_path, cli):
     root, ctx = parse_project(tmp_path, cli)
     assert cli(root, "run-now", "parse", "--detach").code == 0
-    data = monitor.job_detail(ctx, 1).to_json()
+    data = watch.job_detail(ctx, 1).to_json()
     assert data["records"]["pending"] == 40 and data["eta_s"] is None
     assert [(s["step"], s["completed"], s["median_ms"]) for s in data["steps"]] == [
         ("hello", 0, None),
@@ -158,7 +160,7 @@ def test_job_detail_of_a_queued_job_lists_every_step_with_zeros(tmp_path, cli):
         ("big", 0, None),
     ]
     with pytest.raises(NotFound, match="no job 9"):
-        monitor.job_detail(ctx, 9)
+        watch.job_detail(ctx, 9)
 
 
 # ---- live ---------------------------------------------------------------------------------
@@ -168,10 +170,10 @@ def test_live_finds_stalled_jobs_with_a_fixed_clock(tmp_path, cli):
     root, ctx = parse_project(tmp_path, cli)
     job = running_job(ctx)  # its last record ended at FIXED
     assert cli(root, "run-now", "parse").code == 3  # a finished job is never stalled
-    calm = monitor.live(ctx, stall_minutes=5, now=FIXED + timedelta(minutes=4))
+    calm = watch.live(ctx, stall_minutes=5, now=FIXED + timedelta(minutes=4))
     assert calm.stalled == []
     assert calm.jobs["running"] == 1 and calm.jobs["partial"] == 1 and calm.jobs["queued"] == 0
-    late = monitor.live(ctx, stall_minutes=5, now=FIXED + timedelta(minutes=6)).to_json()
+    late = watch.live(ctx, stall_minutes=5, now=FIXED + timedelta(minutes=6)).to_json()
     assert [(s["job"], s["spinner"], s["idle_s"]) for s in late["stalled"]] == [
         (job, "parse", 360.0)
     ]
@@ -183,30 +185,30 @@ def test_live_finds_stalled_jobs_with_a_fixed_clock(tmp_path, cli):
 def test_live_counts_failures_per_step_in_the_last_hour(tmp_path, cli):
     _, ctx = parse_project(tmp_path, cli)
     running_job(ctx, batches=2)  # rows 1..32: 7 and 31 fail at parse, at FIXED
-    within = monitor.live(ctx, now=FIXED + timedelta(minutes=59)).to_json()
+    within = watch.live(ctx, now=FIXED + timedelta(minutes=59)).to_json()
     assert [(f["spinner"], f["step"], f["failures"], f["records"]) for f in within["failures"]] == [
         ("parse", "parse", 2, 2)
     ]
     assert "abc" in within["failures"][0]["last_error"]
     assert within["failures_since"] == "2026-03-01T11:59:00Z"
-    after = monitor.live(ctx, now=FIXED + timedelta(minutes=61))
+    after = watch.live(ctx, now=FIXED + timedelta(minutes=61))
     assert after.failures == []
 
 
 def test_live_says_whether_a_runtime_is_up(tmp_path, cli):
     _, ctx = parse_project(tmp_path, cli)
-    never = monitor.live(ctx, now=FIXED).to_json()["runtime"]
+    never = watch.live(ctx, now=FIXED).to_json()["runtime"]
     assert never == {"up": False, "runtimes": [], "last_heartbeat_at": None}
     beat(ctx, FIXED)
-    up = monitor.live(ctx, now=FIXED + timedelta(minutes=1)).to_json()["runtime"]
+    up = watch.live(ctx, now=FIXED + timedelta(minutes=1)).to_json()["runtime"]
     assert up["up"] is True
     assert [(r["id"], r["pid"], r["heartbeat_at"]) for r in up["runtimes"]] == [
         ("runtime:host:4242:abcd", 4242, "2026-03-01T12:00:00Z")
     ]
-    silent = monitor.live(ctx, now=FIXED + timedelta(minutes=3)).to_json()["runtime"]
+    silent = watch.live(ctx, now=FIXED + timedelta(minutes=3)).to_json()["runtime"]
     assert silent["up"] is False and silent["last_heartbeat_at"] == "2026-03-01T12:00:00Z"
     beat(ctx, FIXED + timedelta(seconds=10), stopped=True)
-    stopped = monitor.live(ctx, now=FIXED + timedelta(seconds=20))
+    stopped = watch.live(ctx, now=FIXED + timedelta(seconds=20))
     assert stopped.runtime_up is False
 
 
@@ -216,7 +218,7 @@ def test_live_says_whether_a_runtime_is_up(tmp_path, cli):
 def test_doctor_is_all_ok_on_a_healthy_project(tmp_path, cli):
     root = write_project(tmp_path / "p")
     assert cli(root, "publish").code == 0
-    found = monitor.doctor(services.open_context(str(root)))
+    found = doctor.doctor(ops.open_context(str(root)))
     assert found.ok, found.failed
     assert [(c.spinner, c.check) for c in found.checks] == [
         (None, "config"),
@@ -240,7 +242,7 @@ def test_doctor_is_all_ok_on_a_healthy_project(tmp_path, cli):
 def test_doctor_names_a_missing_table_and_its_fix(tmp_path):
     spinner = "table: people\nkey: id\nsteps:\n  - id: a\n    log: x\n"
     root = write_project(tmp_path / "p", spinners={"s": spinner})
-    found = monitor.doctor(services.open_context(str(root)), "s")
+    found = doctor.doctor(ops.open_context(str(root)), "s")
     table = by_name(found.checks, "s")["table"]
     assert not table.ok and "unknown table 'people'" in table.detail
     assert table.fix == "add tables/people.csv (or .parquet), or fix `table:` in spinners/s.yaml"
@@ -250,7 +252,7 @@ def test_doctor_names_a_missing_table_and_its_fix(tmp_path):
 def test_doctor_names_an_empty_table_and_missing_columns(tmp_path):
     spinner = "table: t\nkey: id\nfields: {phone: {}}\nsteps:\n  - id: a\n    log: x\n"
     root = write_project(tmp_path / "p", spinners={"s": spinner}, tables={"t": "id,email\n"})
-    checks = by_name(monitor.doctor(services.open_context(str(root))).checks, "s")
+    checks = by_name(doctor.doctor(ops.open_context(str(root))).checks, "s")
     assert not checks["table"].ok and checks["table"].detail == "tables/t.csv has no rows"
     assert "cxrun tables show t" in (checks["table"].fix or "")
     assert not checks["fields"].ok and 'column "phone" is not in table t' in checks["fields"].detail
@@ -259,7 +261,7 @@ def test_doctor_names_an_empty_table_and_missing_columns(tmp_path):
 
 def test_doctor_names_an_unpublished_spinner(tmp_path):
     root = write_project(tmp_path / "p")
-    found = monitor.doctor(services.open_context(str(root)))
+    found = doctor.doctor(ops.open_context(str(root)))
     published = by_name(found.checks, "welcome")["published"]
     assert not published.ok and not found.ok
     assert published.detail == "spinner 'welcome' is not published"
@@ -272,14 +274,12 @@ def test_doctor_names_a_spinner_edited_since_it_was_published(tmp_path, cli):
     assert cli(root, "publish").code == 0
     path = root / "spinners" / "welcome.yaml"
     path.write_text(path.read_text().replace("Welcome", "Hello"))
-    published = by_name(monitor.doctor(services.open_context(str(root))).checks, "welcome")[
-        "published"
-    ]
+    published = by_name(doctor.doctor(ops.open_context(str(root))).checks, "welcome")["published"]
     assert not published.ok
     assert "spinners/welcome.yaml was edited since version 1 was published" in published.detail
     assert published.fix == "run `cxrun publish welcome` (runs use version 1 until then)"
     assert cli(root, "publish").code == 0
-    again = by_name(monitor.doctor(services.open_context(str(root))).checks, "welcome")
+    again = by_name(doctor.doctor(ops.open_context(str(root))).checks, "welcome")
     assert again["published"].ok and again["published"].detail.startswith("version 2")
 
 
@@ -287,19 +287,19 @@ def test_doctor_names_a_missing_secret_and_how_to_set_it(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     root = write_project(tmp_path / "p", spinners={"ai": AI})
     (root / "cxrun.yaml").write_text(OPENAI)
-    ctx = services.open_context(str(root))
-    providers = by_name(monitor.doctor(ctx, "ai").checks, "ai")["providers"]
+    ctx = ops.open_context(str(root))
+    providers = by_name(doctor.doctor(ctx, "ai").checks, "ai")["providers"]
     assert not providers.ok and "secret OPENAI_API_KEY is not set" in providers.detail
     assert providers.fix == "run `cxrun secrets set OPENAI_API_KEY`"
     ctx.secrets.set("OPENAI_API_KEY", "sk-test-not-shown")
-    fixed = by_name(monitor.doctor(ctx, "ai").checks, "ai")["providers"]
+    fixed = by_name(doctor.doctor(ctx, "ai").checks, "ai")["providers"]
     assert fixed.ok and fixed.detail == "openai: configured, secrets set"
-    assert "sk-test-not-shown" not in str(monitor.doctor(ctx, "ai").to_json())
+    assert "sk-test-not-shown" not in str(doctor.doctor(ctx, "ai").to_json())
 
 
 def test_doctor_names_an_unknown_provider_with_a_config_fix(tmp_path):
     root = write_project(tmp_path / "p", spinners={"ai": AI})
-    providers = by_name(monitor.doctor(services.open_context(str(root))).checks, "ai")["providers"]
+    providers = by_name(doctor.doctor(ops.open_context(str(root))).checks, "ai")["providers"]
     assert not providers.ok and "unknown provider 'openai'" in providers.detail
     assert providers.fix == "fix the providers and channels in cxrun.yaml"
 
@@ -307,26 +307,26 @@ def test_doctor_names_an_unknown_provider_with_a_config_fix(tmp_path):
 def test_doctor_names_queued_jobs_with_no_runtime(tmp_path, cli):
     root = write_project(tmp_path / "p")
     assert cli(root, "publish").code == 0
-    ctx = services.open_context(str(root))
-    assert by_name(monitor.doctor(ctx, now=FIXED).checks)["runtime"].ok  # nothing queued
+    ctx = ops.open_context(str(root))
+    assert by_name(doctor.doctor(ctx, now=FIXED).checks)["runtime"].ok  # nothing queued
     assert cli(root, "run-now", "welcome", "--detach").code == 0
-    runtime = by_name(monitor.doctor(ctx, now=FIXED).checks)["runtime"]
+    runtime = by_name(doctor.doctor(ctx, now=FIXED).checks)["runtime"]
     assert not runtime.ok and runtime.detail.startswith("1 job(s) queued, no runtime is up")
-    assert runtime.fix == monitor.RUNTIME_FIX and "`cxrun runtime`" in runtime.fix
+    assert runtime.fix == watch.RUNTIME_FIX and "`cxrun runtime`" in runtime.fix
     beat(ctx, FIXED)
-    up = by_name(monitor.doctor(ctx, now=FIXED + timedelta(seconds=30)).checks)["runtime"]
+    up = by_name(doctor.doctor(ctx, now=FIXED + timedelta(seconds=30)).checks)["runtime"]
     assert up.ok and "pid 4242" in up.detail
 
 
 def test_doctor_reports_a_broken_spinner_instead_of_raising(tmp_path):
     broken = "table: contacts\nkey: id\nsteps:\n  - id: a\n    sms: hi\n"
     root = write_project(tmp_path / "p", spinners={"welcome": broken, "bad": "key: [\n"})
-    ctx = services.open_context(str(root))
-    found = monitor.doctor(ctx)
+    ctx = ops.open_context(str(root))
+    found = doctor.doctor(ctx)
     welcome = by_name(found.checks, "welcome")
     assert not welcome["spinner"].ok and "'sms' is not a step type" in welcome["spinner"].detail
     assert welcome["spinner"].fix == "fix spinners/welcome.yaml, then run `cxrun validate welcome`"
     assert set(welcome) == {"config", "spinner", "published", "runtime"}
     assert not by_name(found.checks, "bad")["spinner"].ok
     with pytest.raises(NotFound, match="unknown spinner 'nope'"):
-        monitor.doctor(ctx, "nope")
+        doctor.doctor(ctx, "nope")

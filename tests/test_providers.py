@@ -16,10 +16,10 @@ from servers import Anthropic as AnthropicReply
 from servers import FakeServer, Reply, echoing, malformed
 from servers import OpenAI as OpenAIReply
 
+from cxrun.base.secrets import Secrets
 from cxrun.io import providers
 from cxrun.io.base import AIAnswer, AIRequest, CallError, Pause, Usage
 from cxrun.io.providers import PROVIDERS, Anthropic, Echo, OpenAI
-from cxrun.secrets import Secrets
 
 pytest_plugins = ["servers"]
 

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 from conftest import write_project
 
-from cxrun import services
-from cxrun.enums import JobStatus
-from cxrun.runtime import Runner
+from cxrun import ops
+from cxrun.base.enums import JobStatus
+from cxrun.ops import publishing, runs, views
+from cxrun.runtime.runner import Runner
 from cxrun.store import jobs as job_store
+from cxrun.triggers import prepare
 
 CODES = "id,code,name\n" + "".join(
     f"{i},{'abc' if i in (7, 31) else i * 10},n{i}\n" for i in range(1, 41)
@@ -32,8 +34,8 @@ FIXED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def context(tmp_path, spinners, tables):
     root = write_project(tmp_path / "p", spinners=spinners, tables=tables)
-    ctx = services.open_context(str(root))
-    services.publish(ctx, None)
+    ctx = ops.open_context(str(root))
+    publishing.publish(ctx, None)
     return ctx
 
 
@@ -49,14 +51,14 @@ def start(ctx, name):
         raise Stop
 
     with contextlib.suppress(Stop):
-        services.run_now(ctx, name, on_start=grab)
+        runs.run_now(ctx, name, on_start=grab)
     return created[0]
 
 
 def test_small_batches_cover_every_row_once(tmp_path):
     ctx = context(tmp_path, {"parse": PARSE}, {"codes": CODES})
     job = start(ctx, "parse")
-    _, spinner = services.published_spinner(ctx, "parse")
+    _, spinner = prepare.published_spinner(ctx, "parse")
     seen = []
     done = Runner(
         ctx.state, spinner, clock=lambda: FIXED, batch_rows=16, on_progress=seen.append
@@ -80,23 +82,23 @@ def test_small_batches_cover_every_row_once(tmp_path):
 def test_a_row_that_raises_fails_alone_at_its_step(tmp_path):
     ctx = context(tmp_path, {"parse": PARSE}, {"codes": CODES})
     job = start(ctx, "parse")
-    _, spinner = services.published_spinner(ctx, "parse")
+    _, spinner = prepare.published_spinner(ctx, "parse")
     Runner(ctx.state, spinner, clock=lambda: FIXED).run(job.job)
-    failed = services.records(ctx, job.job, "failed", 1)
+    failed = views.records(ctx, job.job, "failed", 1)
     assert [r.record for r in failed] == ["7", "31"]
     assert all(r.failed_step == "parse" and "abc" in (r.error or "") for r in failed)
-    journey = services.journey(ctx, job.job, "7")
+    journey = views.journey(ctx, job.job, "7")
     assert [(e.step, e.status) for e in journey] == [("hello", "completed"), ("parse", "failed")]
     assert journey[0].message == "row n7"
     assert journey[1].started_at == FIXED
-    fine = services.journey(ctx, job.job, "30")
+    fine = views.journey(ctx, job.job, "30")
     assert [(e.step, e.status) for e in fine] == [
         ("hello", "completed"),
         ("parse", "completed"),
         ("big", "completed"),
     ]
     assert fine[1].output == {"number": 300}
-    assert services.records(ctx, job.job, None, 1)[0].tags == []  # row 1: 10 is not > 200
+    assert views.records(ctx, job.job, None, 1)[0].tags == []  # row 1: 10 is not > 200
 
 
 def test_a_job_where_every_row_fails_is_failed_and_an_empty_job_completes(tmp_path):
@@ -105,16 +107,16 @@ def test_a_job_where_every_row_fails_is_failed_and_an_empty_job_completes(tmp_pa
         "steps:\n  - id: a\n    log: x\n"
     }
     ctx = context(tmp_path, spinners, {"t": "id,email\n1,\n2,\n"})
-    job = services.run_now(ctx, "strict")
+    job = runs.run_now(ctx, "strict")
     assert job.status == JobStatus.FAILED and job.reason == "all 2 records failed"
-    assert services.records(ctx, job.job, None, 1)[0].error == "required field 'email' is empty"
-    empty = services.run_now(ctx, "strict", where="id > 100")
+    assert views.records(ctx, job.job, None, 1)[0].error == "required field 'email' is empty"
+    empty = runs.run_now(ctx, "strict", where="id > 100")
     assert empty.status == JobStatus.COMPLETED and empty.total == 0
 
 
 def test_a_filtered_job_runs_exactly_its_selection(tmp_path):
     ctx = context(tmp_path, {"parse": PARSE}, {"codes": CODES})
-    job = services.run_now(ctx, "parse", where="id % 3 = 0 AND id <> 6", limit=5)
+    job = runs.run_now(ctx, "parse", where="id % 3 = 0 AND id <> 6", limit=5)
     assert job.total == 5
     with ctx.state.read() as con:
         keys = [
@@ -131,7 +133,7 @@ def test_a_filtered_job_runs_exactly_its_selection(tmp_path):
 def test_pending_records_are_the_rows_no_batch_reached(tmp_path):
     ctx = context(tmp_path, {"parse": PARSE}, {"codes": CODES})
     job = start(ctx, "parse")
-    pending = services.records(ctx, job.job, "pending", 1, limit=3)
+    pending = views.records(ctx, job.job, "pending", 1, limit=3)
     assert [(r.record, r.status, r.metadata["name"]) for r in pending] == [
         ("1", "pending", "n1"),
         ("2", "pending", "n2"),

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from conftest import EXECUTABLE, set_now, write_project
 
-from cxrun import cron, schedules, services
-from cxrun.enums import Trigger
+from cxrun import ops
+from cxrun.base import cron
+from cxrun.base.enums import Trigger
+from cxrun.ops import publishing, runs, views
+from cxrun.triggers import schedules
 
 PARIS = "Europe/Paris"
 
@@ -39,18 +42,18 @@ def scheduled(tmp_path: Path, *triggers: str, name: str = "daily") -> Path:
     return write_project(tmp_path / "p", {name: SPINNER.format(triggers=body)})
 
 
-def publish(root: Path, when: str, monkeypatch: pytest.MonkeyPatch) -> services.Context:
+def publish(root: Path, when: str, monkeypatch: pytest.MonkeyPatch) -> ops.Context:
     """Publish every spinner of the project with the clock at `when` (UTC)."""
     set_now(monkeypatch, when)
-    ctx = services.open_context(str(root))
-    services.publish(ctx, None)
+    ctx = ops.open_context(str(root))
+    publishing.publish(ctx, None)
     set_now(monkeypatch, None)
     return ctx
 
 
-def fired_jobs(ctx: services.Context) -> list[dict[str, object]]:
+def fired_jobs(ctx: ops.Context) -> list[dict[str, object]]:
     """Every scheduled job, oldest first, with the due time it keeps."""
-    jobs = sorted(services.jobs(ctx, None, None, 1, 500), key=lambda j: j.job)
+    jobs = sorted(views.jobs(ctx, None, None, 1, 500), key=lambda j: j.job)
     with ctx.state.read() as con:
         params = dict(con.execute("SELECT job, params FROM cx_jobs").fetchall())
     return [
@@ -350,9 +353,9 @@ def test_the_runtime_fires_due_schedules_through_its_hook(tmp_path, monkeypatch)
     ctx = publish(root, "2026-11-21T12:00:00Z", monkeypatch)
     set_now(monkeypatch, "2026-11-22T09:00:05Z")
     notes: list[str] = []
-    assert services.runtime(ctx, once=True, max_jobs=1, on_event=notes.append) == 1
+    assert runs.runtime(ctx, once=True, max_jobs=1, on_event=notes.append) == 1
     assert any("due 2026-11-22T09:00:00Z: job 1 queued" in n for n in notes), notes
-    assert services.job(ctx, 1).status == "completed"
+    assert views.job(ctx, 1).status == "completed"
 
 
 # ---- parameters ---------------------------------------------------------------------------
@@ -372,8 +375,8 @@ def test_timestamp_and_last_timestamp_are_the_due_times(tmp_path, monkeypatch):
         "2026-03-01T00:00:00Z",
     ]
     assert [j["total"] for j in jobs] == [1, 1, 1]  # 2025-11-20; 2026-01-10; 2026-02-01
-    services.runtime(ctx, once=True, max_jobs=1, schedules=False)
-    keys = [[r.record for r in services.records(ctx, j["job"], None, 1)] for j in jobs]
+    runs.runtime(ctx, once=True, max_jobs=1, schedules=False)
+    keys = [[r.record for r in views.records(ctx, j["job"], None, 1)] for j in jobs]
     assert keys == [["4"], ["1"], ["2"]]
 
 
@@ -384,6 +387,6 @@ def test_a_manual_run_binds_now_and_the_last_job_time(tmp_path, monkeypatch):
     )
     root = write_project(tmp_path / "p", {"once": spinner})
     ctx = publish(root, "2026-11-22T10:00:00Z", monkeypatch)
-    assert services.run_now(ctx, "once").total == 5
-    assert services.run_now(ctx, "once").total == 0  # there is a last job now
-    assert services.dry_run(ctx, "once", None, None).selected == 0
+    assert runs.run_now(ctx, "once").total == 5
+    assert runs.run_now(ctx, "once").total == 0  # there is a last job now
+    assert runs.dry_run(ctx, "once", None, None).selected == 0

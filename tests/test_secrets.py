@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cxrun.errors import CxrunError, ExitCode
-from cxrun.secrets import (
+from cxrun.base.errors import CxrunError, ExitCode
+from cxrun.base.secrets import (
     MissingSecret,
     Redactor,
     Secrets,

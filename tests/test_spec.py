@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cxrun.clock import utcnow
+from cxrun.base.clock import utcnow
 from cxrun.spec import checks, loader
 from cxrun.spec.model import LogStep, SetStep, TagStep
 from cxrun.store.tables import TableInfo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from cxrun.sql import compile_template, duckdb_message, expression_problem
+from cxrun.base.sql import compile_template, duckdb_message, expression_problem
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from cxrun.errors import CxrunError
+from cxrun.base.errors import CxrunError
 from cxrun.store import State
 from cxrun.store.schema import LATEST
 

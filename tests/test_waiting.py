@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import CONTACTS, write_project
 
-from cxrun import windows
+from cxrun.spec import windows
 
 CONFIG = """name: test
 providers:
@@ -319,7 +319,7 @@ def test_windows_in_a_time_zone_across_dst() -> None:
 
 
 def test_many_records_answered_before_are_told_in_one_line_per_answer() -> None:
-    from cxrun.cli import _already_answered
+    from cxrun.cli.answers import _already_answered
 
     few = [("1", "approved by an operator")]
     assert _already_answered(few) == ["record 1 was answered already: approved by an operator"]
@@ -358,17 +358,20 @@ steps:
 def test_a_job_whose_run_raises_fails_with_its_reason_and_is_not_claimed_again(
     tmp_path: Path,
 ) -> None:
-    from cxrun import owners, services, worker
+    from cxrun import ops
+    from cxrun.base import owners
+    from cxrun.ops import publishing, runs, views
+    from cxrun.runtime import worker
 
     root = _project(tmp_path, {"far": "table: contacts\nkey: id\nsteps:\n  - id: a\n    log: a\n"})
-    ctx = services.open_context(str(root))
-    services.publish(ctx, None)
-    services.run_now(ctx, "far", detach=True)
+    ctx = ops.open_context(str(root))
+    publishing.publish(ctx, None)
+    runs.run_now(ctx, "far", detach=True)
     owner = owners.new_owner("runtime")
     taken = worker.claim_next(ctx.state, owner, set(), owners.LEASE)
     assert taken is not None and taken.job == 1
     said = worker._give_up(ctx.state, owner, 1, RuntimeError("boom"))
     assert said == "failed: stopped by an error: RuntimeError: boom"
-    job = services.job(ctx, 1)
+    job = views.job(ctx, 1)
     assert (job.status, job.reason) == ("failed", "stopped by an error: RuntimeError: boom")
     assert worker.claim_next(ctx.state, owner, set(), owners.LEASE) is None

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cxrun.errors import CxrunError
-from cxrun.secrets import Redactor
+from cxrun.base.errors import CxrunError
+from cxrun.base.secrets import Redactor
 
 if TYPE_CHECKING:
     import httpx

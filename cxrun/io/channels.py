@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from cxrun.durations import seconds
+from cxrun.base.durations import seconds
+from cxrun.base.secrets import reference_name
 from cxrun.io.base import (
     CallError,
     Message,
@@ -29,7 +30,6 @@ from cxrun.io.base import (
     resolve_option,
     scrubbed,
 )
-from cxrun.secrets import reference_name
 
 _URL = {"type": "string", "pattern": "^(https?://|secret:)"}
 _TEXT = {"type": "string", "minLength": 1}

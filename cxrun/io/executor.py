@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from cxrun.clock import to_db, utcnow
+from cxrun.base.clock import to_db, utcnow
+from cxrun.base.secrets import EXCERPT, excerpt, scrub_json
 from cxrun.io.base import AIRequest, CallError, Message, Pause, error_for_status
-from cxrun.secrets import EXCERPT, excerpt, scrub_json
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 DEFAULT_TIMEOUT = 60.0

@@ -8,15 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cxrun.durations import per_second, seconds
+from cxrun.base.durations import per_second, seconds
+from cxrun.base.project import Project
 from cxrun.io.executor import Target
-from cxrun.project import Project
 from cxrun.spec.model import AIStep, SendStep, Spinner
 
 if TYPE_CHECKING:
     import httpx
 
-    from cxrun.secrets import Secrets
+    from cxrun.base.secrets import Secrets
 
 COMMON = ("kind", "rate", "timeout", "prices")
 TRANSPORT_ENV = "CXRUN_HTTP_TRANSPORT"

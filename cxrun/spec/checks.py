@@ -6,7 +6,16 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from cxrun.cron import cron_problem, zone_problem
+from cxrun.base.cron import cron_problem, zone_problem
+from cxrun.base.sql import (
+    ExpressionError,
+    duckdb_message,
+    embed,
+    parameter_problem,
+    parse_expression,
+    quote_ident,
+    shown,
+)
 from cxrun.spec.model import (
     TIME_PARAMETERS,
     AIStep,
@@ -17,15 +26,6 @@ from cxrun.spec.model import (
     WaitStep,
 )
 from cxrun.spec.outputs import output_expression
-from cxrun.sql import (
-    ExpressionError,
-    duckdb_message,
-    embed,
-    parameter_problem,
-    parse_expression,
-    quote_ident,
-    shown,
-)
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -318,9 +318,9 @@ def _deadline_problem(
 ) -> str | None:
     import duckdb
 
-    from cxrun import clock
-    from cxrun.durations import LONGEST, LONGEST_DAYS
-    from cxrun.sql import expression_problem
+    from cxrun.base import clock
+    from cxrun.base.durations import LONGEST, LONGEST_DAYS
+    from cxrun.base.sql import expression_problem
 
     if step.until is None or expression_problem(checker, step.until):  # said by the checks above
         return None

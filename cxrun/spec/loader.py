@@ -10,9 +10,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cxrun.durations import seconds
-from cxrun.errors import CxrunError, NotFound, ValidationFailed
-from cxrun.project import Project
+from cxrun.base.durations import seconds
+from cxrun.base.errors import CxrunError, NotFound, ValidationFailed
+from cxrun.base.project import Project
+from cxrun.base.sql import Template, compile_template
+from cxrun.base.yamlfile import parse_yaml, read_text
 from cxrun.spec.model import (
     AIStep,
     ApprovalStep,
@@ -29,12 +31,9 @@ from cxrun.spec.model import (
     Spinner,
     Step,
     TagStep,
-    Template,
     TriggerSpec,
     WaitStep,
 )
-from cxrun.sql import compile_template
-from cxrun.yamlfile import parse_yaml, read_text
 
 STEP_TYPES = ("log", "tag", "set", "ai", "send", "http", "wait", "approval", "call")
 CALLS = "_calls"  # in a published spec: the child spinners its call steps run, by name
@@ -110,7 +109,7 @@ def schema_problems(raw: Any, name: str) -> list[str]:
     if problems:
         return problems
     if raw.get("eligible"):
-        from cxrun import windows
+        from cxrun.spec import windows
 
         try:
             windows.parse(raw["eligible"])
@@ -296,7 +295,7 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
     _expand(raw["steps"], raw.get(CALLS) or {}, steps, "", None, None, "")
     eligible = None
     if raw.get("eligible"):
-        from cxrun import windows
+        from cxrun.spec import windows
 
         eligible = windows.parse(raw["eligible"])
     return Spinner(
@@ -357,7 +356,7 @@ def _expand(
     """The steps in run order. A call step is followed by its child's steps (ids prefixed with
     the call's id, guarded by it), then a hidden set step that gathers the child's outputs
     into a STRUCT named after the call step."""
-    from cxrun.sql import quote_ident
+    from cxrun.base.sql import quote_ident
 
     for index, raw in enumerate(raws):
         common: dict[str, Any] = {

@@ -6,14 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Template:
-    """Text with SQL expressions between `{{ }}`, compiled to one SQL expression."""
-
-    source: str
-    sql: str
-    expressions: tuple[str, ...]
+from cxrun.base.sql import Template
 
 
 @dataclass(frozen=True)

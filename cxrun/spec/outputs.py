@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cxrun.base.sql import quote_literal
 from cxrun.spec.model import AIStep, HttpStep, Step
-from cxrun.sql import quote_literal
 
 _SCALARS = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
 

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrun.errors import CxrunError, StateDamaged
+from cxrun.base.errors import CxrunError, StateDamaged
 from cxrun.store.lock import StateLock
 from cxrun.store.schema import LATEST, MIGRATIONS
 

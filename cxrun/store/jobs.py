@@ -8,13 +8,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun import owners
-from cxrun.clock import from_db, to_db
-from cxrun.enums import JobStatus
-from cxrun.models import Job, JourneyEntry, Record, iso
-from cxrun.owners import Owner
-from cxrun.pipeline import FAILURES, RESTARTS, io_table, render_column
-from cxrun.sql import embed, quote_ident
+from cxrun.base import owners
+from cxrun.base.clock import from_db, to_db
+from cxrun.base.enums import JobStatus
+from cxrun.base.models import Job, JourneyEntry, Record, iso
+from cxrun.base.owners import Owner
+from cxrun.base.sql import embed, quote_ident
+from cxrun.store.scratch import FAILURES, RESTARTS, io_table, render_column
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def _job(row: tuple[Any, ...]) -> Job:
     try:
         values["status"] = JobStatus(values["status"])
     except ValueError:
-        from cxrun.errors import StateDamaged
+        from cxrun.base.errors import StateDamaged
 
         raise StateDamaged(
             f"job {values['job']} has the unknown status {values['status']!r}"
@@ -96,7 +96,7 @@ def create(
 
 
 def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
-    from cxrun.errors import NotFound
+    from cxrun.base.errors import NotFound
 
     row = con.execute(f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE job = ?", [job]).fetchone()
     if not row:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cxrun.errors import CxrunError, StateBusy
+from cxrun.base.errors import CxrunError, StateBusy
 
 # A process that waits announces itself by holding `want` shared; a writer that has just released
 # the state gives such waiters a moment to get in before it takes the state again.

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cxrun import owners
-from cxrun.clock import from_db, to_db
-from cxrun.models import iso
-from cxrun.sql import quote_ident
+from cxrun.base import owners
+from cxrun.base.clock import from_db, to_db
+from cxrun.base.models import iso
+from cxrun.base.sql import quote_ident
 from cxrun.store import jobs as job_store
 from cxrun.store.tables import TableInfo
 

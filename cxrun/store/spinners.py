@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.clock import from_db, to_db
+from cxrun.base.clock import from_db, to_db
 
 if TYPE_CHECKING:
     import duckdb

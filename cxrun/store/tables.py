@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.clock import from_db, to_db
-from cxrun.sql import quote_ident
+from cxrun.base.clock import from_db, to_db
+from cxrun.base.sql import quote_ident
 
 if TYPE_CHECKING:
     import duckdb

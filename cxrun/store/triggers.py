@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.clock import from_db, to_db
-from cxrun.sql import embed
+from cxrun.base.clock import from_db, to_db
+from cxrun.base.sql import embed
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:

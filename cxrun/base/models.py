@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cxrun.enums import JobStatus
+from cxrun.base.enums import JobStatus
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -39,7 +39,7 @@ class Job:
     def duration_s(self, now: datetime | None = None) -> float | None:
         if not self.started_at:
             return None
-        from cxrun.clock import utcnow
+        from cxrun.base.clock import utcnow
 
         end = self.ended_at or now or utcnow()
         return round(max(0.0, (end - self.started_at).total_seconds()), 3)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
-from cxrun.clock import utcnow
-from cxrun.enums import JobStatus
-from cxrun.models import Job
-from cxrun.owners import LEASE, Owner, alive, new_owner
+from cxrun.base.clock import utcnow
+from cxrun.base.enums import JobStatus
+from cxrun.base.models import Job
+from cxrun.base.owners import LEASE, Owner, alive, new_owner
 from cxrun.store import State
 from cxrun.store import jobs as job_store
 
@@ -83,7 +83,7 @@ def serve(
 def _give_up(state: State, owner: Owner, job: int, error: BaseException) -> str:
     """A job whose run raised: a busy state gives it back to the queue; anything else fails it
     with the error as its reason, so that no runtime loops on a job it cannot advance."""
-    from cxrun.errors import StateBusy
+    from cxrun.base.errors import StateBusy
 
     what = f"{type(error).__name__}: {error}"
     try:

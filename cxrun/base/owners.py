@@ -11,8 +11,14 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 LEASE = 30.0  # seconds a claim holds without a heartbeat (it matters for owners on other hosts)
+
+
+def lease_until(now: datetime) -> datetime:
+    """When a claim taken (or renewed) at `now` runs out."""
+    return now + timedelta(seconds=LEASE)
 
 
 @dataclass(frozen=True)

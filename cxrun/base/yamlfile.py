@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cxrun.errors import CxrunError
+from cxrun.base.errors import CxrunError
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_ALIAS_NODES = 10_000

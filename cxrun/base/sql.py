@@ -10,8 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cxrun.errors import CxrunError
-from cxrun.spec.model import Template
+from cxrun.base.errors import CxrunError
 
 if TYPE_CHECKING:
     import duckdb
@@ -24,6 +23,15 @@ _MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found[^!]*!')
 _COSMETIC = frozenset({"query_location", "query_location_length", "is_operator", "alias"})
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs"})  # controls, format characters (bidi, zero width)
 _KEPT = 512  # parsed expressions kept per process
+
+
+@dataclass(frozen=True)
+class Template:
+    """Text with SQL expressions between `{{ }}`, compiled to one SQL expression."""
+
+    source: str
+    sql: str
+    expressions: tuple[str, ...]
 
 
 def quote_ident(name: str) -> str:

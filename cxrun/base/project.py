@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from cxrun import __version__
-from cxrun.errors import CxrunError, NotFound
-from cxrun.yamlfile import parse_yaml, read_text
+from cxrun.base.errors import CxrunError, NotFound
+from cxrun.base.yamlfile import parse_yaml, read_text
 
 CONFIG_FILE = "cxrun.yaml"
 CHECKED_FILE = "config.checked"  # in .cxrun/: the fingerprint of a cxrun.yaml that passed
@@ -60,7 +60,7 @@ class Project:
 
     def mark_config_checked(self) -> None:
         """Remember that this cxrun.yaml passed every check (until it changes)."""
-        from cxrun.secrets import write_private
+        from cxrun.base.secrets import write_private
 
         if not self._config.checked:
             with contextlib.suppress(OSError):  # only a shortcut: a read-only folder goes without

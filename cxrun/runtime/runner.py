@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cxrun import signals
-from cxrun.clock import utcnow
-from cxrun.enums import JobStatus
+from cxrun.base.clock import utcnow
+from cxrun.base.enums import JobStatus
+from cxrun.base.models import Job
+from cxrun.base.owners import Owner
+from cxrun.base.sql import duckdb_message
 from cxrun.io.executor import Call, Executor, JobHalted, JobPaused, JobTimedOut
-from cxrun.models import Job
-from cxrun.owners import Owner
-from cxrun.pipeline import (
+from cxrun.runtime import signals
+from cxrun.runtime.pipeline import (
     BatchSql,
     Stage,
     compile_stage,
@@ -25,17 +26,16 @@ from cxrun.pipeline import (
     journey_parts,
     outputs_sql,
     park_kind_sql,
-    stage_table,
     stages,
     tags_sql,
 )
+from cxrun.runtime.spool import Spool
 from cxrun.spec.model import AIStep, ApprovalStep, HttpStep, IOStep, SendStep, Spinner, Step
-from cxrun.spool import Spool
-from cxrun.sql import duckdb_message
 from cxrun.store import State, transaction
 from cxrun.store import jobs as job_store
 from cxrun.store import tables as table_store
 from cxrun.store.jobs import BatchWrite, Restart
+from cxrun.store.scratch import stage_table
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -411,7 +411,7 @@ class Runner:
 
     def _batch_sql(self, restarts: bool) -> BatchSql:
         """The batch's time (waits count from it) and whether the eligible window is open."""
-        from cxrun import windows
+        from cxrun.spec import windows
 
         now = self.clock()
         eligible = self.spinner.eligible

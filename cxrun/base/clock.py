@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from cxrun.errors import CxrunError
+from cxrun.base.errors import CxrunError
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.clock import utcnow
-from cxrun.errors import PlanLimitReached
+from cxrun.base.clock import utcnow
+from cxrun.base.errors import PlanLimitReached
 from cxrun.store import triggers as trigger_store
 
 if TYPE_CHECKING:
     import duckdb
 
-    from cxrun.services import Context
+    from cxrun.store.context import Context
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from cxrun.clock import utcnow
-from cxrun.errors import NotFound, TableError
-from cxrun.project import Project
-from cxrun.sql import duckdb_message
+from cxrun.base.clock import utcnow
+from cxrun.base.errors import NotFound, TableError
+from cxrun.base.project import Project
+from cxrun.base.sql import duckdb_message
 from cxrun.store import State
 from cxrun.store import tables as table_store
 from cxrun.store.tables import TableInfo

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cxrun.clock import to_db
+from cxrun.base.clock import to_db
+from cxrun.base.sql import embed, quote_ident, quote_literal
 from cxrun.spec.model import (
     AIStep,
     ApprovalStep,
@@ -19,11 +20,9 @@ from cxrun.spec.model import (
     WaitStep,
 )
 from cxrun.spec.outputs import output_expression
-from cxrun.sql import embed, quote_ident, quote_literal
+from cxrun.store.scratch import FAILURES, RESTARTS, io_table, render_column
 
 FIELDS_STEP = "(fields)"
-FAILURES = "_cx_errs"
-RESTARTS = "_cx_from"  # rows run again from a step: (row, pos, attempts, bump, decision, calls)
 # Per row, besides the table's columns: _cx_fp/_cx_fe the step a record stopped at and why
 # (_cx_sk: it was skipped there, not failed); _cx_pk/_cx_pu/_cx_pm the step it is parked at,
 # until when, and why; _cx_go/_cx_gd the step a restarted row starts from and the answer it
@@ -61,18 +60,6 @@ ATTEMPTS = (
     '"error": "VARCHAR", "started_at": "TIMESTAMP", "ended_at": "TIMESTAMP", '
     '"duration_ms": "DOUBLE", "prompt_tokens": "BIGINT", "completion_tokens": "BIGINT"}]'
 )
-
-
-def io_table(pos: int) -> str:
-    return f"_cx_io{pos}"
-
-
-def stage_table(index: int) -> str:
-    return f"_cx_s{index}"
-
-
-def render_column(pos: int, index: int) -> str:
-    return f"_cx_r{pos}_{index}"
 
 
 @dataclass(frozen=True)

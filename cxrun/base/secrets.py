@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
-from cxrun.errors import CxrunError
+from cxrun.base.errors import CxrunError
 
 SECRETS_FILE = "secrets.json"
 PREFIX = "secret:"

@@ -6,12 +6,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrun.clock import utcnow
-from cxrun.pipeline import BatchSql, compile_stage, stage_table, stages
+from cxrun.base.clock import utcnow
+from cxrun.base.sql import embed
+from cxrun.runtime.pipeline import BatchSql, compile_stage, stages
 from cxrun.spec.model import AIStep, IOStep, Spinner
-from cxrun.sql import embed
 from cxrun.store import State
 from cxrun.store import jobs as job_store
+from cxrun.store.scratch import stage_table
 from cxrun.store.tables import ROW, TableInfo
 
 ASSUMED_COMPLETION = 256  # tokens an answer is assumed to take when max_tokens is not set

@@ -16,23 +16,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cxrun.clock import utcnow
-from cxrun.enums import JobStatus, Trigger
-from cxrun.errors import CxrunError, NotFound
-from cxrun.models import Job
+from cxrun.base.clock import utcnow
+from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.errors import CxrunError, NotFound
+from cxrun.base.models import Job
 from cxrun.spec import loader
 from cxrun.spec.model import EventTrigger
-from cxrun.starts import Prepared, Start, create_job, selecting, take
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import triggers as trigger_store
+from cxrun.triggers.starts import Prepared, Start, create_job, selecting, take
 
 if TYPE_CHECKING:
     import duckdb
     from jsonschema import FormatChecker
     from jsonschema.protocols import Validator
 
-    from cxrun.services import Context
+    from cxrun.store.context import Context
 
 MAX_PAYLOAD = 1024 * 1024  # bytes
 MAX_DEPTH = 32  # nested objects and arrays
@@ -260,13 +260,15 @@ def _run(
     stop: Callable[[], bool],
 ) -> Job:
     """Run a queued job here, unless a runtime has taken it meanwhile."""
-    from cxrun import owners, services
+    from cxrun.base import owners
+    from cxrun.triggers.prepare import run_here
 
     owner = owners.new_owner("trigger")
     taken = take(ctx, job.job, owner)
     if taken is None:
-        return services.job(ctx, job.job)
-    return services.run_here(ctx, taken, prepared, owner, on_start, on_progress, stop)
+        with ctx.state.read() as con:
+            return job_store.get(con, job.job)
+    return run_here(ctx, taken, prepared, owner, on_start, on_progress, stop)
 
 
 def _plan(
@@ -279,7 +281,7 @@ def _plan(
     detach: bool,
 ) -> tuple[Prepared, Errors]:
     """One listener's job, prepared, with the payload's validation errors against its schema."""
-    from cxrun import services
+    from cxrun.triggers.prepare import prepare
 
     errors = payload_errors(listener.schema, payload)
     values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in payload.items()}
@@ -289,7 +291,7 @@ def _plan(
         values=values,
         params={"event": event, "event_id": event_id},
     )
-    return services.prepare(ctx, name, start=start, here=not (detach or errors)), errors
+    return prepare(ctx, name, start=start, here=not (detach or errors)), errors
 
 
 def _create(

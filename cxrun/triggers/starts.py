@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun import sql
-from cxrun.clock import from_db, to_db, utcnow
-from cxrun.enums import JobStatus, Trigger
-from cxrun.errors import CxrunError
-from cxrun.models import Job, iso
+from cxrun.base import sql
+from cxrun.base.clock import from_db, to_db, utcnow
+from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.errors import CxrunError
+from cxrun.base.models import Job, iso
 from cxrun.spec.model import Spinner
 from cxrun.store import jobs as job_store
 from cxrun.store import triggers as trigger_store
@@ -22,9 +22,9 @@ from cxrun.store.tables import TableInfo
 if TYPE_CHECKING:
     import duckdb
 
+    from cxrun.base.owners import Owner
     from cxrun.io.plugins import Plugins
-    from cxrun.owners import Owner
-    from cxrun.services import Context
+    from cxrun.store.context import Context
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def create_job(
 ) -> Job:
     """Create a prepared job in the caller's write transaction, once the plan limits allow it
     (PlanLimitReached is raised before anything is written)."""
-    from cxrun import limits
+    from cxrun.triggers import limits
 
     bound = bindings(con, prepared, now)
     limits.check(
@@ -117,9 +117,9 @@ def selecting(what: str) -> Iterator[None]:
 
 def take(ctx: Context, job_id: int, owner: Owner) -> Job | None:
     """Claim a queued job for this process; None when someone else has taken it already."""
-    from cxrun import owners
+    from cxrun.base.owners import lease_until
 
     now = utcnow()
     with ctx.state.write() as con:
-        until = now + timedelta(seconds=owners.LEASE)
+        until = lease_until(now)
         return job_store.claim(con, job_id, owner, now, until, frozenset({JobStatus.QUEUED}))

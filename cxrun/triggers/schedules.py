@@ -8,27 +8,26 @@ ticks at the same moment (two processes, or the same tick run twice) start one j
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cxrun import cron
-from cxrun.clock import utcnow
-from cxrun.enums import JobStatus, Trigger
-from cxrun.errors import CxrunError, PlanLimitReached
-from cxrun.models import iso
+from cxrun.base import cron
+from cxrun.base.clock import utcnow
+from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.errors import CxrunError, PlanLimitReached
+from cxrun.base.models import iso
 from cxrun.spec import loader
 from cxrun.spec.model import ScheduleTrigger
-from cxrun.starts import Prepared, Start, create_job, selecting
 from cxrun.store import spinners as spinner_store
 from cxrun.store import triggers as trigger_store
+from cxrun.triggers.starts import Prepared, Start, create_job, selecting
 
 if TYPE_CHECKING:
     import duckdb
 
-    from cxrun.services import Context
+    from cxrun.store.context import Context
 
 TICK_EVERY = 5.0  # seconds between two looks at the schedules in a long-lived runtime
 SKIP_WINDOW = timedelta(minutes=2)  # catchup: skip still fires a due time this recent
@@ -133,12 +132,12 @@ def fire_due(ctx: Context, now: datetime | None = None) -> list[Fire]:
 
 
 def _fire(ctx: Context, schedule: Schedule, first: datetime, now: datetime) -> list[Fire]:
-    from cxrun import services
+    from cxrun.triggers.prepare import prepare
 
     trigger = schedule.trigger
     try:
         start = Start(Trigger.SCHEDULE, trigger.select)
-        prepared = services.prepare(ctx, schedule.spinner, start=start)
+        prepared = prepare(ctx, schedule.spinner, start=start)
         with selecting(f"spinner '{schedule.spinner}'"), ctx.state.write() as con:
             return [_start(con, ctx, prepared, schedule, d, now) for d in due(con, schedule, now)]
     except CxrunError as exc:
@@ -225,23 +224,6 @@ def runtime_hook(ctx: Context, on_event: Callable[[str], None]) -> Callable[[], 
             on_event(f"schedules: {exc.message}")
 
     return hook
-
-
-def tick(
-    ctx: Context,
-    on_fired: Callable[[list[Fire]], None] = lambda fired: None,
-    on_event: Callable[[str], None] = lambda text: None,
-    now: datetime | None = None,
-    stop: threading.Event | None = None,
-) -> tuple[list[Fire], int]:
-    """`cxrun schedule tick`: fire what is due, then run runnable work as `runtime --once` does
-    (until `stop` is set: its jobs go back to the queue). Returns the fires and how many jobs
-    ran."""
-    from cxrun import services
-
-    fired = fire_due(ctx, now)
-    on_fired(fired)
-    return fired, services.runtime(ctx, True, 1, stop, on_event, schedules=False)
 
 
 def exit_code(fired: list[Fire]) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.models import Job, JourneyEntry, Record
+from cxrun.base.models import Job, JourneyEntry, Record
 
 if TYPE_CHECKING:
     from rich.console import Console

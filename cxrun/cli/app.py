@@ -1,0 +1,143 @@
+"""The Typer app, its shared options and its one exit path: every CxrunError leaves here."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from cxrun import __version__
+from cxrun.base.enums import JobStatus, RecordStatus
+from cxrun.base.errors import CxrunError
+
+INTERNAL_ERROR = 70
+
+
+class _Group(TyperGroup):
+    """Catches every CxrunError once: a short message on stderr and its exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        from cxrun import render
+
+        try:
+            return super().invoke(ctx)
+        except CxrunError as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+            render.error(exc.lines())
+            raise typer.Exit(exc.exit_code) from None
+        except typer.TyperException as exc:  # usage: a bad option value, a missing argument
+            where = getattr(getattr(exc, "ctx", None), "command_path", "cxrun")
+            render.error([exc.format_message(), f"see `{where} --help`"])
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            render.error(["interrupted"])
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            render.error(
+                [
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    "run again with --debug for the traceback, and report it",
+                ]
+            )
+            raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _debug(ctx: typer.Context) -> bool:
+    return bool((ctx.obj or {}).get("debug")) or os.environ.get("CXRUN_DEBUG") == "1"
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run spinners (YAML pipelines of steps) over the rows of CSV/Parquet tables.",
+)
+secrets_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Manage local secrets.")
+app.add_typer(secrets_app, name="secrets")
+tables_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="List, load and preview tables.")
+app.add_typer(tables_app, name="tables")
+schedule_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Fire and list schedules.")
+app.add_typer(schedule_app, name="schedule")
+
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        "-P",
+        help="Project folder (default: found from here upward).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
+# Bounds of numbers given on the command line: offsets and limits stay far inside DuckDB's
+# BIGINT, and times inside what a clock can wait for.
+MAX_PAGE = 10**9
+MAX_LIMIT = 10**6
+MAX_ROWS = 10**12
+
+
+def finite(param: typer.CallbackParam, value: float | None) -> float | None:
+    """A float option's callback: its range (min and max) lets NaN through."""
+    if value is not None and not math.isfinite(value):
+        bounds = param.type
+        low, high = getattr(bounds, "min", None), getattr(bounds, "max", None)
+        raise typer.BadParameter(f"{value} is not a number between {low:g} and {high:g}")
+    return value
+
+
+PageOpt = Annotated[
+    int, typer.Option("--page", min=1, max=MAX_PAGE, help="Page number (50 rows a page).")
+]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Rows a page.")]
+JobStatusOpt = Annotated[JobStatus | None, typer.Option("--status", help="Only this status.")]
+RecordStatusOpt = Annotated[RecordStatus | None, typer.Option("--status", help="Only this status.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"cxrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    ctx.obj = {"debug": debug}
+    from cxrun.base import clock
+
+    try:
+        clock.fix_from_environment()
+    except ValueError:
+        raise CxrunError(
+            f"CXRUN_NOW={os.environ.get('CXRUN_NOW')!r} is not an ISO 8601 time",
+            "use a time like 2026-11-22T09:00:00Z, or unset CXRUN_NOW",
+        ) from None
+
+
+def context(project: str | None) -> Any:
+    """The open project every command's operation is given."""
+    from cxrun.ops import open_context
+
+    return open_context(project)
+
+
+def main() -> None:
+    sys.exit(app(prog_name="cxrun"))

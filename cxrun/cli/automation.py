@@ -1,0 +1,97 @@
+"""Commands for what starts jobs by itself: schedules, events, the plan's usage."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cxrun.cli.app import (
+    JsonOpt,
+    ProjectOpt,
+    context,
+)
+from cxrun.cli.runs import Interrupt, stop_on_signals
+
+
+def schedule_tick(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """Fire the schedules that are due, then run runnable jobs (cron calls this every minute)."""
+    from cxrun import render
+    from cxrun.ops import automation
+
+    stop = stop_on_signals()
+    fired, ran = automation.tick(
+        context(project), (lambda f: None) if json_ else render.fires, render.note, stop=stop
+    )
+    if json_:
+        render.print_json({"fired": [f.to_json() for f in fired], "ran": ran})
+    raise typer.Exit(automation.exit_code(fired))
+
+
+def schedule_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """Each schedule: spinner, cron, time zone, catch-up, last fire, next fire (UTC)."""
+    from cxrun import render
+    from cxrun.ops import automation
+
+    listing = [s.to_json() for s in automation.listing(context(project))]
+    if json_:
+        return render.print_json(listing)
+    columns = ["spinner", "cron", "timezone", "catchup", "last_fire", "last_job", "next_fire"]
+    render.dict_table(listing, columns, "no schedules: add `triggers: [{schedule: CRON}]`")
+
+
+def trigger_event(
+    event: Annotated[str, typer.Argument(help="Event name.")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="A JSON object: a file, or - for stdin.")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="The event's id: the same id again starts nothing.")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Only queue the jobs, for `cxrun runtime`.")
+    ] = False,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Start a job for each published spinner listening to EVENT (payload checked first)."""
+    from cxrun import render
+    from cxrun.ops import automation
+
+    body = automation.read_payload(payload, sys.stdin.buffer)
+    view = render.JobProgress(enabled=not json_)
+    with Interrupt() as interrupt:
+        try:
+            result = automation.trigger(
+                context(project),
+                event,
+                body,
+                event_id,
+                detach,
+                view.start,
+                view.update,
+                stop=interrupt.stop,
+            )
+        finally:
+            view.stop()
+    if json_:
+        render.print_json(result.to_json())
+        if result.errors:
+            render.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
+    else:
+        render.received(result)
+    if not detach:
+        interrupt.handed_back(project, result.jobs)
+    raise typer.Exit(result.exit_code)
+
+
+def usage(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
+    """This month's jobs and records against the plan limits of cxrun.yaml."""
+    from cxrun import render
+    from cxrun.ops import automation
+
+    found = automation.usage(context(project)).to_json()
+    if json_:
+        return render.print_json(found)
+    render.usage(found)

@@ -1,0 +1,222 @@
+"""Commands that run jobs: run-now, the runtime, resume, retry, cancel and pause; and how a
+signal hands a job back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from cxrun.base.enums import JobStatus
+from cxrun.cli.app import (
+    MAX_ROWS,
+    JsonOpt,
+    ProjectOpt,
+    context,
+)
+
+
+def run_now(
+    spinner: Annotated[str, typer.Argument(help="Spinner name.")],
+    where: Annotated[str | None, typer.Option("--where", help="Extra SQL row filter.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, max=MAX_ROWS, help="At most N rows.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; call nothing.")
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
+    ] = False,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run the published spinner now, here, with progress."""
+    from cxrun import render
+    from cxrun.ops import runs
+
+    if dry_run:
+        preview = runs.dry_run(context(project), spinner, where, limit)
+        return render.print_json(preview.to_json()) if json_ else render.dry_run(preview)
+    if detach:
+        queued = runs.run_now(context(project), spinner, where, limit, detach=True)
+        if json_:
+            return render.print_json(queued.to_json())
+        return render.lines([f"job {queued.job} queued: run `cxrun runtime` to run it"])
+
+    run_job(
+        json_,
+        lambda view, stop: runs.run_now(
+            context(project), spinner, where, limit, view.start, view.update, stop=stop
+        ),
+        project,
+    )
+
+
+class Interrupt:
+    """Ctrl-C or SIGTERM while a job runs here: the job is handed back (queued, its progress
+    kept) between two calls instead of the process dying with it; a second signal ends the
+    process at once (a runtime then takes the job over)."""
+
+    from cxrun.ops import runs
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __enter__(self) -> Interrupt:
+        import signal
+
+        self._before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+        for number in self._before:
+            signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        import signal
+
+        self.received = number
+        for other, handler in self._before.items():
+            signal.signal(other, handler)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for number, handler in self._before.items():
+            signal.signal(number, handler)
+
+    def stop(self) -> bool:
+        return self.received is not None
+
+    def handed_back(self, project: str | None, jobs: list[Any]) -> None:
+        """After a signal: say who finishes each job left unfinished, and exit 130 (SIGINT) or
+        143 (SIGTERM)."""
+        from cxrun import render
+        from cxrun.ops import runs
+
+        if self.received is None:
+            return
+        left = [j for j in jobs if not j.status.finished]
+        if not left:
+            return
+        for job in left:
+            first, *rest = runs.handed_back(context(project), job)
+            render.note("\n".join([f"interrupted: {first}", *(f"  {line}" for line in rest)]))
+        raise typer.Exit(128 + self.received)
+
+
+def run_job(json_: bool, start: Any, project: str | None) -> None:
+    """Run a job with progress, print it, and exit with its status's code."""
+    from cxrun import render
+
+    view = render.JobProgress(enabled=not json_)
+    with Interrupt() as interrupt:
+        try:
+            job = start(view, interrupt.stop)
+        finally:
+            view.stop()
+    if json_:
+        render.print_json(job.to_json())
+    else:
+        render.job_summary(job)
+    interrupt.handed_back(project, [job])
+    if job.status == JobStatus.PAUSED:
+        render.error(
+            [
+                f"job {job.job} is paused: {job.reason}",
+                f"fix the cause, then continue it with `cxrun resume {job.job}`",
+            ]
+        )
+    if job.status == JobStatus.WAITING:
+        render.note(
+            f"job {job.job} is waiting: `cxrun runtime` (or cron: `cxrun runtime --once`) "
+            "continues it when due; `cxrun approvals` lists what needs a person"
+        )
+    raise typer.Exit(job.status.exit_code)
+
+
+def runtime(
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop when nothing is runnable (for cron).")
+    ] = False,
+    max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="Jobs at a time.")] = 1,
+    project: ProjectOpt = None,
+) -> None:
+    """Run queued jobs, take over orphaned ones; stops cleanly on Ctrl-C or SIGTERM."""
+    from cxrun import render
+    from cxrun.ops import runs
+
+    runs.runtime(context(project), once, max_jobs, stop_on_signals(), render.note)
+
+
+def stop_on_signals() -> Any:
+    """An event set by Ctrl-C or SIGTERM: a runtime's jobs go back to the queue, then it stops."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
+
+
+def resume(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Continue a paused job here: unfinished records only, no call made twice."""
+    from cxrun.ops import runs
+
+    run_job(
+        json_, lambda view, stop: runs.resume(context(project), job, view.update, stop), project
+    )
+
+
+def retry(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    record: Annotated[str | None, typer.Option("--record", help="Only this record.")] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="Only failed records whose row meets this SQL.")
+    ] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a job's failed records again from their failed step, reusing earlier outputs."""
+    from cxrun.ops import runs
+
+    run_job(
+        json_,
+        lambda view, stop: runs.retry(context(project), job, record, view.update, where, stop),
+        project,
+    )
+
+
+def cancel(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Cancel a queued, running or paused job (wherever it runs)."""
+    from cxrun import render
+    from cxrun.ops import control
+
+    _answer(render, control.cancel(context(project), job), json_)
+
+
+def pause(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Pause a queued or running job; `cxrun resume JOB` continues it."""
+    from cxrun import render
+    from cxrun.ops import control
+
+    _answer(render, control.pause(context(project), job), json_)
+
+
+def _answer(render: Any, job: Any, json_: bool) -> None:
+    if json_:
+        render.print_json(job.to_json())
+    else:
+        render.job_summary(job)

@@ -1,0 +1,161 @@
+"""Commands that read: jobs, one job, Live Ops, doctor, records, journeys, the outbox."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cxrun.cli.app import (
+    JobStatusOpt,
+    JsonOpt,
+    LimitOpt,
+    PageOpt,
+    ProjectOpt,
+    RecordStatusOpt,
+    context,
+    finite,
+)
+
+
+def jobs(
+    status: JobStatusOpt = None,
+    spinner: Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")] = None,
+    page: PageOpt = 1,
+    limit: LimitOpt = 50,
+    watch: Annotated[bool, typer.Option("--watch", help="Redraw in place until Ctrl-C.")] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", min=0.1, max=3600, callback=finite, help="Seconds between redraws."
+        ),
+    ] = 1.0,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Jobs, newest first: progress, counts, status, timing."""
+    from cxrun import render
+    from cxrun.base.errors import StateBusy
+    from cxrun.ops import views
+
+    ctx = context(project)
+    if watch:
+        try:
+            render.watch(lambda: views.jobs(ctx, status, spinner, page, limit), interval, StateBusy)
+        except KeyboardInterrupt:
+            return
+    found = views.jobs(ctx, status, spinner, page, limit)
+    if json_:
+        return render.print_json([j.to_json() for j in found])
+    render.jobs_table(found)
+
+
+def job_command(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """One job in detail: records by status, each step's results and timing, ETA, reason."""
+    from cxrun import render
+    from cxrun.ops import watch
+
+    detail = watch.job_detail(context(project), job).to_json()
+    if json_:
+        return render.print_json(detail)
+    render.job_detail(detail)
+
+
+def live(
+    stall: Annotated[
+        float,
+        typer.Option(
+            "--stall",
+            min=0,
+            max=525600,
+            callback=finite,
+            help="Minutes without progress = stalled (at most a year).",
+        ),
+    ] = 5.0,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Live Ops: jobs by status, stalled jobs, runtime up or down, failures per step."""
+    from cxrun import render
+    from cxrun.ops import watch
+
+    summary = watch.live(context(project), stall).to_json()
+    if json_:
+        return render.print_json(summary)
+    render.live(summary)
+
+
+def doctor(
+    spinner: Annotated[str | None, typer.Argument(help="Spinner name (default: all).")] = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """The pre-run checklist; exits 0 only when every check passes (1 otherwise)."""
+    from cxrun import render
+    from cxrun.ops import doctor
+
+    report = doctor.doctor(context(project), spinner)
+    if json_:
+        render.print_json(report.to_json())
+    else:
+        render.doctor(report.to_json())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def records(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    status: RecordStatusOpt = None,
+    page: PageOpt = 1,
+    limit: LimitOpt = 50,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """A job's records: metadata (the row) and outcomes."""
+    from cxrun import render
+    from cxrun.ops import views
+
+    found = views.records(context(project), job, status, page, limit)
+    if json_:
+        return render.print_json([r.to_json() for r in found])
+    render.records_table(found)
+
+
+def journey(
+    job: Annotated[int, typer.Argument(help="Job number.")],
+    record: Annotated[str, typer.Argument(help="The record's key.")],
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """One record's steps: status, message, output, error, duration."""
+    from cxrun import render
+    from cxrun.ops import views
+
+    entries = views.journey(context(project), job, record)
+    if json_:
+        return render.print_json([e.to_json() for e in entries])
+    render.journey_table(entries)
+
+
+def outbox(
+    job: Annotated[int | None, typer.Option("--job", help="Only this job's messages.")] = None,
+    page: PageOpt = 1,
+    limit: LimitOpt = 50,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Messages kept by the local outbox channel, newest first."""
+    from cxrun import render
+    from cxrun.ops import views
+
+    messages = views.outbox(context(project), job, page, limit)
+    if json_:
+        return render.print_json(messages)
+    render.dict_table(
+        messages,
+        ["job", "record", "step", "recipient", "subject", "text"],
+        "no messages in the outbox",
+    )

@@ -1,0 +1,41 @@
+"""What starts jobs by itself: schedules (list, tick), events (trigger) and the plan's usage."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from cxrun.ops.runs import runtime
+from cxrun.store.context import Context
+from cxrun.triggers.events import Received, read_payload, trigger
+from cxrun.triggers.limits import Usage, usage
+from cxrun.triggers.schedules import Fire, Listed, exit_code, fire_due, listing
+
+__all__ = [
+    "Fire",
+    "Listed",
+    "Received",
+    "Usage",
+    "exit_code",
+    "listing",
+    "read_payload",
+    "tick",
+    "trigger",
+    "usage",
+]
+
+
+def tick(
+    ctx: Context,
+    on_fired: Callable[[list[Fire]], None] = lambda fired: None,
+    on_event: Callable[[str], None] = lambda text: None,
+    now: datetime | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[list[Fire], int]:
+    """`cxrun schedule tick`: fire what is due, then run runnable work as `runtime --once` does
+    (until `stop` is set: its jobs go back to the queue). Returns the fires and how many jobs
+    ran."""
+    fired = fire_due(ctx, now)
+    on_fired(fired)
+    return fired, runtime(ctx, True, 1, stop, on_event, schedules=False)

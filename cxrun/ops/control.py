@@ -1,0 +1,60 @@
+"""Controlling a job: cancel and pause, done here when nobody runs it, or asked of its owner."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from cxrun.base.clock import utcnow
+from cxrun.base.enums import JobStatus
+from cxrun.base.errors import CxrunError
+from cxrun.base.models import Job
+from cxrun.store import jobs as job_store
+from cxrun.store.context import Context
+
+if TYPE_CHECKING:
+    pass
+
+
+CONTROL_WAIT = 15.0  # seconds cancel and pause wait for a job's owner to answer
+
+
+def cancel(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
+    """Cancel a queued, paused or running job (its owner stops within a second)."""
+    return _control(ctx, job_id, "cancel", wait)
+
+
+def pause(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
+    """Pause a queued or running job; `cxrun resume` continues its unfinished records."""
+    return _control(ctx, job_id, "pause", wait)
+
+
+def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
+    """Done here when nobody runs the job; otherwise asked of its live owner, which acts
+    between two calls (the state and a file beside it say what was asked)."""
+    from cxrun.runtime import signals
+
+    now = utcnow()
+    with ctx.state.write() as con:
+        found = job_store.get(con, job_id)
+        live = job_store.holder(con, job_id, now)
+        if found.status.finished or (
+            live is None and action == "pause" and found.status == JobStatus.PAUSED
+        ):
+            raise CxrunError(f"job {job_id} is {found.status} already", "there is nothing to do")
+        if live is None:  # nobody runs it: done here
+            if action == "cancel":
+                return job_store.cancel_now(con, job_id, now)
+            return job_store.pause_now(con, job_id, "paused by an operator")
+        job_store.request(con, job_id, action)
+    signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:  # the owner notices within a second
+        time.sleep(0.1)
+        with ctx.state.read() as con:
+            found = job_store.get(con, job_id)
+            if job_store.control_of(con, job_id) is None:  # carried out (or the job ended)
+                break
+            if job_store.holder(con, job_id, utcnow()) is None:  # its owner died meanwhile
+                break
+    return found
