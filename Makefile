@@ -30,6 +30,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check cxrun tests bench
 	$(BIN)/ruff format --check cxrun tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy cxrun
