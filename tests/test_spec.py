@@ -6,6 +6,7 @@ import pytest
 
 from cxrun.base.clock import utcnow
 from cxrun.spec import checks, loader
+from cxrun.spec.build import build
 from cxrun.spec.model import LogStep, SetStep, TagStep
 from cxrun.store.tables import TableInfo
 
@@ -32,7 +33,7 @@ TABLE = TableInfo(
 def spinner(steps, **extra):
     raw = {"table": "contacts", "key": "id", "steps": steps, **extra}
     assert loader.schema_problems(raw, "s") == []
-    return loader.build(raw, "s")
+    return build(raw, "s")
 
 
 def test_the_model_is_built_from_a_valid_mapping():

@@ -54,10 +54,10 @@ def _answer_approvals(
     project: str | None,
     json_: bool,
 ) -> None:
-    from cxrun import render
     from cxrun.ops import answers
+    from cxrun.render import jobs, out
 
-    view = render.JobProgress(enabled=not json_)
+    view = jobs.JobProgress(enabled=not json_)
     with Interrupt() as interrupt:
         try:
             done = answers.answer(
@@ -66,15 +66,15 @@ def _answer_approvals(
         finally:
             view.stop()
     if json_:
-        render.print_json(done.to_json())
+        out.print_json(done.to_json())
         return interrupt.handed_back(project, [done.job])
     verb = "approved" if decision == "approve" else "rejected"
     lines = [f"{verb} {len(done.answered)} record(s) of job {job}"] if done.answered else []
     lines += _already_answered(done.already)
     if not done.answered and not done.already:
         lines.append(f"no pending approvals in job {job} matched")
-    render.lines(lines)
-    render.job_summary(done.job)
+    out.lines(lines)
+    jobs.job_summary(done.job)
     interrupt.handed_back(project, [done.job])
 
 
@@ -98,13 +98,13 @@ def approvals(
     json_: JsonOpt = False,
 ) -> None:
     """Records waiting for a person to approve or reject them, with the prompt."""
-    from cxrun import render
     from cxrun.ops import answers
+    from cxrun.render import out
 
     pending = answers.approvals(context(project), job)
     if json_:
-        return render.print_json(pending)
-    render.dict_table(
+        return out.print_json(pending)
+    out.dict_table(
         pending,
         ["job", "spinner", "record", "step", "prompt", "since", "timeout_at"],
         "no approvals pending",

@@ -22,28 +22,28 @@ class _Group(TyperGroup):
     """Catches every CxrunError once: a short message on stderr and its exit code."""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
-        from cxrun import render
+        from cxrun.render import out
 
         try:
             return super().invoke(ctx)
         except CxrunError as exc:
             if _debug(ctx):
                 traceback.print_exc()
-            render.error(exc.lines())
+            out.error(exc.lines())
             raise typer.Exit(exc.exit_code) from None
         except typer.TyperException as exc:  # usage: a bad option value, a missing argument
             where = getattr(getattr(exc, "ctx", None), "command_path", "cxrun")
-            render.error([exc.format_message(), f"see `{where} --help`"])
+            out.error([exc.format_message(), f"see `{where} --help`"])
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
-            render.error(["interrupted"])
+            out.error(["interrupted"])
             raise typer.Exit(130) from None
         except Exception as exc:
             if _debug(ctx):
                 raise
-            render.error(
+            out.error(
                 [
                     f"internal error: {type(exc).__name__}: {exc}",
                     "run again with --debug for the traceback, and report it",

@@ -17,28 +17,28 @@ from cxrun.cli.runs import Interrupt, stop_on_signals
 
 def schedule_tick(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """Fire the schedules that are due, then run runnable jobs (cron calls this every minute)."""
-    from cxrun import render
     from cxrun.ops import automation
+    from cxrun.render import jobs, out
 
     stop = stop_on_signals()
     fired, ran = automation.tick(
-        context(project), (lambda f: None) if json_ else render.fires, render.note, stop=stop
+        context(project), (lambda f: None) if json_ else jobs.fires, out.note, stop=stop
     )
     if json_:
-        render.print_json({"fired": [f.to_json() for f in fired], "ran": ran})
+        out.print_json({"fired": [f.to_json() for f in fired], "ran": ran})
     raise typer.Exit(automation.exit_code(fired))
 
 
 def schedule_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """Each schedule: spinner, cron, time zone, catch-up, last fire, next fire (UTC)."""
-    from cxrun import render
     from cxrun.ops import automation
+    from cxrun.render import out
 
     listing = [s.to_json() for s in automation.listing(context(project))]
     if json_:
-        return render.print_json(listing)
+        return out.print_json(listing)
     columns = ["spinner", "cron", "timezone", "catchup", "last_fire", "last_job", "next_fire"]
-    render.dict_table(listing, columns, "no schedules: add `triggers: [{schedule: CRON}]`")
+    out.dict_table(listing, columns, "no schedules: add `triggers: [{schedule: CRON}]`")
 
 
 def trigger_event(
@@ -56,11 +56,11 @@ def trigger_event(
     json_: JsonOpt = False,
 ) -> None:
     """Start a job for each published spinner listening to EVENT (payload checked first)."""
-    from cxrun import render
     from cxrun.ops import automation
+    from cxrun.render import jobs, out
 
     body = automation.read_payload(payload, sys.stdin.buffer)
-    view = render.JobProgress(enabled=not json_)
+    view = jobs.JobProgress(enabled=not json_)
     with Interrupt() as interrupt:
         try:
             result = automation.trigger(
@@ -76,11 +76,11 @@ def trigger_event(
         finally:
             view.stop()
     if json_:
-        render.print_json(result.to_json())
+        out.print_json(result.to_json())
         if result.errors:
-            render.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
+            out.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
     else:
-        render.received(result)
+        jobs.received(result)
     if not detach:
         interrupt.handed_back(project, result.jobs)
     raise typer.Exit(result.exit_code)
@@ -88,10 +88,10 @@ def trigger_event(
 
 def usage(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """This month's jobs and records against the plan limits of cxrun.yaml."""
-    from cxrun import render
     from cxrun.ops import automation
+    from cxrun.render import checks, out
 
     found = automation.usage(context(project)).to_json()
     if json_:
-        return render.print_json(found)
-    render.usage(found)
+        return out.print_json(found)
+    checks.usage(found)

@@ -18,11 +18,11 @@ from cxrun.cli.app import (
 
 def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")] = Path(".")) -> None:
     """Scaffold a project: cxrun.yaml, an example spinner and table."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     written = publishing.init_project(directory)
-    render.lines(
+    out.lines(
         [f"created {directory / w}" for w in written]
         + [f"next: cd {directory} && cxrun publish && cxrun run-now welcome"]
     )
@@ -32,13 +32,13 @@ def tables(ctx: typer.Context, project: ProjectOpt = None, json_: JsonOpt = Fals
     """List tables: name, file, rows, columns, loaded at."""
     if ctx.invoked_subcommand:
         return
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     listing = publishing.tables(context(project))
     if json_:
-        return render.print_json(listing)
-    render.dict_table(
+        return out.print_json(listing)
+    out.dict_table(
         listing,
         ["name", "file", "rows", "columns", "version", "loaded_at", "stale"],
         "no tables: put CSV or Parquet files under tables/",
@@ -51,8 +51,8 @@ def tables_load(
     json_: JsonOpt = False,
 ) -> None:
     """Load CSV/Parquet files into the state (only those that changed)."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     ctx = context(project)
     loaded = publishing.load_tables(ctx, name)
@@ -67,8 +67,8 @@ def tables_load(
         for t in loaded
     ]
     if json_:
-        return render.print_json(rows)
-    render.dict_table(rows, ["name", "version", "rows", "columns", "loaded_at"], "no tables")
+        return out.print_json(rows)
+    out.dict_table(rows, ["name", "version", "rows", "columns", "loaded_at"], "no tables")
 
 
 def tables_show(
@@ -78,24 +78,24 @@ def tables_show(
     json_: JsonOpt = False,
 ) -> None:
     """Preview a table's first rows ("Show data")."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     ctx = context(project)
     info, rows = publishing.show_table(ctx, name, limit)
     if json_:
-        return render.print_json(rows)
-    render.preview(
+        return out.print_json(rows)
+    out.preview(
         info.column_names, rows, f"{info.name}: {info.rows} rows, {len(info.columns)} columns"
     )
 
 
 def schema() -> None:
     """Print the spinner JSON Schema (for editors)."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
-    render.print_json(publishing.schema())
+    out.print_json(publishing.schema())
 
 
 def validate(
@@ -104,13 +104,13 @@ def validate(
     json_: JsonOpt = False,
 ) -> None:
     """Check spinners as publish would, without publishing."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     names = publishing.validate(context(project), spinner)
     if json_:
-        return render.print_json({"valid": names})
-    render.lines([f"{name}: ok" for name in names])
+        return out.print_json({"valid": names})
+    out.lines([f"{name}: ok" for name in names])
 
 
 def publish(
@@ -119,13 +119,13 @@ def publish(
     json_: JsonOpt = False,
 ) -> None:
     """Freeze a new version of each spinner whose file changed."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     results = publishing.publish(context(project), spinner)
     if json_:
-        return render.print_json(results)
-    render.lines(
+        return out.print_json(results)
+    out.lines(
         [
             f"{r['spinner']}: published version {r['version']}"
             if r["changed"]
@@ -137,13 +137,13 @@ def publish(
 
 def spinners(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """Each spinner: published version, edited since publish, last job."""
-    from cxrun import render
     from cxrun.ops import publishing
+    from cxrun.render import out
 
     listing = publishing.spinners(context(project))
     if json_:
-        return render.print_json(listing)
-    render.dict_table(
+        return out.print_json(listing)
+    out.dict_table(
         listing,
         ["spinner", "version", "edited", "last_job", "last_status"],
         "no spinners: add spinners/NAME.yaml",
@@ -155,31 +155,31 @@ def secrets_set(
     project: ProjectOpt = None,
 ) -> None:
     """Store a secret, read from a hidden prompt or from standard input (never from argv)."""
-    from cxrun import render
     from cxrun.base.secrets import read_secret_value
+    from cxrun.render import out
 
     store = context(project).secrets
     store.set(name, read_secret_value(sys.stdin, f"value of {name}: "))
-    render.note(f"secret {name} saved in .cxrun/secrets.json")
+    out.note(f"secret {name} saved in .cxrun/secrets.json")
 
 
 def secrets_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """Names of the stored secrets (never their values)."""
-    from cxrun import render
+    from cxrun.render import out
 
     names = context(project).secrets.names()
     if json_:
-        return render.print_json(names)
-    render.lines(names or ["no secrets stored"])
+        return out.print_json(names)
+    out.lines(names or ["no secrets stored"])
 
 
 def secrets_rm(
     name: Annotated[str, typer.Argument(help="Secret name.")], project: ProjectOpt = None
 ) -> None:
     """Remove a stored secret."""
-    from cxrun import render
     from cxrun.base.errors import NotFound
+    from cxrun.render import out
 
     if not context(project).secrets.remove(name):
         raise NotFound(f"no stored secret {name}", "list them with `cxrun secrets list`")
-    render.note(f"secret {name} removed")
+    out.note(f"secret {name} removed")

@@ -32,17 +32,17 @@ def run_now(
     json_: JsonOpt = False,
 ) -> None:
     """Run the published spinner now, here, with progress."""
-    from cxrun import render
     from cxrun.ops import runs
+    from cxrun.render import jobs, out
 
     if dry_run:
         preview = runs.dry_run(context(project), spinner, where, limit)
-        return render.print_json(preview.to_json()) if json_ else render.dry_run(preview)
+        return out.print_json(preview.to_json()) if json_ else jobs.dry_run(preview)
     if detach:
         queued = runs.run_now(context(project), spinner, where, limit, detach=True)
         if json_:
-            return render.print_json(queued.to_json())
-        return render.lines([f"job {queued.job} queued: run `cxrun runtime` to run it"])
+            return out.print_json(queued.to_json())
+        return out.lines([f"job {queued.job} queued: run `cxrun runtime` to run it"])
 
     run_job(
         json_,
@@ -90,8 +90,8 @@ class Interrupt:
     def handed_back(self, project: str | None, jobs: list[Any]) -> None:
         """After a signal: say who finishes each job left unfinished, and exit 130 (SIGINT) or
         143 (SIGTERM)."""
-        from cxrun import render
         from cxrun.ops import runs
+        from cxrun.render import out
 
         if self.received is None:
             return
@@ -100,34 +100,34 @@ class Interrupt:
             return
         for job in left:
             first, *rest = runs.handed_back(context(project), job)
-            render.note("\n".join([f"interrupted: {first}", *(f"  {line}" for line in rest)]))
+            out.note("\n".join([f"interrupted: {first}", *(f"  {line}" for line in rest)]))
         raise typer.Exit(128 + self.received)
 
 
 def run_job(json_: bool, start: Any, project: str | None) -> None:
     """Run a job with progress, print it, and exit with its status's code."""
-    from cxrun import render
+    from cxrun.render import jobs, out
 
-    view = render.JobProgress(enabled=not json_)
+    view = jobs.JobProgress(enabled=not json_)
     with Interrupt() as interrupt:
         try:
             job = start(view, interrupt.stop)
         finally:
             view.stop()
     if json_:
-        render.print_json(job.to_json())
+        out.print_json(job.to_json())
     else:
-        render.job_summary(job)
+        jobs.job_summary(job)
     interrupt.handed_back(project, [job])
     if job.status == JobStatus.PAUSED:
-        render.error(
+        out.error(
             [
                 f"job {job.job} is paused: {job.reason}",
                 f"fix the cause, then continue it with `cxrun resume {job.job}`",
             ]
         )
     if job.status == JobStatus.WAITING:
-        render.note(
+        out.note(
             f"job {job.job} is waiting: `cxrun runtime` (or cron: `cxrun runtime --once`) "
             "continues it when due; `cxrun approvals` lists what needs a person"
         )
@@ -142,10 +142,10 @@ def runtime(
     project: ProjectOpt = None,
 ) -> None:
     """Run queued jobs, take over orphaned ones; stops cleanly on Ctrl-C or SIGTERM."""
-    from cxrun import render
     from cxrun.ops import runs
+    from cxrun.render import out
 
-    runs.runtime(context(project), once, max_jobs, stop_on_signals(), render.note)
+    runs.runtime(context(project), once, max_jobs, stop_on_signals(), out.note)
 
 
 def stop_on_signals() -> Any:
@@ -197,10 +197,9 @@ def cancel(
     json_: JsonOpt = False,
 ) -> None:
     """Cancel a queued, running or paused job (wherever it runs)."""
-    from cxrun import render
     from cxrun.ops import control
 
-    _answer(render, control.cancel(context(project), job), json_)
+    _answer(control.cancel(context(project), job), json_)
 
 
 def pause(
@@ -209,14 +208,15 @@ def pause(
     json_: JsonOpt = False,
 ) -> None:
     """Pause a queued or running job; `cxrun resume JOB` continues it."""
-    from cxrun import render
     from cxrun.ops import control
 
-    _answer(render, control.pause(context(project), job), json_)
+    _answer(control.pause(context(project), job), json_)
 
 
-def _answer(render: Any, job: Any, json_: bool) -> None:
+def _answer(job: Any, json_: bool) -> None:
+    from cxrun.render import jobs, out
+
     if json_:
-        render.print_json(job.to_json())
+        out.print_json(job.to_json())
     else:
-        render.job_summary(job)
+        jobs.job_summary(job)

@@ -34,20 +34,20 @@ def jobs(
     json_: JsonOpt = False,
 ) -> None:
     """Jobs, newest first: progress, counts, status, timing."""
-    from cxrun import render
     from cxrun.base.errors import StateBusy
     from cxrun.ops import views
+    from cxrun.render import jobs, out
 
     ctx = context(project)
     if watch:
         try:
-            render.watch(lambda: views.jobs(ctx, status, spinner, page, limit), interval, StateBusy)
+            jobs.watch(lambda: views.jobs(ctx, status, spinner, page, limit), interval, StateBusy)
         except KeyboardInterrupt:
             return
     found = views.jobs(ctx, status, spinner, page, limit)
     if json_:
-        return render.print_json([j.to_json() for j in found])
-    render.jobs_table(found)
+        return out.print_json([j.to_json() for j in found])
+    jobs.jobs_table(found)
 
 
 def job_command(
@@ -56,13 +56,13 @@ def job_command(
     json_: JsonOpt = False,
 ) -> None:
     """One job in detail: records by status, each step's results and timing, ETA, reason."""
-    from cxrun import render
     from cxrun.ops import watch
+    from cxrun.render import jobs, out
 
     detail = watch.job_detail(context(project), job).to_json()
     if json_:
-        return render.print_json(detail)
-    render.job_detail(detail)
+        return out.print_json(detail)
+    jobs.job_detail(detail)
 
 
 def live(
@@ -80,13 +80,13 @@ def live(
     json_: JsonOpt = False,
 ) -> None:
     """Live Ops: jobs by status, stalled jobs, runtime up or down, failures per step."""
-    from cxrun import render
     from cxrun.ops import watch
+    from cxrun.render import checks, out
 
     summary = watch.live(context(project), stall).to_json()
     if json_:
-        return render.print_json(summary)
-    render.live(summary)
+        return out.print_json(summary)
+    checks.live(summary)
 
 
 def doctor(
@@ -95,14 +95,14 @@ def doctor(
     json_: JsonOpt = False,
 ) -> None:
     """The pre-run checklist; exits 0 only when every check passes (1 otherwise)."""
-    from cxrun import render
     from cxrun.ops import doctor
+    from cxrun.render import checks, out
 
     report = doctor.doctor(context(project), spinner)
     if json_:
-        render.print_json(report.to_json())
+        out.print_json(report.to_json())
     else:
-        render.doctor(report.to_json())
+        checks.doctor(report.to_json())
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -115,13 +115,13 @@ def records(
     json_: JsonOpt = False,
 ) -> None:
     """A job's records: metadata (the row) and outcomes."""
-    from cxrun import render
     from cxrun.ops import views
+    from cxrun.render import jobs, out
 
     found = views.records(context(project), job, status, page, limit)
     if json_:
-        return render.print_json([r.to_json() for r in found])
-    render.records_table(found)
+        return out.print_json([r.to_json() for r in found])
+    jobs.records_table(found)
 
 
 def journey(
@@ -131,13 +131,13 @@ def journey(
     json_: JsonOpt = False,
 ) -> None:
     """One record's steps: status, message, output, error, duration."""
-    from cxrun import render
     from cxrun.ops import views
+    from cxrun.render import jobs, out
 
     entries = views.journey(context(project), job, record)
     if json_:
-        return render.print_json([e.to_json() for e in entries])
-    render.journey_table(entries)
+        return out.print_json([e.to_json() for e in entries])
+    jobs.journey_table(entries)
 
 
 def outbox(
@@ -148,13 +148,13 @@ def outbox(
     json_: JsonOpt = False,
 ) -> None:
     """Messages kept by the local outbox channel, newest first."""
-    from cxrun import render
     from cxrun.ops import views
+    from cxrun.render import out
 
     messages = views.outbox(context(project), job, page, limit)
     if json_:
-        return render.print_json(messages)
-    render.dict_table(
+        return out.print_json(messages)
+    out.dict_table(
         messages,
         ["job", "record", "step", "recipient", "subject", "text"],
         "no messages in the outbox",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,13 +14,14 @@ import httpx
 
 from cxrun.base.clock import to_db, utcnow
 from cxrun.base.secrets import EXCERPT, excerpt, scrub_json
-from cxrun.io.base import AIRequest, CallError, Message, Pause, error_for_status
+from cxrun.io.base import CallError, Pause
+from cxrun.io.calls import Call, Outcome, Sleep, Target, ask, cost, paid, request, send
+from cxrun.io.watchdog import Watchdog
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RATE_LIMIT_WAITS = 20
 ERROR_EXCERPT = 400  # characters kept of an error (its first line, and the start of a body)
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class JobPaused(Exception):
@@ -39,48 +38,6 @@ class JobTimedOut(Exception):
 
 class JobHalted(Exception):
     """Someone asked the job to stop (cancel, pause, a runtime shutting down)."""
-
-
-@dataclass(frozen=True)
-class Call:
-    row: int
-    key: str
-    pos: int
-    step: IOStep
-    inputs: tuple[Any, ...]  # the rendered templates, in step.templates() order
-
-
-@dataclass
-class Target:
-    """A configured provider or channel, ready to call."""
-
-    name: str
-    plugin: Any  # a Provider or a Channel
-    rate: float | None = None
-    timeout: float | None = None
-    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    _next: float = 0.0
-
-    async def slot(self, clock: Callable[[], float], sleep: Sleep) -> None:
-        """Wait for this target's next slot under its rate (a smooth token bucket)."""
-        if not self.rate:
-            return
-        now = clock()
-        start = max(now, self._next)
-        self._next = start + 1.0 / self.rate
-        if start > now:
-            await sleep(start - now)
-
-
-@dataclass
-class Outcome:
-    """What one call produced: the raw value for the output column, and every attempt."""
-
-    value: str | None = None
-    message: str | None = None
-    output: Any = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 async def _nothing() -> None:
@@ -110,49 +67,6 @@ class _Work:
             self.done.set_result(None)
 
 
-class _Watchdog:
-    """Time limits for attempts: one periodic check cancels the overdue ones (cheaper than a
-    timer per attempt at thousands of calls a second)."""
-
-    def __init__(self, period: float = 0.02) -> None:
-        self.period = period
-        self._due: dict[asyncio.Task[Any], float] = {}
-        self._fired: set[asyncio.Task[Any]] = set()
-
-    def arm(self, seconds: float) -> asyncio.Task[Any]:
-        task = asyncio.current_task()
-        assert task is not None
-        self._due[task] = time.monotonic() + seconds
-        return task
-
-    def disarm(self, task: asyncio.Task[Any]) -> None:
-        self._due.pop(task, None)
-        self._fired.discard(task)
-
-    def fired(self, task: asyncio.Task[Any]) -> bool:
-        """Whether the watchdog cancelled `task` (then the cancellation is taken back)."""
-        if task not in self._fired:
-            return False
-        self._fired.discard(task)
-        task.uncancel()
-        return True
-
-    async def watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.period)
-            now = time.monotonic()
-            for task, due in list(self._due.items()):
-                if due <= now:
-                    del self._due[task]
-                    self._fired.add(task)
-                    task.cancel()
-
-
-def idempotency_key(job: int, record: str, step: str) -> str:
-    digest = hashlib.sha256(f"{job}\x1f{record}\x1f{step}".encode()).hexdigest()
-    return f"cxrun-{job}-{digest[:32]}"
-
-
 @dataclass
 class Executor:
     job: int
@@ -176,7 +90,7 @@ class Executor:
     _halted: bool = False
     _queue: asyncio.Queue[tuple[Call, _Work]] = field(default_factory=asyncio.Queue)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
-    _watchdog: _Watchdog = field(default_factory=lambda: _Watchdog())
+    _watchdog: Watchdog = field(default_factory=lambda: Watchdog())
 
     def __post_init__(self) -> None:
         if self.time_left is not None:
@@ -310,7 +224,7 @@ class Executor:
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
             except CallError as exc:
                 error = exc
-                outcome = _paid(exc)
+                outcome = paid(exc)
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
             except httpx.TransportError as exc:  # connect errors and timeouts included
@@ -349,12 +263,12 @@ class Executor:
         step = call.step
         if isinstance(step, AIStep):
             assert target is not None
-            return await _ask(self.http, target, step, call.inputs)
+            return await ask(self.http, target, step, call.inputs)
         if isinstance(step, SendStep):
             assert target is not None
-            return await _send(self.http, target, step, call, self.job)
+            return await send(self.http, target, step, call, self.job)
         assert isinstance(step, HttpStep)
-        return await _request(self.http, step, call.inputs)
+        return await request(self.http, step, call.inputs)
 
     def _result(
         self, call: Call, outcome: Outcome, error: CallError | None, attempts: list[dict[str, Any]]
@@ -372,7 +286,7 @@ class Executor:
             "attempts": attempts,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "cost": _cost(target, call.step, prompt, completion),
+            "cost": cost(target, call.step, prompt, completion),
             "paused": error is not None and error.pause in (Pause.CREDENTIALS, Pause.CREDITS),
         }
 
@@ -381,121 +295,3 @@ def _stamp(moment: datetime) -> str:
     if moment.tzinfo is UTC:  # the clock's own: no conversion needed
         return moment.replace(tzinfo=None).isoformat(sep=" ")
     return to_db(moment).isoformat(sep=" ")
-
-
-def _cost(target: Target | None, step: IOStep, prompt: int, completion: int) -> float:
-    if not isinstance(step, AIStep) or target is None or step.model not in target.prices:
-        return 0.0
-    price = target.prices[step.model]  # per million tokens
-    return (
-        prompt * float(price.get("prompt", 0)) + completion * float(price.get("completion", 0))
-    ) / 1e6
-
-
-async def _ask(
-    http: httpx.AsyncClient, target: Target, step: AIStep, inputs: tuple[Any, ...]
-) -> Outcome:
-    prompt = str(inputs[0])
-    system = str(inputs[1]) if step.system is not None else None
-    request = AIRequest(step.model, prompt, system, step.temperature, step.max_tokens, step.schema)
-    answer = await target.plugin.complete(http, request)
-    usage = answer.usage
-    outcome = Outcome(
-        value=answer.text,
-        message=answer.text,  # scrubbed, then cut, when it is kept
-        output=answer.text,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
-    )
-    if step.schema is not None:
-        try:
-            parsed = _checked_json(answer.text, step.schema)
-        except CallError as error:
-            error.usage = usage  # an answer that does not fit was paid for all the same
-            raise
-        outcome.value = json.dumps(parsed)
-        outcome.output = parsed
-    return outcome
-
-
-def _paid(error: CallError) -> Outcome:
-    """What a failed attempt still counts: the tokens of an answer that came back unusable."""
-    usage = error.usage
-    if usage is None:
-        return Outcome()
-    return Outcome(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-
-
-def _checked_json(text: str, schema: Mapping[str, Any]) -> Any:
-    import jsonschema
-
-    cleaned = text.strip()
-    if cleaned.startswith("```"):  # a fenced answer: keep what is inside the fence
-        cleaned = cleaned.strip("`").split("\n", 1)[-1].rsplit("```", 1)[0]
-    try:
-        parsed = json.loads(cleaned)
-    except json.JSONDecodeError as exc:
-        raise CallError(f"the answer is not JSON ({exc.msg}): {text}") from None
-    problem = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(parsed)
-    )
-    if problem is not None:
-        where = "/".join(str(p) for p in problem.absolute_path)
-        raise CallError(
-            f"the answer does not fit the schema: {where + ': ' if where else ''}{problem.message}"
-        )
-    return parsed
-
-
-async def _send(
-    http: httpx.AsyncClient, target: Target, step: SendStep, call: Call, job: int
-) -> Outcome:
-    to, text = str(call.inputs[0]), str(call.inputs[1])
-    subject = str(call.inputs[2]) if step.subject is not None else None
-    message = Message(
-        to, text, subject, idempotency_key(job, call.key, step.id), job, call.key, step.id
-    )
-    receipt = await target.plugin.send(http, message)
-    detail = {"id": receipt.id, **dict(receipt.detail)}
-    return Outcome(
-        value=json.dumps(detail), message=f"sent to {to} via {step.channel}", output=detail
-    )
-
-
-async def _request(http: httpx.AsyncClient, step: HttpStep, inputs: tuple[Any, ...]) -> Outcome:
-    values = iter(inputs)
-    url = str(next(values))
-    headers = {name: str(next(values)) for name, _ in step.headers}
-    body = None
-    if step.body_json is not None:
-        body = json.loads(step.body_json)
-        for path, _ in step.body:
-            body = _put(body, path, next(values))
-    response = await http.request(step.method, url, headers=headers, json=body)
-    if response.status_code >= 300:
-        raise error_for_status(response, f"{step.method} {url}")
-    try:
-        output = response.json()
-    except ValueError:
-        output = response.text
-    return Outcome(
-        value=json.dumps(output),
-        message=f"{step.method} {url}: HTTP {response.status_code}",
-        output=output,
-    )
-
-
-def _put(document: Any, path: str, value: Any) -> Any:
-    """Set the string leaf at `path` (`/a/0/b`) of a JSON document to `value`."""
-    if not path:
-        return value
-    parts = path.split("/")[1:]
-    node = document
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return document

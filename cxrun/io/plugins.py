@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base.durations import per_second, seconds
 from cxrun.base.project import Project
-from cxrun.io.executor import Target
+from cxrun.io.calls import Target
 from cxrun.spec.model import AIStep, SendStep, Spinner
 
 if TYPE_CHECKING:

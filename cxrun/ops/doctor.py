@@ -13,7 +13,7 @@ from cxrun.base.errors import CxrunError, NotFound, StateBusy, TableError, Valid
 from cxrun.base.models import iso
 from cxrun.io import plugins
 from cxrun.ops.watch import RUNTIME_FIX, orphan_line
-from cxrun.spec import checks, loader
+from cxrun.spec import checks, children, loader
 from cxrun.spec.loader import SpinnerFile
 from cxrun.spec.model import Spinner
 from cxrun.store import monitor as monitor_store
@@ -182,7 +182,7 @@ def _published_check(ctx: Context, file: SpinnerFile) -> Check:
     if version is None:
         return Check("published", False, f"spinner '{name}' is not published", publish, name)
     when = iso(version.published_at)
-    digest = loader.calls_digest(ctx.project, file)
+    digest = children.calls_digest(ctx.project, file)
     if version.digest != digest:
         edited = file.shown if digest == file.digest else f"{file.shown} (or a spinner it calls)"
         detail = f"{edited} was edited since version {version.version} was published ({when})"

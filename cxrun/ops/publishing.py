@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, TableError, ValidationFailed
 from cxrun.base.project import CONFIG_FILE
-from cxrun.spec import checks, loader
+from cxrun.spec import checks, children, loader
+from cxrun.spec.build import CALLS, build
 from cxrun.spec.loader import SpinnerFile
 from cxrun.spec.model import Spinner
 from cxrun.store import jobs as job_store
@@ -60,13 +61,13 @@ def init_project(folder: Path) -> list[str]:
 def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
     """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
     raw, spinner = loader.parse(file)
-    called = loader.attach_children(ctx.project, raw, file.name)
+    called = children.attach_children(ctx.project, raw, file.name)
     if called:
         raise ValidationFailed(
             [f"{file.shown}: {p}" for p in called], f"fix {file.shown} and try again"
         )
-    if loader.CALLS in raw:
-        spinner = loader.build(raw, file.name)  # with the called children's steps
+    if CALLS in raw:
+        spinner = build(raw, file.name)  # with the called children's steps
     try:
         table = ensure_loaded(ctx.project, ctx.state, spinner.table)
     except (TableError, NotFound) as exc:
@@ -120,7 +121,7 @@ def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
     with ctx.state.write() as con:
         for file, raw in checked:
             before = spinner_store.latest(con, file.name)
-            digest = loader.calls_digest(ctx.project, file)
+            digest = children.calls_digest(ctx.project, file)
             version = spinner_store.publish(con, file.name, digest, raw, file.source, utcnow())
             results.append(
                 {
@@ -147,7 +148,7 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
                 "version": version.version if version else None,
                 "published_at": version.published_at.isoformat() if version else None,
                 "edited": bool(
-                    file and version and loader.calls_digest(ctx.project, file) != version.digest
+                    file and version and children.calls_digest(ctx.project, file) != version.digest
                 ),
                 "last_job": last[name][0] if name in last else None,
                 "last_status": last[name][1] if name in last else None,

@@ -15,7 +15,8 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
 from cxrun.base.sql import duckdb_message
-from cxrun.io.executor import Call, Executor, JobHalted, JobPaused, JobTimedOut
+from cxrun.io.calls import Call
+from cxrun.io.executor import Executor, JobHalted, JobPaused, JobTimedOut
 from cxrun.runtime import signals
 from cxrun.runtime.pipeline import (
     BatchSql,

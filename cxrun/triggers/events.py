@@ -20,7 +20,7 @@ from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus, Trigger
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.models import Job
-from cxrun.spec import loader
+from cxrun.spec.build import build
 from cxrun.spec.model import EventTrigger
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
@@ -198,7 +198,7 @@ def listeners(ctx: Context, event: str) -> list[tuple[str, EventTrigger]]:
         versions = spinner_store.all_latest(con)
     found, known = [], set()
     for name, version in sorted(versions.items()):
-        spinner = loader.build(version.spec, name)
+        spinner = build(version.spec, name)
         known |= {t.event for t in spinner.triggers if isinstance(t, EventTrigger)}
         trigger = spinner.listens_to(event)
         if trigger is not None and not spinner.child:

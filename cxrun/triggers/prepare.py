@@ -11,6 +11,7 @@ from cxrun.base.errors import CxrunError, NotFound, TableError, ValidationFailed
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
 from cxrun.spec import checks, loader
+from cxrun.spec.build import build
 from cxrun.spec.model import Spinner
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
@@ -37,7 +38,7 @@ def published_spinner(
     if version is None:
         loader.spinner_file(ctx.project, name)  # unknown spinner → NotFound with the known ones
         raise NotFound(f"spinner '{name}' is not published", f"run `cxrun publish {name}` first")
-    return version.version, loader.build(version.spec, name)
+    return version.version, build(version.spec, name)
 
 
 def job_spinner(ctx: Context, job: Job) -> Spinner:
@@ -45,7 +46,7 @@ def job_spinner(ctx: Context, job: Job) -> Spinner:
     with ctx.state.read() as con:
         version = spinner_store.version(con, job.spinner, job.version)
     assert version is not None, f"job {job.job} lost its spinner version"
-    return loader.build(version.spec, job.spinner)
+    return build(version.spec, job.spinner)
 
 
 class Stale(Exception):

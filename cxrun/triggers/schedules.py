@@ -18,7 +18,7 @@ from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus, Trigger
 from cxrun.base.errors import CxrunError, PlanLimitReached
 from cxrun.base.models import iso
-from cxrun.spec import loader
+from cxrun.spec.build import build
 from cxrun.spec.model import ScheduleTrigger
 from cxrun.store import spinners as spinner_store
 from cxrun.store import triggers as trigger_store
@@ -84,7 +84,7 @@ def schedules(ctx: Context) -> list[Schedule]:
     found = []
     with ctx.state.read() as con:
         for name, version in sorted(spinner_store.all_latest(con).items()):
-            spinner = loader.build(version.spec, name)
+            spinner = build(version.spec, name)
             if spinner.child or not spinner.schedules:
                 continue
             history = spinner_store.history(con, name)
@@ -98,7 +98,7 @@ def _introduced(history: list[spinner_store.Version], name: str, key: tuple[str,
     """When the run of versions (newest first) that has this schedule began: its publish time."""
     since = history[0].published_at
     for version in history[1:]:
-        keys = {(t.cron.strip(), t.timezone) for t in loader.build(version.spec, name).schedules}
+        keys = {(t.cron.strip(), t.timezone) for t in build(version.spec, name).schedules}
         if key not in keys:
             break
         since = version.published_at

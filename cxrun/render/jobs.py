@@ -1,0 +1,266 @@
+"""Views of jobs: the jobs table and its live redraw, summaries, records, journeys, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cxrun.base.models import Job, JourneyEntry, Record
+from cxrun.render import out, style
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 60:
+        return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _bar(done: int, total: int, width: int = 8) -> str:
+    filled = width if total == 0 else round(width * done / total)
+    return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
+
+
+def _brief(values: dict[str, Any], limit: int = 60) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in values.items() if v not in (None, ""))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def jobs_table(jobs: Sequence[Job]) -> None:
+    style.console().print(_jobs(jobs) if jobs else "no jobs yet")
+
+
+def watch(fetch: Callable[[], Sequence[Job]], interval: float, busy: type[Exception]) -> None:
+    """Redraw the jobs table in place every `interval` seconds until Ctrl-C. A state that is
+    busy for a moment keeps the last frame rather than failing."""
+    import time
+
+    from rich.live import Live
+
+    with Live(_jobs(fetch()), console=style.console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            try:
+                live.update(_jobs(fetch()), refresh=True)
+            except busy:
+                continue
+
+
+def _jobs(jobs: Sequence[Job]) -> Table:
+    table = style.table(
+        "job",
+        "spinner",
+        "ver",
+        "progress",
+        "ok",
+        "failed",
+        "skipped",
+        "status",
+        "started",
+        "ended",
+        "duration",
+        "tokens",
+    )
+    for job in jobs:
+        table.add_row(
+            str(job.job),
+            job.spinner,
+            str(job.version),
+            _bar(job.processed - job.cancelled, job.total),  # rows worked on, not cancelled
+            str(job.completed),
+            str(job.failed) if job.failed else "0",
+            str(job.skipped),
+            style.status(job.status),
+            _when(job.started_at),
+            _when(job.ended_at),
+            _seconds(job.duration_s()),
+            _tokens(job),
+        )
+    return table
+
+
+def _tokens(job: Job) -> str:
+    total = job.prompt_tokens + job.completion_tokens
+    if not total:
+        return ""
+    cost = f" ${job.cost:.4f}" if job.cost else ""
+    return f"{total:,}{cost}"
+
+
+def job_summary(job: Job) -> None:
+    parts = [
+        f"job {job.job}",
+        f"{job.spinner} v{job.version}",
+        style.status(job.status),
+        f"{job.completed} completed",
+        f"{job.failed} failed",
+        f"{job.skipped} skipped",
+        f"{job.waiting} waiting" if job.waiting else "",
+        f"{job.cancelled} cancelled" if job.cancelled else "",
+        f"of {job.total}",
+        _seconds(job.duration_s()),
+        f"{_tokens(job)} tokens" if _tokens(job) else "",
+    ]
+    text = " · ".join(p for p in parts if p)
+    if job.reason:
+        text += f"\n{style.escape(job.reason)}"
+    if job.failed and job.status.finished:
+        text += f": see them with `cxrun records {job.job} --status failed`"
+    style.console().print(text)
+
+
+def records_table(records: Sequence[Record]) -> None:
+    table = style.table("record", "status", "tags", "outputs", "error", "metadata")
+    for record in records:
+        table.add_row(
+            style.escape(record.record),
+            style.status(record.status),
+            style.escape(", ".join(record.tags)),
+            style.escape(record.outputs or None),
+            style.escape(record.error),
+            style.escape(_brief(record.metadata)),
+        )
+    style.console().print(table if records else "no records")
+
+
+def journey_table(entries: Sequence[JourneyEntry]) -> None:
+    table = style.table("step", "try", "status", "message", "output", "error", "ms")
+    for entry in entries:
+        depth = entry.step.count(".") if entry.parent else 0  # a called child's step, nested
+        label = entry.step.rsplit(".", 1)[-1] if depth else entry.step
+        table.add_row(
+            style.escape("  " * (depth - 1) + "└ " + label if depth else label),
+            str(entry.attempt),
+            style.status(entry.status),
+            style.escape(entry.message),
+            style.escape(entry.output),
+            style.escape(entry.error),
+            "" if entry.duration_ms is None else f"{entry.duration_ms:.3f}",
+        )
+    style.console().print(table if entries else "no steps yet")
+
+
+def dry_run(preview: Any) -> None:
+    """Each shown row's I/O calls as they would be sent, then the estimate."""
+    console = style.console()
+    for row in preview.rows:
+        console.print(f"[bold]record {style.escape(row['record'])}[/]")
+        for call in row["calls"]:
+            target = f" via {call['target']}" if call["target"] else ""
+            console.print(f"  {call['step']} ({call['kind']}{target})")
+            for name, value in call.items():
+                if name not in ("step", "kind", "target"):
+                    console.print(f"    {name}: {style.escape(value)}")
+    estimate = preview.to_json()["estimate"]
+    console.print(
+        f"dry run: {preview.selected} rows selected, {len(preview.rows)} shown; nothing was sent "
+        f"and no job was created.\nestimated AI tokens for all rows: about "
+        f"{estimate['prompt_tokens']:,} prompt + {estimate['completion_tokens']:,} completion "
+        f"(completion counts max_tokens, or 256 where it is not set)"
+    )
+
+
+def job_detail(data: dict[str, Any]) -> None:
+    """`cxrun job JOB`: the summary, records by status, each step's results and timing."""
+    console = style.console()
+    console.print(
+        f"job {data['job']} · {data['spinner']} v{data['version']} · {style.status(data['status'])}"
+        f" · {data['processed']}/{data['total']} rows · {_seconds(data['duration_s'])}"
+    )
+    if data["reason"]:
+        console.print(f"reason: {style.escape(data['reason'])}")
+    if data["eta_s"] is not None:
+        console.print(f"ETA: {_seconds(data['eta_s'])} at {data['rate_per_s']:.1f} records/s")
+    counts = ", ".join(f"{n} {status}" for status, n in data["records"].items() if n)
+    console.print(f"records: {counts or 'none yet'}")
+    if data.get("owner"):
+        console.print(f"owner: {data['owner']} (lease until {data['lease_until']})")
+    if data.get("errors"):
+        console.print("the payload does not fit the spinner's schema:")
+    for problem in data.get("errors") or []:
+        console.print(
+            f"  {style.escape(problem['pointer'] or '/')}: {style.escape(problem['message'])}"
+        )
+    out.dict_table(
+        data["steps"],
+        ["step", "completed", "failed", "skipped", "waiting", "attempts", "median_ms"],
+        "no steps",
+    )
+
+
+def fires(fired: Sequence[Any]) -> None:
+    """`cxrun schedule tick`: what each due schedule did."""
+    out.lines([f.describe() for f in fired] or ["no schedule is due"])
+
+
+def received(result: Any) -> None:
+    """`cxrun trigger`: each job the event started; the errors of a payload that did not fit."""
+    if result.duplicate:
+        numbers = ", ".join(str(job.job) for job in result.jobs) or "none"
+        out.lines(
+            [f"event {result.event} with id {result.event_id} was received already (job {numbers})"]
+        )
+        return
+    for job in result.jobs:
+        if job.job in result.errors:
+            out.error(
+                [f"job {job.job} ({job.spinner}): the payload does not fit its schema"]
+                + [f"{e['pointer'] or '/'}: {e['message']}" for e in result.errors[job.job]]
+            )
+        elif job.status == "queued":
+            out.lines([f"job {job.job} ({job.spinner}) queued: run `cxrun runtime` to run it"])
+        else:
+            job_summary(job)
+
+
+class JobProgress:
+    """A job's progress on stderr: a bar on a terminal, a plain line per batch otherwise."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, job: Job) -> None:
+        self.stop()  # one bar at a time: an event may run several jobs one after the other
+        if not self.enabled:
+            return
+        console = style.console(stderr=True)
+        if not console.is_terminal:
+            out.note(f"job {job.job}: {job.spinner} v{job.version} started over {job.total} rows")
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress(
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self._task = self._bar.add_task(f"job {job.job} {job.spinner}", total=job.total)
+        self._bar.start()
+
+    def update(self, job: Job) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            out.note(f"job {job.job}: {job.processed}/{job.total} rows, {job.failed} failed")
+        else:
+            self._bar.update(self._task, completed=job.processed)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
