@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from conftest import EXECUTABLE, write_project
 
-from cxrun.runtime.runner import BATCH_ROWS
+from cxrun.runtime.batches import BATCH_ROWS
 
 # More than two batches of the runtime, so that readers can come in between them.
 ROWS = 600_000

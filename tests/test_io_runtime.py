@@ -29,6 +29,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.io import plugins
 from cxrun.ops import publishing, runs, views
+from cxrun.runtime.batches import Batching
 from cxrun.runtime.runner import Runner
 from cxrun.store import State
 from cxrun.store import jobs as job_store
@@ -753,16 +754,16 @@ def test_io_batches_follow_the_rate_and_the_last_rows_come_on_their_own(tmp_path
     root = make_project(tmp_path, steps, providers=llm(http_server), limits={"concurrency": 64})
     ctx = published(root)
     _, spinner = prepare.published_spinner(ctx, SPINNER)
-    runner = Runner(ctx.state, spinner)
+    batching = Batching(spinner)
 
     def batch(left: int) -> int:
-        return min(runner._size(left), left)
+        return min(batching._size(left), left)
 
     assert batch(10_000) == 2048  # 32 calls a slot before any rate is known
     assert batch(512) == 512  # 8 calls a slot or fewer left: one batch
-    runner._rate = 1_000.0  # rows a second: about 8 s of calls
+    batching._rate = 1_000.0  # rows a second: about 8 s of calls
     assert batch(20_000) == 8_000
     assert batch(5_904) == 5_904 - 512  # the last 512 rows come on their own
     assert batch(600) == 300  # ...halved when less than twice that is left
-    runner._rate = 100_000.0
+    batching._rate = 100_000.0
     assert batch(100_000) == 128 * 64  # at most 128 calls a slot
