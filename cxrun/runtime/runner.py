@@ -33,9 +33,12 @@ from cxrun.runtime.pipeline import (
 from cxrun.runtime.spool import Spool
 from cxrun.spec.model import AIStep, ApprovalStep, HttpStep, IOStep, SendStep, Spinner, Step
 from cxrun.store import State, transaction
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
+from cxrun.store import journey as journey_store
+from cxrun.store import records as record_store
 from cxrun.store import tables as table_store
-from cxrun.store.jobs import BatchWrite, Restart
+from cxrun.store.journey import BatchWrite, Restart
 from cxrun.store.scratch import stage_table
 from cxrun.store.tables import TableInfo
 
@@ -144,7 +147,7 @@ class Runner:
         with self.state.read() as con:
             job = job_store.get(con, job_id)
             name, number, filtered = job_store.table_of(con, job_id)
-            found = job_store.control_of(con, job_id)
+            found = claim_store.control_of(con, job_id)
             table = table_store.version(con, name, number)
         assert table is not None, f"job {job_id} lost its table version"
         if found is not None:
@@ -191,7 +194,7 @@ class Runner:
         """Change the job in one write transaction, if this runner still owns it."""
         with self.state.write() as con:
             job = job_store.get(con, job_id)
-            if self.owner is not None and not job_store.holds(con, job_id, self.owner):
+            if self.owner is not None and not claim_store.holds(con, job_id, self.owner):
                 return job  # another owner took it: nothing here is ours to change
             return change(con, job)
 
@@ -210,12 +213,12 @@ class Runner:
         one more attempt), and (`due_too`) parked ones whose answer came or whose time has
         come. None of them, with rows not reached yet: the pass takes those."""
         with self.state.read() as con:
-            marked = job_store.retry_records(con, job)
+            marked = record_store.retry_records(con, job)
             if not marked and not due_too:
                 return
-            due = job_store.due_records(con, job, self.clock()) if due_too else []
+            due = record_store.due_records(con, job, self.clock()) if due_too else []
             rows = [row for row, _, _ in marked] + [int(r[0]) for r in due]
-            earlier = job_store.last_outputs(con, job, rows)
+            earlier = journey_store.last_outputs(con, job, rows)
         ids = {step.id: pos for pos, step in enumerate(self.spinner.steps)}
         restarts: dict[int, Restart] = {}
         for row, step_id, attempts in marked:
@@ -237,9 +240,9 @@ class Runner:
             self._check_stop(job)
             started = self.clock()
             with self.state.session() as con:
-                action = job_store.control_of(con, job.job)
+                action = claim_store.control_of(con, job.job)
                 if action is not None:  # an operator asked: cancel or pause, between batches
-                    if self.owner is not None and not job_store.holds(con, job.job, self.owner):
+                    if self.owner is not None and not claim_store.holds(con, job.job, self.owner):
                         raise LostJob
                     return self._obey(con, job.job, action)
                 job = self._write(con, batch, self._compute(con, batch, 0), started)
@@ -313,7 +316,7 @@ class Runner:
 
     def _requeue(self, con: duckdb.DuckDBPyConnection, job: int) -> Job:
         assert self.owner is not None
-        job_store.requeue(con, job, self.owner)
+        claim_store.requeue(con, job, self.owner)
         return job_store.get(con, job)
 
     def _check_stop(self, job: Job) -> None:
@@ -331,7 +334,7 @@ class Runner:
     def _renew(self, job: int) -> bool:
         assert self.owner is not None
         with self.state.write() as con:
-            return job_store.renew(con, job, self.owner, self._lease_end())
+            return claim_store.renew(con, job, self.owner, self._lease_end())
 
     def _lease_end(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease)
@@ -485,15 +488,15 @@ class Runner:
         tick = time.perf_counter()
         all_stages = stages(self.spinner)
         if batch.failures:
-            job_store.set_failures(con, batch.failures)
+            journey_store.set_failures(con, batch.failures)
         if batch.rows is not None:
             assert self.retry is not None
-            job_store.set_restarts(con, {row: self.retry[row] for row in batch.rows})
+            journey_store.set_restarts(con, {row: self.retry[row] for row in batch.rows})
         for stage in all_stages[: through + 1]:
             if stage.index:
                 pos = all_stages[stage.index - 1].io
                 assert pos is not None
-                job_store.load_results(con, pos, batch.results.get(pos, []), batch.encoded)
+                journey_store.load_results(con, pos, batch.results.get(pos, []), batch.encoded)
             source = batch.source if stage.index == 0 else stage_table(stage.index - 1)
             self._materialize(con, batch, stage, source)
         batch.sql_seconds += time.perf_counter() - tick
@@ -507,12 +510,12 @@ class Runner:
         target = stage_table(stage.index)
         try:
             sql = compile_stage(self.spinner, stage, source, batch.sql, bool(batch.failures))
-            job_store.materialize(con, target, sql)
+            journey_store.materialize(con, target, sql)
         except _row_errors():
             batch.failures.update(self._failures(con, batch, stage, source))
-            job_store.set_failures(con, batch.failures)
+            journey_store.set_failures(con, batch.failures)
             sql = compile_stage(self.spinner, stage, source, batch.sql, True)
-            job_store.materialize(con, target, sql)
+            journey_store.materialize(con, target, sql)
 
     def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> list[Call]:
         step = self.spinner.steps[pos]
@@ -520,7 +523,7 @@ class Runner:
         count = len(step.templates())
         return [
             Call(row=int(r[0]), key=str(r[1]), pos=pos, step=step, inputs=tuple(r[2:]))
-            for r in job_store.call_inputs(con, result, pos, count)
+            for r in journey_store.call_inputs(con, result, pos, count)
         ]
 
     def _write(
@@ -528,11 +531,11 @@ class Runner:
     ) -> Job:
         per_row_ms = batch.sql_seconds * 1000 / max(batch.size, 1)
         with transaction(con):
-            if self.owner is not None and not job_store.renew(
+            if self.owner is not None and not claim_store.renew(
                 con, batch.job.job, self.owner, self._lease_end()
             ):
                 raise LostJob  # another runtime took the job: this batch is not ours to write
-            job = job_store.write_batch(
+            job = journey_store.write_batch(
                 con,
                 batch.job.job,
                 self._plan(result),
@@ -567,10 +570,10 @@ class Runner:
             self._again = True
             return job
         if job.waiting:  # the pass is over, some records are parked
-            if self.owner is not None and job_store.due_records(con, job.job, self.clock()):
+            if self.owner is not None and record_store.due_records(con, job.job, self.clock()):
                 self._again = True  # answered (or due) meanwhile: they go on in another pass
                 return job
-            action = job_store.control_of(con, job.job)
+            action = claim_store.control_of(con, job.job)
             if action in ("pause", "cancel"):  # asked while the pass ended: done now, not parked
                 return self._obey(con, job.job, action)
             return job_store.park(con, job.job, job_store.waiting_reason(con, job.job))
@@ -582,18 +585,18 @@ class Runner:
     ) -> dict[int, tuple[int, str]]:
         """Rows whose steps raise in SQL, found by halving: {row: (step position, error)}."""
         found: dict[int, tuple[int, str]] = {}
-        bounds = job_store.row_range(con, source)
+        bounds = journey_store.row_range(con, source)
         ranges = [bounds] if bounds else []
         while ranges:
             a, b = ranges.pop()
             part = f"(SELECT * FROM {source} WHERE _cx_row BETWEEN {a} AND {b})"
             if b - a < _ROW_BY_ROW:
-                for row in job_store.rows_of(con, part):
+                for row in journey_store.rows_of(con, part):
                     self._row_failure(con, batch, stage, source, row, found)
                 continue
             try:
                 sql = compile_stage(self.spinner, stage, part, batch.sql, bool(batch.failures))
-                job_store.materialize(con, "_cx_probe", sql)
+                journey_store.materialize(con, "_cx_probe", sql)
             except _row_errors():
                 middle = (a + b) // 2
                 ranges += [(middle + 1, b), (a, middle)]
@@ -615,7 +618,7 @@ class Runner:
                 self.spinner, stage, one, batch.sql, bool(batch.failures), upto=pos + 1
             )
             try:
-                job_store.materialize(con, "_cx_probe", sql)
+                journey_store.materialize(con, "_cx_probe", sql)
             except _row_errors() as exc:
                 found[row] = (pos, duckdb_message(exc))
                 return
