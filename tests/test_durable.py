@@ -14,8 +14,8 @@ from test_io_runtime import KEY, Model, ask, llm, make_project
 
 from cxrun.base.clock import utcnow
 from cxrun.store import State
-from cxrun.store import jobs as job_store
-from cxrun.store.jobs import Owner
+from cxrun.store import claims as claim_store
+from cxrun.store.claims import Owner
 
 pytest_plugins = ["servers"]
 
@@ -175,20 +175,20 @@ def test_an_orphan_is_taken_at_once_on_this_host_and_after_its_lease_elsewhere(t
                 "VALUES (?, 's', 1, 'running', 10, 0)",
                 [job],
             )
-        job_store.claim(con, 1, Owner("a", 999_999_9, "here"), now, now + timedelta(hours=1))
-        job_store.claim(con, 2, Owner("b", os.getpid(), "here"), now, now + timedelta(hours=1))
-        job_store.claim(con, 3, Owner("c", 1234, "elsewhere"), now, now - timedelta(seconds=1))
-        job_store.claim(con, 4, Owner("d", 1234, "elsewhere"), now, now + timedelta(hours=1))
+        claim_store.claim(con, 1, Owner("a", 999_999_9, "here"), now, now + timedelta(hours=1))
+        claim_store.claim(con, 2, Owner("b", os.getpid(), "here"), now, now + timedelta(hours=1))
+        claim_store.claim(con, 3, Owner("c", 1234, "elsewhere"), now, now - timedelta(seconds=1))
+        claim_store.claim(con, 4, Owner("d", 1234, "elsewhere"), now, now + timedelta(hours=1))
 
         def alive(pid: int) -> bool:  # on "here", only this test's own process runs
             return pid == os.getpid()
 
-        assert job_store.claimable(con, now, "here", alive) == [1, 3]
+        assert claim_store.claimable(con, now, "here", alive) == [1, 3]
         # A renewal by an owner that lost the job does nothing.
         taker = Owner("e", os.getpid(), "here")
-        job_store.claim(con, 3, taker, now, now + timedelta(hours=1))
-        assert not job_store.renew(con, 3, Owner("c", 1234, "elsewhere"), now)
-        assert job_store.renew(con, 3, taker, now + timedelta(hours=2))
+        claim_store.claim(con, 3, taker, now, now + timedelta(hours=1))
+        assert not claim_store.renew(con, 3, Owner("c", 1234, "elsewhere"), now)
+        assert claim_store.renew(con, 3, taker, now + timedelta(hours=2))
 
 
 def test_a_runtime_stopped_by_sigterm_gives_its_job_back_and_exits_0(tmp_path, http_server):

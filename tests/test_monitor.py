@@ -15,8 +15,9 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.errors import NotFound
 from cxrun.ops import doctor, runs, watch
 from cxrun.runtime.runner import Runner
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
-from cxrun.store.jobs import Owner
+from cxrun.store.claims import Owner
 from cxrun.triggers import prepare
 
 AI = """table: contacts
@@ -70,7 +71,7 @@ def running_job(ctx, batches: int = 1) -> int:
 
 def beat(ctx, at: datetime, stopped: bool = False, pid: int = 4242) -> None:
     with ctx.state.write() as con:
-        job_store.runtime_beat(con, Owner("runtime:host:4242:abcd", pid, "host"), at, stopped)
+        claim_store.runtime_beat(con, Owner("runtime:host:4242:abcd", pid, "host"), at, stopped)
 
 
 def by_name(checks, spinner=None):

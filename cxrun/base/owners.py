@@ -1,7 +1,7 @@
 """Who runs a job: owners (a process, by id, PID and host), their leases, and whether one is alive.
 
 The rule: a job that is being worked on has exactly one live owner, set by a claim in the same
-state transaction that makes the job runnable (see `store.jobs.claim`). A job whose owner is gone
+state transaction that makes the job runnable (see `store.claims.claim`). A job whose owner is gone
 (a dead process on this host, or a lease that ran out elsewhere) may be claimed again.
 """
 

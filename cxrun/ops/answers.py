@@ -14,7 +14,9 @@ from cxrun.base.models import Job
 from cxrun.base.owners import lease_until
 from cxrun.ops.views import job
 from cxrun.spec import checks
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
+from cxrun.store import records as record_store
 from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.triggers.prepare import (
@@ -75,9 +77,9 @@ def answer(
         if problem:
             raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
     with ctx.state.read() as con:
-        targets = job_store.approval_targets(con, job_id, table, record, where)
+        targets = record_store.approval_targets(con, job_id, table, record, where)
         before = {
-            seq: job_store.last_answer(con, job_id, seq)
+            seq: record_store.last_answer(con, job_id, seq)
             for seq, _, status, kind, answered in targets
             if not (status == "waiting" and kind == "approval" and answered is None)
         }
@@ -97,10 +99,10 @@ def answer(
     now = utcnow()
     owner = owners.new_owner("answer")
     with ctx.state.write() as con:
-        job_store.answer(con, job_id, [seq for seq, _ in pending], decision, now)
+        record_store.answer(con, job_id, [seq for seq, _ in pending], decision, now)
         # A waiting job goes on here; one that someone runs picks the answers up at the end of
         # its pass, and a queued or paused one when it is run.
-        claimed = pending and job_store.claim(con, job_id, owner, now, lease_until(now), _WAITING)
+        claimed = pending and claim_store.claim(con, job_id, owner, now, lease_until(now), _WAITING)
         current = job_store.get(con, job_id)
     if claimed:
         runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
@@ -118,4 +120,4 @@ def approvals(ctx: Context, job_id: int | None) -> list[dict[str, Any]]:
     with ctx.state.read() as con:
         if job_id is not None:
             job_store.get(con, job_id)
-        return job_store.pending_approvals(con, job_id)
+        return record_store.pending_approvals(con, job_id)

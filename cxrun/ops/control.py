@@ -9,6 +9,7 @@ from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus
 from cxrun.base.errors import CxrunError
 from cxrun.base.models import Job
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store.context import Context
 
@@ -37,7 +38,7 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
     now = utcnow()
     with ctx.state.write() as con:
         found = job_store.get(con, job_id)
-        live = job_store.holder(con, job_id, now)
+        live = claim_store.holder(con, job_id, now)
         if found.status.finished or (
             live is None and action == "pause" and found.status == JobStatus.PAUSED
         ):
@@ -46,15 +47,15 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
             if action == "cancel":
                 return job_store.cancel_now(con, job_id, now)
             return job_store.pause_now(con, job_id, "paused by an operator")
-        job_store.request(con, job_id, action)
+        claim_store.request(con, job_id, action)
     signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:  # the owner notices within a second
         time.sleep(0.1)
         with ctx.state.read() as con:
             found = job_store.get(con, job_id)
-            if job_store.control_of(con, job_id) is None:  # carried out (or the job ended)
+            if claim_store.control_of(con, job_id) is None:  # carried out (or the job ended)
                 break
-            if job_store.holder(con, job_id, utcnow()) is None:  # its owner died meanwhile
+            if claim_store.holder(con, job_id, utcnow()) is None:  # its owner died meanwhile
                 break
     return found

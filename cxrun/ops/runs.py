@@ -17,7 +17,9 @@ from cxrun.base.owners import Owner, lease_until
 from cxrun.ops.views import job
 from cxrun.spec import checks
 from cxrun.store import State
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
+from cxrun.store import records as record_store
 from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.triggers import starts
@@ -67,7 +69,7 @@ def run_now(
         with starts.selecting(f"spinner '{name}'"):
             job = starts.create_job(con, ctx, prepared, JobStatus.QUEUED, now)
         if not detach:  # claimed in the transaction that creates it: nobody else can run it
-            job = _claimed(job_store.claim(con, job.job, owner, now, lease_until(now), _QUEUED))
+            job = _claimed(claim_store.claim(con, job.job, owner, now, lease_until(now), _QUEUED))
         return prepared, job
 
     prepared, job = in_session(ctx, create)
@@ -113,7 +115,7 @@ def runtime(
             built = plugins_for(here, found.spinner, spinner)
         except CxrunError as exc:  # paused for `cxrun resume` once fixed: no longer ours
             with here.state.write() as con:
-                if not job_store.holds(con, job_id, owner):
+                if not claim_store.holds(con, job_id, owner):
                     return job_store.get(con, job_id)
                 return job_store.pause_now(con, job_id, exc.message)
         runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
@@ -131,7 +133,7 @@ def handed_back(ctx: Context, job: Job) -> list[str]:
 
     now = utcnow()
     with ctx.state.read() as con:
-        live = job_store.holder(con, job.job, now)
+        live = claim_store.holder(con, job.job, now)
         up = monitor_store.runtimes_up(con, now)
     where = f"{job.status} with {job.processed} of {job.total} records written"
     kept = Spool(ctx.project.state_dir, job.job).count()
@@ -189,7 +191,7 @@ def resume(
     owner = owners.new_owner("resume")
     now = utcnow()
     with ctx.state.write() as con:
-        if job_store.claim(con, job_id, owner, now, lease_until(now), _RESUMABLE) is None:
+        if claim_store.claim(con, job_id, owner, now, lease_until(now), _RESUMABLE) is None:
             raise _taken(con, job_id, now)
     return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop).run(
         job_id
@@ -205,7 +207,7 @@ def _not_resumable(found: Job) -> str:
 def _taken(con: duckdb.DuckDBPyConnection, job_id: int, now: datetime) -> CxrunError:
     """Why a job cannot be run here: it is not free (another live process runs it)."""
     found = job_store.get(con, job_id)
-    live = job_store.holder(con, job_id, now)
+    live = claim_store.holder(con, job_id, now)
     if live is None:
         return CxrunError(f"job {job_id} is {found.status}", "there is nothing to run")
     why = f" ({found.reason})" if found.reason else ""
@@ -250,12 +252,12 @@ def retry(
     owner = owners.new_owner("retry")
     now = utcnow()
     with ctx.state.write() as con:
-        failed = job_store.failed_records(con, job_id, record, table, where)
+        failed = record_store.failed_records(con, job_id, record, table, where)
         if not failed:
             which = f"record '{record}'" if record else "records"
             raise CxrunError(f"job {job_id} has no failed {which} to retry")
-        if job_store.claim(con, job_id, owner, now, lease_until(now), _FINISHED) is None:
+        if claim_store.claim(con, job_id, owner, now, lease_until(now), _FINISHED) is None:
             raise _taken(con, job_id, now)
-        job_store.mark_retry(con, job_id, [row for row, _, _ in failed])
+        record_store.mark_retry(con, job_id, [row for row, _, _ in failed])
     runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
     return runner.run(job_id)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from cxrun.base.errors import NotFound
 from cxrun.base.models import Job, JourneyEntry, Record
 from cxrun.store import jobs as job_store
+from cxrun.store import records as record_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
 from cxrun.store.context import Context
@@ -42,24 +43,24 @@ def records(
         if status == "pending":
             spec = spinner_store.latest(con, found.spinner)
             key = spec.spec["key"] if spec else ""
-            return job_store.pending_records(con, found, table, key, limit, offset)
-        return job_store.records(con, job_id, table, status, limit, offset)
+            return record_store.pending_records(con, found, table, key, limit, offset)
+        return record_store.records(con, job_id, table, status, limit, offset)
 
 
 def outbox(
     ctx: Context, job_id: int | None, page: int, limit: int = PAGE_SIZE
 ) -> list[dict[str, Any]]:
     with ctx.state.read() as con:
-        return job_store.outbox(con, job_id, limit, (page - 1) * limit)
+        return record_store.outbox(con, job_id, limit, (page - 1) * limit)
 
 
 def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:
     with ctx.state.read() as con:
         job_store.get(con, job_id)
-        seq = job_store.record_seq(con, job_id, record)
+        seq = record_store.record_seq(con, job_id, record)
         if seq is None:
             raise NotFound(
                 f"job {job_id} has no record '{record}'",
                 f"list its records with `cxrun records {job_id}`",
             )
-        return job_store.journey(con, job_id, seq)
+        return record_store.journey(con, job_id, seq)

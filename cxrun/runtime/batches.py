@@ -23,8 +23,10 @@ from cxrun.runtime.outcomes import (
 from cxrun.runtime.pipeline import BatchSql, Stage, compile_stage, stages
 from cxrun.spec.model import IOStep, SendStep, Spinner
 from cxrun.store import State, transaction
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
-from cxrun.store.jobs import BatchWrite, Restart
+from cxrun.store import journey as journey_store
+from cxrun.store.journey import BatchWrite, Restart
 from cxrun.store.scratch import stage_table
 from cxrun.store.tables import TableInfo
 
@@ -172,15 +174,15 @@ class BatchWork:
         tick = time.perf_counter()
         all_stages = stages(self.spinner)
         if batch.failures:
-            job_store.set_failures(con, batch.failures)
+            journey_store.set_failures(con, batch.failures)
         if batch.rows is not None:
             assert self.retry is not None
-            job_store.set_restarts(con, {row: self.retry[row] for row in batch.rows})
+            journey_store.set_restarts(con, {row: self.retry[row] for row in batch.rows})
         for stage in all_stages[: through + 1]:
             if stage.index:
                 pos = all_stages[stage.index - 1].io
                 assert pos is not None
-                job_store.load_results(con, pos, batch.results.get(pos, []), batch.encoded)
+                journey_store.load_results(con, pos, batch.results.get(pos, []), batch.encoded)
             source = batch.source if stage.index == 0 else stage_table(stage.index - 1)
             self._materialize(con, batch, stage, source)
         batch.sql_seconds += time.perf_counter() - tick
@@ -194,12 +196,12 @@ class BatchWork:
         target = stage_table(stage.index)
         try:
             sql = compile_stage(self.spinner, stage, source, batch.sql, bool(batch.failures))
-            job_store.materialize(con, target, sql)
+            journey_store.materialize(con, target, sql)
         except _row_errors():
             batch.failures.update(self._failures(con, batch, stage, source))
-            job_store.set_failures(con, batch.failures)
+            journey_store.set_failures(con, batch.failures)
             sql = compile_stage(self.spinner, stage, source, batch.sql, True)
-            job_store.materialize(con, target, sql)
+            journey_store.materialize(con, target, sql)
 
     def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> list[Call]:
         step = self.spinner.steps[pos]
@@ -207,7 +209,7 @@ class BatchWork:
         count = len(step.templates())
         return [
             Call(row=int(r[0]), key=str(r[1]), pos=pos, step=step, inputs=tuple(r[2:]))
-            for r in job_store.call_inputs(con, result, pos, count)
+            for r in journey_store.call_inputs(con, result, pos, count)
         ]
 
     def write(
@@ -215,11 +217,11 @@ class BatchWork:
     ) -> Job:
         per_row_ms = batch.sql_seconds * 1000 / max(batch.size, 1)
         with transaction(con):
-            if self.hold.owner is not None and not job_store.renew(
+            if self.hold.owner is not None and not claim_store.renew(
                 con, batch.job.job, self.hold.owner, self.hold.lease_end()
             ):
                 raise LostJob  # another runtime took the job: this batch is not ours to write
-            job = job_store.write_batch(
+            job = journey_store.write_batch(
                 con,
                 batch.job.job,
                 self._plan(result),
@@ -254,18 +256,18 @@ class BatchWork:
     ) -> dict[int, tuple[int, str]]:
         """Rows whose steps raise in SQL, found by halving: {row: (step position, error)}."""
         found: dict[int, tuple[int, str]] = {}
-        bounds = job_store.row_range(con, source)
+        bounds = journey_store.row_range(con, source)
         ranges = [bounds] if bounds else []
         while ranges:
             a, b = ranges.pop()
             part = f"(SELECT * FROM {source} WHERE _cx_row BETWEEN {a} AND {b})"
             if b - a < _ROW_BY_ROW:
-                for row in job_store.rows_of(con, part):
+                for row in journey_store.rows_of(con, part):
                     self._row_failure(con, batch, stage, source, row, found)
                 continue
             try:
                 sql = compile_stage(self.spinner, stage, part, batch.sql, bool(batch.failures))
-                job_store.materialize(con, "_cx_probe", sql)
+                journey_store.materialize(con, "_cx_probe", sql)
             except _row_errors():
                 middle = (a + b) // 2
                 ranges += [(middle + 1, b), (a, middle)]
@@ -287,7 +289,7 @@ class BatchWork:
                 self.spinner, stage, one, batch.sql, bool(batch.failures), upto=pos + 1
             )
             try:
-                job_store.materialize(con, "_cx_probe", sql)
+                journey_store.materialize(con, "_cx_probe", sql)
             except _row_errors() as exc:
                 found[row] = (pos, duckdb_message(exc))
                 return

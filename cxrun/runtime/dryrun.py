@@ -11,7 +11,7 @@ from cxrun.base.sql import embed
 from cxrun.runtime.pipeline import BatchSql, compile_stage, stages
 from cxrun.spec.model import AIStep, IOStep, Spinner
 from cxrun.store import State
-from cxrun.store import jobs as job_store
+from cxrun.store import journey as journey_store
 from cxrun.store.scratch import stage_table
 from cxrun.store.tables import ROW, TableInfo
 
@@ -79,7 +79,7 @@ def dry_run(
 def _render(
     con: Any, spinner: Spinner, source: str
 ) -> list[tuple[int, str, IOStep, dict[str, Any]]]:
-    job_store.set_failures(con, {})
+    journey_store.set_failures(con, {})
     found = []
     for stage in stages(spinner):
         if stage.index:
@@ -88,13 +88,13 @@ def _render(
             _placeholder_results(con, spinner, previous, stage_table(stage.index - 1))
         src = source if stage.index == 0 else stage_table(stage.index - 1)
         sql = compile_stage(spinner, stage, src, BatchSql(utcnow(), dry=True))
-        job_store.materialize(con, stage_table(stage.index), sql)
+        journey_store.materialize(con, stage_table(stage.index), sql)
         if stage.io is None:
             break
         step = spinner.steps[stage.io]
         assert isinstance(step, IOStep)
         labels = [label.split(".", 1)[1] for label, _ in step.templates()]
-        for row in job_store.call_inputs(con, stage_table(stage.index), stage.io, len(labels)):
+        for row in journey_store.call_inputs(con, stage_table(stage.index), stage.io, len(labels)):
             found.append((int(row[0]), str(row[1]), step, dict(zip(labels, row[2:], strict=True))))
     return found
 
@@ -106,7 +106,7 @@ def _placeholder_results(con: Any, spinner: Spinner, pos: int, table: str) -> No
         int(r[0]) for r in con.execute(f"SELECT {ROW} FROM {table} WHERE _cx_w{pos}").fetchall()
     ]
     value = f"<{step.outputs[0]}>" if text and step.outputs else None
-    job_store.load_results(
+    journey_store.load_results(
         con,
         pos,
         [

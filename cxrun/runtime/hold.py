@@ -13,6 +13,7 @@ from cxrun.base.owners import Owner
 from cxrun.runtime import signals
 from cxrun.runtime.spool import Spool
 from cxrun.store import State
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class Hold:
         """Change the job in one write transaction, if this runner still owns it."""
         with self.state.write() as con:
             job = job_store.get(con, job_id)
-            if self.owner is not None and not job_store.holds(con, job_id, self.owner):
+            if self.owner is not None and not claim_store.holds(con, job_id, self.owner):
                 return job  # another owner took it: nothing here is ours to change
             return change(con, job)
 
@@ -64,7 +65,7 @@ class Hold:
 
     def _requeue(self, con: duckdb.DuckDBPyConnection, job: int) -> Job:
         assert self.owner is not None
-        job_store.requeue(con, job, self.owner)
+        claim_store.requeue(con, job, self.owner)
         return job_store.get(con, job)
 
     def check_stop(self, job: Job) -> None:
@@ -75,7 +76,7 @@ class Hold:
     def renew(self, job: int) -> bool:
         assert self.owner is not None
         with self.state.write() as con:
-            return job_store.renew(con, job, self.owner, self.lease_end())
+            return claim_store.renew(con, job, self.owner, self.lease_end())
 
     def lease_end(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease)

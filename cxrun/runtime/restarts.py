@@ -9,8 +9,9 @@ from typing import Any
 from cxrun.runtime.pipeline import enclosing_calls
 from cxrun.spec.model import AIStep, ApprovalStep, HttpStep, Spinner, Step
 from cxrun.store import State
-from cxrun.store import jobs as job_store
-from cxrun.store.jobs import Restart
+from cxrun.store import journey as journey_store
+from cxrun.store import records as record_store
+from cxrun.store.journey import Restart
 
 Reuse = dict[tuple[int, int], dict[str, Any]]
 
@@ -23,12 +24,12 @@ def find_restarts(
     with the I/O results of the steps before, which they reuse. None of them, with rows not
     reached yet: the pass takes those."""
     with state.read() as con:
-        marked = job_store.retry_records(con, job)
+        marked = record_store.retry_records(con, job)
         if not marked and not due_too:
             return None
-        due = job_store.due_records(con, job, clock()) if due_too else []
+        due = record_store.due_records(con, job, clock()) if due_too else []
         rows = [row for row, _, _ in marked] + [int(r[0]) for r in due]
-        earlier = job_store.last_outputs(con, job, rows)
+        earlier = journey_store.last_outputs(con, job, rows)
     ids = {step.id: pos for pos, step in enumerate(spinner.steps)}
     restarts: dict[int, Restart] = {}
     for row, step_id, attempts in marked:

@@ -24,9 +24,11 @@ from cxrun.runtime.restarts import find_restarts
 from cxrun.runtime.spool import Spool
 from cxrun.spec.model import Spinner
 from cxrun.store import State
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
+from cxrun.store import records as record_store
 from cxrun.store import tables as table_store
-from cxrun.store.jobs import Restart
+from cxrun.store.journey import Restart
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -94,7 +96,7 @@ class Runner:
         with self.state.read() as con:
             job = job_store.get(con, job_id)
             name, number, filtered = job_store.table_of(con, job_id)
-            found = job_store.control_of(con, job_id)
+            found = claim_store.control_of(con, job_id)
             table = table_store.version(con, name, number)
         assert table is not None, f"job {job_id} lost its table version"
         if found is not None:
@@ -151,9 +153,9 @@ class Runner:
             self._hold.check_stop(job)
             started = self.clock()
             with self.state.session() as con:
-                action = job_store.control_of(con, job.job)
+                action = claim_store.control_of(con, job.job)
                 if action is not None:  # an operator asked: cancel or pause, between batches
-                    if self.owner is not None and not job_store.holds(con, job.job, self.owner):
+                    if self.owner is not None and not claim_store.holds(con, job.job, self.owner):
                         raise LostJob
                     return self._hold.obey(con, job.job, action)
                 job = work.write(con, batch, work.compute(con, batch, 0), started)
@@ -303,10 +305,10 @@ class Runner:
             self._again = True
             return job
         if job.waiting:  # the pass is over, some records are parked
-            if self.owner is not None and job_store.due_records(con, job.job, self.clock()):
+            if self.owner is not None and record_store.due_records(con, job.job, self.clock()):
                 self._again = True  # answered (or due) meanwhile: they go on in another pass
                 return job
-            action = job_store.control_of(con, job.job)
+            action = claim_store.control_of(con, job.job)
             if action in ("pause", "cancel"):  # asked while the pass ended: done now, not parked
                 return self._hold.obey(con, job.job, action)
             return job_store.park(con, job.job, job_store.waiting_reason(con, job.job))

@@ -13,6 +13,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import LEASE, Owner, alive, new_owner
 from cxrun.store import State
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 
 POLL = 1.0  # seconds between looks at the queue when there is nothing to run
@@ -24,12 +25,12 @@ def claim_next(state: State, owner: Owner, busy: set[int], lease: float) -> Job 
     queued, orphaned, or waiting with parked records whose time or answer has come."""
     now = utcnow()
     with state.write() as con:
-        found = job_store.claimable(con, now, owner.host, alive) + job_store.due_jobs(con, now)
+        found = claim_store.claimable(con, now, owner.host, alive) + claim_store.due_jobs(con, now)
         for job in found:
             if job not in busy:
-                statuses = job_store.CLAIMABLE | {JobStatus.WAITING}
+                statuses = claim_store.CLAIMABLE | {JobStatus.WAITING}
                 until = now + timedelta(seconds=lease)
-                taken = job_store.claim(con, job, owner, now, until, statuses, alive)
+                taken = claim_store.claim(con, job, owner, now, until, statuses, alive)
                 if taken is not None:
                     return taken
     return None
@@ -88,10 +89,10 @@ def _give_up(state: State, owner: Owner, job: int, error: BaseException) -> str:
     what = f"{type(error).__name__}: {error}"
     try:
         with state.write() as con:
-            if not job_store.holds(con, job, owner):
+            if not claim_store.holds(con, job, owner):
                 return f"stopped by an error ({what}); another owner has it now"
             if isinstance(error, StateBusy):
-                job_store.requeue(con, job, owner)
+                claim_store.requeue(con, job, owner)
                 return f"queued again: {error}"
             job_store.finish(con, job, JobStatus.FAILED, f"stopped by an error: {what}", utcnow())
     except StateBusy:
@@ -101,7 +102,7 @@ def _give_up(state: State, owner: Owner, job: int, error: BaseException) -> str:
 
 def _beat(state: State, owner: Owner, stopped: bool) -> None:
     with state.write() as con:
-        job_store.runtime_beat(con, owner, utcnow(), stopped)
+        claim_store.runtime_beat(con, owner, utcnow(), stopped)
 
 
 def _reap(

@@ -11,7 +11,7 @@ from cxrun.base import owners
 from cxrun.base.clock import from_db, to_db
 from cxrun.base.models import iso
 from cxrun.base.sql import quote_ident
-from cxrun.store import jobs as job_store
+from cxrun.store import claims as claim_store
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ def orphans(
         "LEFT JOIN (SELECT job, max(ended_at) AS last FROM cx_records GROUP BY job) AS r "
         "USING (job) WHERE j.owner IS NOT NULL ORDER BY j.job"
     ).fetchall()
-    gone = set(job_store.claimable(con, now, owners.this_host(), alive))
+    gone = set(claim_store.claimable(con, now, owners.this_host(), alive))
     return [
         Stalled(int(job), spinner, from_db(last), Lease(owner, pid, host, from_db(until)))
         for job, spinner, last, owner, pid, host, until in rows

@@ -15,6 +15,7 @@ from cxrun.base.enums import JobStatus, Trigger
 from cxrun.base.errors import CxrunError
 from cxrun.base.models import Job, iso
 from cxrun.spec.model import Spinner
+from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store import triggers as trigger_store
 from cxrun.store.tables import TableInfo
@@ -122,4 +123,4 @@ def take(ctx: Context, job_id: int, owner: Owner) -> Job | None:
     now = utcnow()
     with ctx.state.write() as con:
         until = lease_until(now)
-        return job_store.claim(con, job_id, owner, now, until, frozenset({JobStatus.QUEUED}))
+        return claim_store.claim(con, job_id, owner, now, until, frozenset({JobStatus.QUEUED}))
