@@ -33,6 +33,11 @@ class NotFound(CxrunError):
     """An unknown project, table, spinner, job or record."""
 
 
+class Conflict(CxrunError):
+    """What a job's state does not allow now: another process runs it, it has finished, it is
+    not paused (the API answers 409)."""
+
+
 class TableError(CxrunError):
     """A table file that cannot be loaded or does not fit its spinner."""
 
@@ -55,9 +60,16 @@ class StateBusy(CxrunError):
 
 
 class PlanLimitReached(CxrunError):
-    """Starting a job would go over a monthly limit of cxrun.yaml; nothing was started."""
+    """Starting a job would go over a monthly limit of cxrun.yaml; nothing was started.
+    `usage` says which limit, its value, what is used, what the job needs, when it resets."""
 
     exit_code = ExitCode.PLAN_LIMIT
+
+    def __init__(
+        self, message: str, hint: str | None = None, usage: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.usage = usage or {}
 
 
 class StateDamaged(CxrunError):

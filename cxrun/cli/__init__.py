@@ -6,7 +6,7 @@ lists them."""
 
 from __future__ import annotations
 
-from cxrun.cli import answers, automation, project, runs, views
+from cxrun.cli import answers, automation, project, runs, serve, views
 from cxrun.cli.app import app, main, schedule_app, secrets_app, tables_app
 
 __all__ = ["app", "main"]
@@ -27,6 +27,7 @@ app.command()(views.doctor)
 app.command()(views.records)
 app.command()(views.journey)
 app.command()(runs.runtime)
+app.command()(serve.serve)
 app.command()(runs.resume)
 app.command()(runs.retry)
 app.command()(answers.approve)

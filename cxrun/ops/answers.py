@@ -60,9 +60,11 @@ def answer(
     where: str | None = None,
     on_progress: Callable[[Job], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    detach: bool = False,
 ) -> Answered:
     """Approve or reject parked approval steps, then let the answered records go on here
-    (unless the job is running elsewhere: its owner picks the answers up)."""
+    (unless the job is running elsewhere: its owner picks the answers up; or, `detach`, a
+    runtime takes the waiting job up with its answers)."""
     from cxrun.runtime.runner import Runner
 
     if not (record or every or where):
@@ -102,7 +104,11 @@ def answer(
         record_store.answer(con, job_id, [seq for seq, _ in pending], decision, now)
         # A waiting job goes on here; one that someone runs picks the answers up at the end of
         # its pass, and a queued or paused one when it is run.
-        claimed = pending and claim_store.claim(con, job_id, owner, now, lease_until(now), _WAITING)
+        claimed = (
+            pending
+            and not detach
+            and claim_store.claim(con, job_id, owner, now, lease_until(now), _WAITING)
+        )
         current = job_store.get(con, job_id)
     if claimed:
         runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from cxrun.ops.runs import runtime
 from cxrun.store.context import Context
-from cxrun.triggers.events import Received, read_payload, trigger
+from cxrun.triggers.events import Received, listeners, parse_payload, read_payload, trigger
 from cxrun.triggers.limits import Usage, usage
 from cxrun.triggers.schedules import Fire, Listed, exit_code, fire_due, listing
 
@@ -18,7 +18,9 @@ __all__ = [
     "Received",
     "Usage",
     "exit_code",
+    "listeners",
     "listing",
+    "parse_payload",
     "read_payload",
     "tick",
     "trigger",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus
-from cxrun.base.errors import CxrunError
+from cxrun.base.errors import Conflict
 from cxrun.base.models import Job
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
@@ -42,7 +42,7 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
         if found.status.finished or (
             live is None and action == "pause" and found.status == JobStatus.PAUSED
         ):
-            raise CxrunError(f"job {job_id} is {found.status} already", "there is nothing to do")
+            raise Conflict(f"job {job_id} is {found.status} already", "there is nothing to do")
         if live is None:  # nobody runs it: done here
             if action == "cancel":
                 return job_store.cancel_now(con, job_id, now)

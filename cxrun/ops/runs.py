@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from cxrun.base import owners
 from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus
-from cxrun.base.errors import CxrunError
+from cxrun.base.errors import Conflict, CxrunError
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner, lease_until
 from cxrun.ops.views import job
@@ -178,24 +178,45 @@ def resume(
     job_id: int,
     on_progress: Callable[[Job], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    detach: bool = False,
 ) -> Job:
     """Continue a paused or queued job here, or one whose owner died, with its unfinished
-    records (finished calls are not made again). A job a live process runs is left to it."""
+    records (finished calls are not made again); `detach`: queue it for a runtime instead.
+    A job a live process runs is left to it."""
     from cxrun.runtime.runner import Runner
 
     found = job(ctx, job_id)
     if found.status not in _RESUMABLE:
-        raise CxrunError(f"job {job_id} is {found.status}, not paused", _not_resumable(found))
+        raise Conflict(f"job {job_id} is {found.status}, not paused", _not_resumable(found))
     spinner = job_spinner(ctx, found)
     built = plugins_for(ctx, found.spinner, spinner)
     owner = owners.new_owner("resume")
     now = utcnow()
     with ctx.state.write() as con:
-        if claim_store.claim(con, job_id, owner, now, lease_until(now), _RESUMABLE) is None:
-            raise _taken(con, job_id, now)
+        taken = _take(con, job_id, owner, now, _RESUMABLE, detach)
+    if detach:
+        return taken
     return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop).run(
         job_id
     )
+
+
+def _take(
+    con: duckdb.DuckDBPyConnection,
+    job_id: int,
+    owner: Owner,
+    now: datetime,
+    statuses: frozenset[JobStatus],
+    detach: bool,
+) -> Job:
+    """The job claimed by `owner` (or, `detach`, queued for a runtime), or why it is not free."""
+    if detach:
+        taken = claim_store.queue(con, job_id, now, statuses)
+    else:
+        taken = claim_store.claim(con, job_id, owner, now, lease_until(now), statuses)
+    if taken is None:
+        raise _taken(con, job_id, now)
+    return taken
 
 
 def _not_resumable(found: Job) -> str:
@@ -204,14 +225,14 @@ def _not_resumable(found: Job) -> str:
     return "`cxrun runtime` continues it when its records are due; `cxrun approvals` lists answers"
 
 
-def _taken(con: duckdb.DuckDBPyConnection, job_id: int, now: datetime) -> CxrunError:
+def _taken(con: duckdb.DuckDBPyConnection, job_id: int, now: datetime) -> Conflict:
     """Why a job cannot be run here: it is not free (another live process runs it)."""
     found = job_store.get(con, job_id)
     live = claim_store.holder(con, job_id, now)
     if live is None:
-        return CxrunError(f"job {job_id} is {found.status}", "there is nothing to run")
+        return Conflict(f"job {job_id} is {found.status}", "there is nothing to run")
     why = f" ({found.reason})" if found.reason else ""
-    return CxrunError(
+    return Conflict(
         f"job {job_id} is {found.status}{why}: {_who(live)} runs it",
         f"it goes on there; watch it with `cxrun jobs --watch`, or `cxrun pause {job_id}` it",
     )
@@ -230,15 +251,16 @@ def retry(
     on_progress: Callable[[Job], None] | None = None,
     where: str | None = None,
     stop: Callable[[], bool] = lambda: False,
+    detach: bool = False,
 ) -> Job:
-    """Run a finished job's failed records again from their failed step, reusing what succeeded.
-    The records are marked in the transaction that claims the job, so that the runtime that
-    takes it over (should this process die) carries the retry out."""
+    """Run a finished job's failed records again from their failed step, reusing what succeeded
+    (`detach`: queued for a runtime). The records are marked in the transaction that claims the
+    job, so that the runtime that takes it over (should this process die) carries it out."""
     from cxrun.runtime.runner import Runner
 
     found = job(ctx, job_id)
     if not found.status.finished:
-        raise CxrunError(f"job {job_id} is {found.status}", "retry a job once it has finished")
+        raise Conflict(f"job {job_id} is {found.status}", "retry a job once it has finished")
     spinner = job_spinner(ctx, found)
     with ctx.state.read() as con:
         name, number, _ = job_store.table_of(con, job_id)
@@ -256,8 +278,9 @@ def retry(
         if not failed:
             which = f"record '{record}'" if record else "records"
             raise CxrunError(f"job {job_id} has no failed {which} to retry")
-        if claim_store.claim(con, job_id, owner, now, lease_until(now), _FINISHED) is None:
-            raise _taken(con, job_id, now)
+        taken = _take(con, job_id, owner, now, _FINISHED, detach)
         record_store.mark_retry(con, job_id, [row for row, _, _ in failed])
+    if detach:
+        return taken
     runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
     return runner.run(job_id)

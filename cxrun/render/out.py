@@ -11,24 +11,29 @@ from cxrun.render import style
 
 
 def print_json(data: Any) -> None:
+    """`data` as one line of JSON on stdout (see `json_text`)."""
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def json_text(data: Any) -> str:
     """`data` as one line of JSON; NaN and infinite numbers, which JSON has no words for, are
-    printed as null."""
+    written as null."""
+    try:
+        return json.dumps(data, default=str, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere: only then is the data walked
+        return json.dumps(_finite(data), default=str, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
     import math
 
-    def finite(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {key: finite(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [finite(item) for item in value]
-        return value
-
-    try:
-        text = json.dumps(data, default=str, ensure_ascii=False, allow_nan=False)
-    except ValueError:  # a NaN or an infinity somewhere: only then is the data walked
-        text = json.dumps(finite(data), default=str, ensure_ascii=False, allow_nan=False)
-    sys.stdout.write(text + "\n")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def error(lines: Sequence[str]) -> None:

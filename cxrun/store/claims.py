@@ -94,6 +94,29 @@ def claim(
     return get(con, job)
 
 
+def queue(
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    now: datetime,
+    statuses: frozenset[JobStatus],
+    alive: Alive = owners.alive,
+) -> Job | None:
+    """Hand a job to the runtimes: queued, without an owner, when its status is one of
+    `statuses` and no live owner holds it; None when it is not free. In the caller's write
+    transaction, like `claim`."""
+    row = con.execute(f"SELECT status, {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
+    if row is None or row[0] not in statuses:
+        return None
+    if row[1] is not None and not _gone(row[2], row[3], row[4], now, owners.this_host(), alive):
+        return None
+    con.execute(
+        f"UPDATE cx_jobs SET status = 'queued', reason = NULL, ended_at = NULL, {NO_OWNER} "
+        "WHERE job = ?",
+        [job],
+    )
+    return get(con, job)
+
+
 def holder(
     con: duckdb.DuckDBPyConnection, job: int, now: datetime, alive: Alive = owners.alive
 ) -> Owner | None:

@@ -89,4 +89,11 @@ def _refusal(name: str, limit: int, used: int, needs: int, resets: date) -> Plan
     return PlanLimitReached(
         f"plan limit reached: {name} is {limit}; {used} used this month and this job needs {needs}",
         f"the count resets on {resets.isoformat()}; raise limits in cxrun.yaml",
+        {
+            "limit": name,
+            "allowed": limit,
+            "used": used,
+            "needs": needs,
+            "resets_on": resets.isoformat(),
+        },
     )

@@ -1,0 +1,122 @@
+"""The ASGI app: the route table (each route with the scope it needs), one way to call an
+operation in a worker thread with this thread's own state handle, and errors as JSON."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from cxrun.api.auth import Throttle, authorize
+from cxrun.api.errors import ApiError, from_cxrun
+from cxrun.base.errors import CxrunError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from cxrun.ops.keys import ApiKey
+    from cxrun.store.context import Context
+
+PREFIX = "/api/v1"
+Handler = Callable[["Api", "Request", "ApiKey"], Awaitable["Response"]]
+
+
+class Api:
+    """What every route shares: the project, a state handle per thread, the bad-key throttle."""
+
+    def __init__(self, project_dir: str | None) -> None:
+        from cxrun.ops import open_context
+
+        # A project that cannot be opened stops `serve` before it listens.
+        self.root = open_context(project_dir).project.root
+        self.throttle = Throttle()
+        self._local = threading.local()
+
+    def context(self) -> Context:
+        """This thread's open project (each worker thread keeps its own state handle)."""
+        found: Context | None = getattr(self._local, "ctx", None)
+        if found is None:
+            from cxrun.ops import open_context
+
+            found = self._local.ctx = open_context(str(self.root))
+        return found
+
+    async def call(self, work: Callable[[Context], Any]) -> Any:
+        """`work(ctx)` in a worker thread; a CxrunError becomes the API's error answer."""
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._run, work)
+
+    def _run(self, work: Callable[[Context], Any]) -> Any:
+        try:
+            return work(self.context())
+        except CxrunError as exc:
+            raise from_cxrun(exc) from None
+
+    async def key(self, request: Request, scope: str) -> ApiKey:
+        header = request.headers.get("authorization")
+        client = request.client.host if request.client else "?"
+        return await self.call(lambda ctx: authorize(ctx, header, client, scope, self.throttle))
+
+
+def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer, written as `--json` writes it (NaN and infinities as null)."""
+    from starlette.responses import Response
+
+    from cxrun.render.out import json_text
+
+    return Response(json_text(data), status, headers, media_type="application/json")
+
+
+def build(project_dir: str | None) -> Starlette:
+    """The app for one project."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.routing import Route
+
+    from cxrun.api import routes
+
+    api = Api(project_dir)
+    table = [
+        Route(PREFIX + path, _endpoint(api, handler, scope), methods=[method])
+        for method, path, scope, handler in routes.TABLE
+    ]
+    handlers: dict[Any, Any] = {ApiError: _api_error, HTTPException: _http_error, Exception: _bug}
+    return Starlette(routes=table, exception_handlers=handlers)
+
+
+def _endpoint(api: Api, handler: Handler, scope: str | None) -> Callable[[Request], Any]:
+    """The route's handler behind the one scope check (none for `health`)."""
+
+    async def endpoint(request: Request) -> Response:
+        key = await api.key(request, scope) if scope else None
+        return await handler(api, request, key)  # type: ignore[arg-type]
+
+    return endpoint
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return reply(exc.body, exc.status, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method it does not take) as JSON."""
+    status = int(getattr(exc, "status_code", 404))
+    if status == 405:
+        return reply({"error": f"{request.method} is not allowed here", "hint": _ROUTES}, 405)
+    return reply({"error": f"no such endpoint: {request.url.path}", "hint": _ROUTES}, status)
+
+
+async def _bug(request: Request, exc: Exception) -> Response:
+    """A bug: 500 with a short message (the traceback goes to the server's stderr)."""
+    import traceback
+
+    traceback.print_exception(exc)
+    error = f"internal error: {type(exc).__name__}"
+    return reply({"error": error, "hint": "report it with the server's output"}, 500)
+
+
+_ROUTES = f"see {PREFIX}/openapi.json for the endpoints"

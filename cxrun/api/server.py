@@ -1,0 +1,107 @@
+"""`cxrun serve`: uvicorn on one listening socket, and the runtime loop beside it in the same
+process unless told otherwise; SIGINT or SIGTERM stops both, the runtime handing its jobs back."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from cxrun.base.errors import CxrunError
+
+
+def serve(
+    project_dir: str | None,
+    host: str,
+    port: int,
+    runtime: bool,
+    max_jobs: int,
+    on_event: Callable[[str], None],
+) -> None:
+    """Serve the API until a signal; with `runtime`, run queued jobs meanwhile."""
+    import uvicorn
+
+    from cxrun.api.app import build
+
+    app = build(project_dir)
+    listening = listen(host, port)
+    stop = threading.Event()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = _Server(config, stop)
+    worker = _runtime(project_dir, max_jobs, stop, on_event) if runtime else None
+    bound = listening.getsockname()[1]
+    done = "the runtime runs here" if runtime else "start `cxrun runtime` to run jobs"
+    on_event(f"serving http://{host}:{bound}/api/v1 ({done}); Ctrl-C stops it")
+    try:
+        server.run(sockets=[listening])
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening, or a clear error (a port in use, say)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CxrunError(
+            f"cannot listen on {host}:{port}: {why}", "pick another --port (or --host)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _runtime(
+    project_dir: str | None, max_jobs: int, stop: threading.Event, on_event: Callable[[str], None]
+) -> threading.Thread:
+    """The runtime loop on its own thread (it stops, handing its jobs back, when `stop` is set)."""
+    from cxrun.ops import open_context, runs
+
+    ctx = open_context(project_dir)
+
+    def loop() -> None:
+        try:
+            runs.runtime(ctx, False, max_jobs, stop, on_event)
+        except CxrunError as exc:
+            on_event("runtime stopped: " + "; ".join(exc.lines()))
+
+    worker = threading.Thread(target=loop, name="runtime", daemon=True)
+    worker.start()
+    return worker
+
+
+class _Server:
+    """uvicorn's server whose signals also stop the runtime (uvicorn's own handling would raise
+    the signal again once it has stopped, and SIGTERM would then end the process mid-hand-back)."""
+
+    def __new__(cls, config: Any, stop: threading.Event) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                def handle(number: int, frame: object) -> None:
+                    if self.should_exit and number == signal.SIGINT:
+                        self.force_exit = True
+                    self.should_exit = True
+                    stop.set()
+
+                numbers = (signal.SIGINT, signal.SIGTERM)
+                before = {n: signal.signal(n, handle) for n in numbers}
+                try:
+                    yield
+                finally:
+                    for number, handler in before.items():
+                        signal.signal(number, handler)
+
+        return Server(config)
