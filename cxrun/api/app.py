@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from cxrun.ops.keys import ApiKey
-    from cxrun.store.context import Context
+    from cxrun.ops import Context
 
 PREFIX = "/api/v1"
 Handler = Callable[["Api", "Request", "ApiKey"], Awaitable["Response"]]
@@ -58,7 +58,10 @@ class Api:
     async def key(self, request: Request, scope: str) -> ApiKey:
         header = request.headers.get("authorization")
         client = request.client.host if request.client else "?"
-        return await self.call(lambda ctx: authorize(ctx, header, client, scope, self.throttle))
+        key: ApiKey = await self.call(
+            lambda ctx: authorize(ctx, header, client, scope, self.throttle)
+        )
+        return key
 
 
 def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -14,7 +14,7 @@ from cxrun.api.errors import ApiError
 
 if TYPE_CHECKING:
     from cxrun.ops.keys import ApiKey
-    from cxrun.store.context import Context
+    from cxrun.ops import Context
 
 BAD_KEYS = 10  # bad keys a client may send in WINDOW seconds before it is slowed down
 WINDOW = 60.0

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from cxrun.api.app import Api
     from cxrun.ops.keys import ApiKey
-    from cxrun.store.context import Context
+    from cxrun.ops import Context
 
 
 async def health(api: Api, request: Request, key: ApiKey | None) -> Response:

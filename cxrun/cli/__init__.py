@@ -6,8 +6,8 @@ lists them."""
 
 from __future__ import annotations
 
-from cxrun.cli import answers, automation, project, runs, serve, views
-from cxrun.cli.app import app, main, schedule_app, secrets_app, tables_app
+from cxrun.cli import answers, automation, keys, project, runs, serve, views
+from cxrun.cli.app import app, keys_app, main, schedule_app, secrets_app, tables_app
 
 __all__ = ["app", "main"]
 
@@ -43,3 +43,6 @@ app.command()(automation.usage)
 secrets_app.command("set")(project.secrets_set)
 secrets_app.command("list")(project.secrets_list)
 secrets_app.command("rm")(project.secrets_rm)
+keys_app.command("create")(keys.keys_create)
+keys_app.command("list")(keys.keys_list)
+keys_app.command("revoke")(keys.keys_revoke)

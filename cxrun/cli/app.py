@@ -66,6 +66,10 @@ app = typer.Typer(
 )
 secrets_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Manage local secrets.")
 app.add_typer(secrets_app, name="secrets")
+keys_app = typer.Typer(
+    cls=_Group, rich_markup_mode=None, help="Create, list and revoke API keys for `cxrun serve`."
+)
+app.add_typer(keys_app, name="keys")
 tables_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="List, load and preview tables.")
 app.add_typer(tables_app, name="tables")
 schedule_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Fire and list schedules.")

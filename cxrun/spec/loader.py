@@ -46,6 +46,15 @@ def spinner_files(project: Project) -> list[SpinnerFile]:
     return [_read(project, path) for path in sorted(paths)]
 
 
+def spinner_names(project: Project) -> set[str]:
+    """The names of the spinner files, without reading them."""
+    return {
+        path.stem
+        for suffix in (".yaml", ".yml")
+        for path in project.spinners_dir.glob("*" + suffix)
+    }
+
+
 def spinner_file(project: Project, name: str) -> SpinnerFile:
     for suffix in (".yaml", ".yml"):
         path = project.spinners_dir / f"{name}{suffix}"

@@ -119,4 +119,15 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 9: API keys for `cxrun serve`: never the key itself, only the sha256 of the whole key and
+    # its first characters (`lookup`) to find its row; what it may do, when it was last used
+    """
+    CREATE TABLE cx_api_keys (
+        name VARCHAR PRIMARY KEY, lookup VARCHAR, hash VARCHAR, scopes VARCHAR[],
+        spinners VARCHAR[], created_at TIMESTAMP, last_used_at TIMESTAMP, revoked_at TIMESTAMP
+    );
+    """
+)
+
 LATEST = len(MIGRATIONS)

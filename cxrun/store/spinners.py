@@ -60,6 +60,13 @@ def all_latest(con: duckdb.DuckDBPyConnection) -> dict[str, Version]:
     return {r[0]: _version(r) for r in rows}
 
 
+def names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The spinners with a published version."""
+    return {
+        str(row[0]) for row in con.execute("SELECT DISTINCT spinner FROM cx_spinners").fetchall()
+    }
+
+
 def _version(row: tuple[Any, ...]) -> Version:
     published = from_db(row[4])
     assert published is not None
