@@ -23,7 +23,7 @@ E = TypeVar("E", bound=StrEnum)
 def job_id(request: Request) -> int:
     """The `{job}` of the path: a job number, or 404."""
     raw = request.path_params["job"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _digits(raw) or len(raw) > 18:
         raise ApiError(404, f"no job {raw!r}", "job numbers are whole numbers: see GET /jobs")
     return int(raw)
 
@@ -33,9 +33,15 @@ def number(request: Request, name: str, default: int, low: int, high: int) -> in
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.lstrip("-").isdigit() or not low <= int(raw[:20]) <= high:
+    digits = raw.removeprefix("-")
+    if not _digits(digits) or len(digits) > 20 or not low <= int(raw) <= high:
         raise ApiError(400, f"{name}={raw!r} is not a whole number from {low} to {high}")
     return int(raw)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def minutes(request: Request, name: str, default: float, high: float) -> float:
