@@ -79,6 +79,8 @@ def parse_payload(data: bytes, shown: str) -> dict[str, Any]:
         raise CxrunError(message, hint) from None
     except UnicodeDecodeError:
         raise CxrunError(f"the payload ({shown}) is not UTF-8 text", hint) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise CxrunError(f"the payload ({shown}) holds a number too long to read", hint) from None
     except RecursionError:
         value = None
         depth = MAX_DEPTH + 1
