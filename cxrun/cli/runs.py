@@ -58,8 +58,6 @@ class Interrupt:
     kept) between two calls instead of the process dying with it; a second signal ends the
     process at once (a runtime then takes the job over)."""
 
-    from cxrun.ops import runs
-
     def __init__(self) -> None:
         self.received: int | None = None
 
