@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from cxrun.ops.keys import ApiKey
     from cxrun.ops import Context
+    from cxrun.ops.keys import ApiKey
 
 PREFIX = "/api/v1"
 Handler = Callable[["Api", "Request", "ApiKey"], Awaitable["Response"]]

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from cxrun.api.errors import ApiError
 
 if TYPE_CHECKING:
-    from cxrun.ops.keys import ApiKey
     from cxrun.ops import Context
+    from cxrun.ops.keys import ApiKey
 
 BAD_KEYS = 10  # bad keys a client may send in WINDOW seconds before it is slowed down
 WINDOW = 60.0

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from cxrun.api.app import Api
-    from cxrun.ops.keys import ApiKey
     from cxrun.ops import Context
+    from cxrun.ops.keys import ApiKey
 
 
 async def health(api: Api, request: Request, key: ApiKey | None) -> Response:
