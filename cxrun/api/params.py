@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,12 +19,15 @@ MAX_PAGE = 10**9
 MAX_LIMIT = 10**6
 MAX_ROWS = 10**12
 E = TypeVar("E", bound=StrEnum)
+# ASCII digits only: str.isdigit() also takes '²' and '٣', which int() refuses or reads.
+_JOB = re.compile(r"[0-9]{1,18}")
+_WHOLE = re.compile(r"-?[0-9]{1,20}")
 
 
 def job_id(request: Request) -> int:
     """The `{job}` of the path: a job number, or 404."""
     raw = request.path_params["job"]
-    if not _digits(raw) or len(raw) > 18:
+    if not _JOB.fullmatch(raw):
         raise ApiError(404, f"no job {raw!r}", "job numbers are whole numbers: see GET /jobs")
     return int(raw)
 
@@ -33,15 +37,9 @@ def number(request: Request, name: str, default: int, low: int, high: int) -> in
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    digits = raw.removeprefix("-")
-    if not _digits(digits) or len(digits) > 20 or not low <= int(raw) <= high:
+    if not _WHOLE.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(400, f"{name}={raw!r} is not a whole number from {low} to {high}")
     return int(raw)
-
-
-def _digits(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also takes '²', which int() refuses."""
-    return text.isascii() and text.isdigit()
 
 
 def minutes(request: Request, name: str, default: float, high: float) -> float:

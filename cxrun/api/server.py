@@ -30,17 +30,20 @@ def serve(
     listening = listen(host, port)
     stop = threading.Event()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = _Server(config, stop)
-    worker = _runtime(project_dir, max_jobs, stop, on_event) if runtime else None
-    bound = listening.getsockname()[1]
-    done = "the runtime runs here" if runtime else "start `cxrun runtime` to run jobs"
-    on_event(f"serving http://{host}:{bound}/api/v1 ({done}); Ctrl-C stops it")
-    try:
-        server.run(sockets=[listening])
-    finally:
-        stop.set()
-        if worker is not None:
-            worker.join()
+    server = _Server(config)
+    # The signals are ours before the runtime starts and the port is announced: a SIGTERM sent
+    # as soon as the line is out stops both cleanly instead of killing the process.
+    with _signals(server, stop):
+        worker = _runtime(project_dir, max_jobs, stop, on_event) if runtime else None
+        bound = listening.getsockname()[1]
+        done = "the runtime runs here" if runtime else "start `cxrun runtime` to run jobs"
+        on_event(f"serving http://{host}:{bound}/api/v1 ({done}); Ctrl-C stops it")
+        try:
+            server.run(sockets=[listening])
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join()
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -80,28 +83,36 @@ def _runtime(
     return worker
 
 
-class _Server:
-    """uvicorn's server whose signals also stop the runtime (uvicorn's own handling would raise
-    the signal again once it has stopped, and SIGTERM would then end the process mid-hand-back)."""
+@contextmanager
+def _signals(server: Any, stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the server and the runtime (a second Ctrl-C forces the exit).
+    uvicorn's own handling would raise the signal again once it has stopped, and SIGTERM would
+    then end the process mid-hand-back."""
 
-    def __new__(cls, config: Any, stop: threading.Event) -> Any:
+    def handle(number: int, frame: object) -> None:
+        if server.should_exit and number == signal.SIGINT:
+            server.force_exit = True
+        server.should_exit = True
+        stop.set()
+
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    before = {n: signal.signal(n, handle) for n in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
+class _Server:
+    """uvicorn's server, leaving the signals to `_signals`."""
+
+    def __new__(cls, config: Any) -> Any:
         import uvicorn
 
         class Server(uvicorn.Server):
             @contextmanager
             def capture_signals(self) -> Iterator[None]:
-                def handle(number: int, frame: object) -> None:
-                    if self.should_exit and number == signal.SIGINT:
-                        self.force_exit = True
-                    self.should_exit = True
-                    stop.set()
-
-                numbers = (signal.SIGINT, signal.SIGTERM)
-                before = {n: signal.signal(n, handle) for n in numbers}
-                try:
-                    yield
-                finally:
-                    for number, handler in before.items():
-                        signal.signal(number, handler)
+                yield
 
         return Server(config)

@@ -79,8 +79,9 @@ def parse_payload(data: bytes, shown: str) -> dict[str, Any]:
         raise CxrunError(message, hint) from None
     except UnicodeDecodeError:
         raise CxrunError(f"the payload ({shown}) is not UTF-8 text", hint) from None
-    except ValueError:  # an integer of more digits than Python converts
-        raise CxrunError(f"the payload ({shown}) holds a number too long to read", hint) from None
+    except ValueError:  # json reads no integer of more than 4300 digits (sys.int_info)
+        message = f"the payload ({shown}) is not valid JSON: a number has too many digits"
+        raise CxrunError(message, hint) from None
     except RecursionError:
         value = None
         depth = MAX_DEPTH + 1
