@@ -31,10 +31,20 @@ def serve(
     stop = threading.Event()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = _Server(config)
+    failures: list[Exception] = []
+
+    def runtime_failed(exc: Exception) -> None:
+        # A server whose runtime is gone would keep the jobs it claimed running for good (their
+        # owner, this process, is alive); once it exits, the next runtime takes them over.
+        failures.append(exc)
+        server.should_exit = True
+
     # The signals are ours before the runtime starts and the port is announced: a SIGTERM sent
     # as soon as the line is out stops both cleanly instead of killing the process.
     with _signals(server, stop):
-        worker = _runtime(project_dir, max_jobs, stop, on_event) if runtime else None
+        worker = (
+            _runtime(project_dir, max_jobs, stop, on_event, runtime_failed) if runtime else None
+        )
         bound = listening.getsockname()[1]
         done = "the runtime runs here" if runtime else "start `cxrun runtime` to run jobs"
         on_event(f"serving http://{host}:{bound}/api/v1 ({done}); Ctrl-C stops it")
@@ -44,6 +54,8 @@ def serve(
             stop.set()
             if worker is not None:
                 worker.join()
+    if failures:
+        raise failures[0]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -65,9 +77,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def _runtime(
-    project_dir: str | None, max_jobs: int, stop: threading.Event, on_event: Callable[[str], None]
+    project_dir: str | None,
+    max_jobs: int,
+    stop: threading.Event,
+    on_event: Callable[[str], None],
+    failed: Callable[[Exception], None],
 ) -> threading.Thread:
-    """The runtime loop on its own thread (it stops, handing its jobs back, when `stop` is set)."""
+    """The runtime loop on its own thread (it stops, handing its jobs back, when `stop` is set;
+    `failed` hears of an error that stopped it, a busy state say)."""
     from cxrun.ops import open_context, runs
 
     ctx = open_context(project_dir)
@@ -75,8 +92,9 @@ def _runtime(
     def loop() -> None:
         try:
             runs.runtime(ctx, False, max_jobs, stop, on_event)
-        except CxrunError as exc:
-            on_event("runtime stopped: " + "; ".join(exc.lines()))
+        except Exception as exc:
+            on_event("runtime stopped by an error: the server stops too")
+            failed(exc)
 
     worker = threading.Thread(target=loop, name="runtime", daemon=True)
     worker.start()
