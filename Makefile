@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python bench/io.py
 	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache
