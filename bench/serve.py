@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from common import child_env, last_line, machine, no_proxy, write_contacts
+from pure import SPINNER
 
 CXRUN = Path(sys.executable).parent / "cxrun"
 POLL_EVERY = 0.1  # seconds between two polls: ten a second
@@ -73,23 +74,7 @@ RUN_DEADLINE_S = 900.0  # a job or an event run that takes longer is given up
 SERVING = re.compile(r"serving (http://127\.0\.0\.1:\d+/api/v1)")
 UNFINISHED = ("queued", "running")
 
-PURE = """\
-name: pure
-table: contacts
-key: id
-fields:
-  first_name: {}
-  lifetime_value: {}
-steps:
-  - id: hello
-    log: "Welcome {{ first_name }}"
-  - id: vip
-    tag: vip
-    when: "lifetime_value > 1000"
-  - id: score
-    set:
-      score: "lifetime_value / 100"
-"""
+PURE = SPINNER  # bench/pure.py's spinner: log, tag and set over the contacts
 
 WELCOME = """\
 name: welcome

@@ -12,12 +12,10 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.models import Job
 from cxrun.base.owners import lease_until
-from cxrun.ops.views import job
-from cxrun.spec import checks
+from cxrun.ops.views import job, job_table
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store import records as record_store
-from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.triggers.prepare import (
     job_spinner,
@@ -70,14 +68,7 @@ def answer(
     if not (record or every or where):
         raise CxrunError("say which records: a RECORD key, --all, or --where SQL")
     found = job(ctx, job_id)
-    with ctx.state.read() as con:
-        name, number, _ = job_store.table_of(con, job_id)
-        table = table_store.version(con, name, number)
-    assert table is not None
-    if where is not None:
-        problem = checks.where_problem(table, where)
-        if problem:
-            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    table = job_table(ctx, job_id, where)
     with ctx.state.read() as con:
         targets = record_store.approval_targets(con, job_id, table, record, where)
         before = {

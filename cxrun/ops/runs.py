@@ -14,13 +14,11 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.errors import Conflict, CxrunError
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner, lease_until
-from cxrun.ops.views import job
-from cxrun.spec import checks
+from cxrun.ops.views import job, job_table
 from cxrun.store import State
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store import records as record_store
-from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.triggers import starts
 from cxrun.triggers.prepare import (
@@ -262,14 +260,7 @@ def retry(
     if not found.status.finished:
         raise Conflict(f"job {job_id} is {found.status}", "retry a job once it has finished")
     spinner = job_spinner(ctx, found)
-    with ctx.state.read() as con:
-        name, number, _ = job_store.table_of(con, job_id)
-        table = table_store.version(con, name, number)
-    assert table is not None
-    if where is not None:
-        problem = checks.where_problem(table, where)
-        if problem:
-            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    table = job_table(ctx, job_id, where)
     built = plugins_for(ctx, found.spinner, spinner)
     owner = owners.new_owner("retry")
     now = utcnow()

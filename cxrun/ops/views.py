@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base.errors import NotFound
+from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.models import Job, JourneyEntry, Record
+from cxrun.spec import checks
 from cxrun.store import jobs as job_store
 from cxrun.store import records as record_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
 from cxrun.store.context import Context
+from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
     pass
@@ -64,3 +66,17 @@ def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:
                 f"list its records with `cxrun records {job_id}`",
             )
         return record_store.journey(con, job_id, seq)
+
+
+def job_table(ctx: Context, job_id: int, where: str | None = None) -> TableInfo:
+    """The table version a job runs over, with `where` (a --where of retry or an answer) checked
+    against it."""
+    with ctx.state.read() as con:
+        name, number, _ = job_store.table_of(con, job_id)
+        table = table_store.version(con, name, number)
+    assert table is not None
+    if where is not None:
+        problem = checks.where_problem(table, where)
+        if problem:
+            raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")
+    return table
