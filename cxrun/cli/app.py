@@ -41,6 +41,9 @@ class _Group(TyperGroup):
             out.error(["interrupted"])
             raise typer.Exit(130) from None
         except Exception as exc:
+            if _interrupted(exc):  # Ctrl-C while DuckDB ran a query: it raises its own error
+                out.error(["interrupted"])
+                raise typer.Exit(130) from None
             if _debug(ctx):
                 raise
             out.error(
@@ -50,6 +53,10 @@ class _Group(TyperGroup):
                 ]
             )
             raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _interrupted(exc: Exception) -> bool:
+    return type(exc) is RuntimeError and str(exc) == "Query interrupted"
 
 
 def _debug(ctx: typer.Context) -> bool:

@@ -35,15 +35,17 @@ def jobs(
 ) -> None:
     """Jobs, newest first: progress, counts, status, timing."""
     from cxrun.base.errors import StateBusy
+    from cxrun.cli.runs import Interrupt
     from cxrun.ops import views
     from cxrun.render import jobs, out
 
     ctx = context(project)
     if watch:
-        try:
-            jobs.watch(lambda: views.jobs(ctx, status, spinner, page, limit), interval, StateBusy)
-        except KeyboardInterrupt:
-            return
+        # Ctrl-C only sets a flag: a query in flight finishes instead of being interrupted.
+        with Interrupt() as interrupt:
+            fetch = lambda: views.jobs(ctx, status, spinner, page, limit)  # noqa: E731
+            jobs.watch(fetch, interval, StateBusy, interrupt.stop)
+        return
     found = views.jobs(ctx, status, spinner, page, limit)
     if json_:
         return out.print_json([j.to_json() for j in found])

@@ -40,20 +40,29 @@ def jobs_table(jobs: Sequence[Job]) -> None:
     style.console().print(_jobs(jobs) if jobs else "no jobs yet")
 
 
-def watch(fetch: Callable[[], Sequence[Job]], interval: float, busy: type[Exception]) -> None:
-    """Redraw the jobs table in place every `interval` seconds until Ctrl-C. A state that is
-    busy for a moment keeps the last frame rather than failing."""
+def watch(
+    fetch: Callable[[], Sequence[Job]],
+    interval: float,
+    busy: type[Exception],
+    stop: Callable[[], bool],
+) -> None:
+    """Redraw the jobs table in place every `interval` seconds until `stop()` (Ctrl-C). A state
+    that is busy for a moment keeps the last frame rather than failing."""
     import time
 
     from rich.live import Live
 
     with Live(_jobs(fetch()), console=style.console(), auto_refresh=False) as live:
         while True:
-            time.sleep(interval)
-            try:
+            due = time.monotonic() + interval
+            while not stop() and time.monotonic() < due:  # wakes within 0.1 s of a signal
+                time.sleep(min(0.1, interval))
+            try:  # after Ctrl-C too: the last frame shows the jobs as they are now
                 live.update(_jobs(fetch()), refresh=True)
             except busy:
-                continue
+                pass
+            if stop():
+                return
 
 
 def _jobs(jobs: Sequence[Job]) -> Table:
