@@ -24,8 +24,12 @@ run: setup
 	$(BIN)/cxrun run-now ai-welcome || [ $$? -eq 3 ]
 	$(BIN)/cxrun jobs --limit 10
 
+# Three test processes: most tests wait on subprocesses and servers, so on 2 cores three at a
+# time take about two thirds of the time one does. `make test PYTEST_WORKERS=0` runs them in one.
+PYTEST_WORKERS ?= 3
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 lint: setup
 	$(BIN)/ruff check cxrun tests bench

@@ -72,6 +72,8 @@ import duckdb
 import psutil
 from servers import OpenAI
 
+from cxrun.store import steps as steps_store
+
 EXECUTABLE = Path(sys.executable).parent / "cxrun"
 API_KEY = "chaos-key"
 CONCURRENCY = 8
@@ -935,6 +937,32 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def rounded(stats: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The median to 6 decimals: two ways of taking the mean of the middle two differ after."""
+    return [(*row[:-1], None if row[-1] is None else round(row[-1], 6)) for row in stats]
+
+
+def journey_steps(con: duckdb.DuckDBPyConnection, job: int) -> list[tuple[Any, ...]]:
+    """store/steps.py's `stats` of a job, counted from the journey itself (durations rounded to
+    three significant figures as those tables keep them)."""
+    return con.execute(
+        "WITH j AS (SELECT *, CASE WHEN duration_ms > 0 THEN round(duration_ms, "
+        "(2 - floor(log10(duration_ms)))::INTEGER) ELSE duration_ms END AS ms FROM cx_journey "
+        "WHERE job = $job), latest AS (SELECT pos, arg_max(step, attempt) AS step, "
+        "arg_max(status, attempt) AS status FROM j GROUP BY seq, pos), "
+        "counted AS (SELECT pos, any_value(step) AS step, "
+        "count(*) FILTER (WHERE status = 'completed') AS completed, "
+        "count(*) FILTER (WHERE status = 'failed') AS failed, "
+        "count(*) FILTER (WHERE status = 'skipped') AS skipped, "
+        "count(*) FILTER (WHERE status = 'waiting') AS waiting FROM latest GROUP BY pos), "
+        "timed AS (SELECT pos, count(*) AS attempts, median(ms) FILTER "
+        "(WHERE status IN ('completed', 'failed')) AS median_ms FROM j GROUP BY pos) "
+        "SELECT c.pos, c.step, c.completed, c.failed, c.skipped, c.waiting, t.attempts, "
+        "t.median_ms FROM counted AS c JOIN timed AS t USING (pos) ORDER BY c.pos",
+        {"job": job},
+    ).fetchall()
+
+
 # ---- the checks at the end ------------------------------------------------------------------
 
 
@@ -950,6 +978,7 @@ class Audit:
         with self.sequence.state() as con:
             self.check_jobs(con)
             self.check_records(con)
+            self.check_steps(con)
             self.check_sends(con)
             self.check_ai(con)
         self.outcome.calls = len(self.calls)
@@ -1004,6 +1033,13 @@ class Audit:
                 f"job {job} row {seq} step {step} (#{pos}): completed {count} times",
                 job,
             )
+
+    def check_steps(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The step counts and medians kept as the journey was written are the journey's own."""
+        for (job,) in con.execute("SELECT job FROM cx_jobs ORDER BY job").fetchall():
+            kept, counted = rounded(steps_store.stats(con, job)), rounded(journey_steps(con, job))
+            if kept != counted:
+                self.fail("step counts match the journey", f"job {job}: {kept} != {counted}", job)
 
     def check_sends(self, con: duckdb.DuckDBPyConnection) -> None:
         """A second delivery of a key needs an interruption with a delivery of it in flight;

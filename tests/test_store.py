@@ -64,3 +64,38 @@ def test_the_connection_is_closed_after_each_transaction(tmp_path):
     # Nothing in this process holds the file: another connection can open it read-write.
     other = duckdb.connect(str(state.path))
     other.close()
+
+
+def test_held_opens_the_file_once_keeps_each_write_a_transaction_and_lets_others_in_after(
+    tmp_path,
+):
+    import subprocess
+    import sys
+
+    state = State(tmp_path / ".cxrun", lock_timeout=0.5)
+    with state.write():
+        pass
+    opened = []
+    real = state._open
+    state._open = lambda *a, **k: opened.append(k or a) or real(*a, **k)
+    probe = (
+        "import sys; from cxrun.store import State; from cxrun.base.errors import StateBusy\n"
+        "try:\n    with State(__import__('pathlib').Path(sys.argv[1]), 0.2).read(): pass\n"
+        "except StateBusy: sys.exit(5)\n"
+    )
+    other = [sys.executable, "-c", probe, str(state.dir)]
+    with state.held():
+        with state.write() as con:
+            con.execute("INSERT INTO cx_selections VALUES (1, 0, 0)")
+        with pytest.raises(ZeroDivisionError), state.write() as con:
+            con.execute("INSERT INTO cx_selections VALUES (1, 1, 1)")
+            raise ZeroDivisionError  # this write alone is rolled back
+        with state.session(files=True) as con:  # the table loader's own connection
+            assert con.execute("SELECT count(*) FROM cx_selections").fetchone() == (1,)
+        with state.read() as con:
+            assert con.execute("SELECT count(*) FROM cx_selections").fetchone() == (1,)
+        assert subprocess.run(other).returncode == 5  # the exclusive lock is held throughout
+    assert len(opened) == 3  # held, the files session, held again after it
+    assert subprocess.run(other).returncode == 0
+    other_con = duckdb.connect(str(state.path))  # and nothing keeps the file open
+    other_con.close()

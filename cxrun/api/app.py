@@ -43,15 +43,21 @@ class Api:
             found = self._local.ctx = open_context(str(self.root))
         return found
 
-    async def call(self, work: Callable[[Context], Any]) -> Any:
-        """`work(ctx)` in a worker thread; a CxrunError becomes the API's error answer."""
+    async def call(self, work: Callable[[Context], Any], hold: bool = False) -> Any:
+        """`work(ctx)` in a worker thread; a CxrunError becomes the API's error answer. With
+        `hold`, all of `work` runs under the state's exclusive lock on one connection (short
+        work that reads and writes several times: it opens the state file once)."""
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(self._run, work)
+        return await run_in_threadpool(self._run, work, hold)
 
-    def _run(self, work: Callable[[Context], Any]) -> Any:
+    def _run(self, work: Callable[[Context], Any], hold: bool) -> Any:
         try:
-            return work(self.context())
+            ctx = self.context()
+            if not hold:
+                return work(ctx)
+            with ctx.state.held():
+                return work(ctx)
         except CxrunError as exc:
             raise from_cxrun(exc) from None
 

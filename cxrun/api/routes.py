@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from cxrun.api.app import Api
-    from cxrun.ops import Context
     from cxrun.ops.keys import ApiKey
 
 
@@ -49,11 +48,20 @@ async def post_event(api: Api, request: Request, key: ApiKey) -> Response:
     payload = await api.call(lambda ctx: automation.parse_payload(data or b"{}", "the body"))
     event_id = request.headers.get("idempotency-key") or _payload_id(payload)
 
-    def work(ctx: Context) -> Any:
-        _may_start(ctx, key, name)
-        return automation.trigger(ctx, name, payload, event_id, detach=True)
+    def may_start(spinner: str) -> None:  # a trigger key limited to some spinners
+        if not key.allows("trigger", spinner):
+            raise ApiError(
+                403,
+                f"key '{key.name}' may not start spinner '{spinner}', which listens to '{name}'",
+                f"use a key made with `--spinner {spinner}`, or one without --spinner",
+            )
 
-    result = await api.call(work)
+    result = await api.call(
+        lambda ctx: automation.trigger(
+            ctx, name, payload, event_id, detach=True, may_start=may_start
+        ),
+        hold=True,
+    )
     if result.errors:
         hint = "the jobs' errors say where (JSON pointers); the job is kept as invalid_payload"
         return reply(
@@ -67,19 +75,6 @@ def _payload_id(payload: dict[str, Any]) -> str | None:
     return str(found) if isinstance(found, str | int) and not isinstance(found, bool) else None
 
 
-def _may_start(ctx: Context, key: ApiKey, event: str) -> None:
-    """A trigger key limited to some spinners may start only those."""
-    from cxrun.ops import automation
-
-    for spinner, _ in automation.listeners(ctx, event):
-        if not key.allows("trigger", spinner):
-            raise ApiError(
-                403,
-                f"key '{key.name}' may not start spinner '{spinner}', which listens to '{event}'",
-                f"use a key made with `--spinner {spinner}`, or one without --spinner",
-            )
-
-
 async def post_run(api: Api, request: Request, key: ApiKey) -> Response:
     """`cxrun run-now NAME --detach [--where SQL] [--limit N]`."""
     from cxrun.ops import runs
@@ -87,7 +82,7 @@ async def post_run(api: Api, request: Request, key: ApiKey) -> Response:
     name = request.path_params["name"]
     body = await params.options(request, {"where": str, "limit": int})
     where, limit = body.get("where"), body.get("limit")
-    job = await api.call(lambda ctx: runs.run_now(ctx, name, where, limit, detach=True))
+    job = await api.call(lambda ctx: runs.run_now(ctx, name, where, limit, detach=True), hold=True)
     return reply(job.to_json(), 202)
 
 

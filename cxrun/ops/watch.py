@@ -52,25 +52,25 @@ def job_detail(ctx: Context, job_id: int, now: datetime | None = None) -> JobDet
     now = now or utcnow()
     with ctx.state.read() as con:
         job = job_store.get(con, job_id)
-        counts = monitor_store.record_counts(con, job_id)
         stats = monitor_store.step_stats(con, job_id)
         version = spinner_store.version(con, job.spinner, job.version)
-        done = monitor_store.progress(con, job_id)
+        running = job.status == JobStatus.RUNNING  # only a running job has an ETA
+        done = monitor_store.progress(con, job_id) if running else Progress(0, None, None)
         lease = monitor_store.lease(con, job_id)
         errors = trigger_store.payload_errors(con, job_id)
     rate, eta = _eta(job, done, now)
     ids = [str(step["id"]) for step in version.spec["steps"]] if version else []
-    counted = _record_counts(job, counts, done)
+    counted = _record_counts(job)
     return JobDetail(job, counted, _all_steps(ids, stats), lease, rate, eta, now, errors)
 
 
-def _record_counts(job: Job, counts: dict[str, int], done: Progress) -> dict[str, int]:
-    """Records by status, every status listed; rows no batch reached yet are pending, those a
-    cancel counted are cancelled."""
-    result = {str(status): counts.get(str(status), 0) for status in RecordStatus}
-    unwritten = max(0, job.cancelled - result["cancelled"])  # cancelled by an earlier version
-    result["cancelled"] += unwritten
-    result["pending"] += max(0, job.total - done.records - unwritten)
+def _record_counts(job: Job) -> dict[str, int]:
+    """Records by status, every status listed, from the job's counts (which its records match):
+    the rows no batch reached yet are pending."""
+    result = {str(status): 0 for status in RecordStatus}
+    for status in ("completed", "failed", "skipped", "waiting", "cancelled"):
+        result[status] = getattr(job, status)
+    result["pending"] = max(0, job.total - sum(result.values()))
     return result
 
 

@@ -48,6 +48,7 @@ def watch(
 ) -> None:
     """Redraw the jobs table in place every `interval` seconds until `stop()` (Ctrl-C). A state
     that is busy for a moment keeps the last frame rather than failing."""
+    import contextlib
     import time
 
     from rich.live import Live
@@ -57,10 +58,8 @@ def watch(
             due = time.monotonic() + interval
             while not stop() and time.monotonic() < due:  # wakes within 0.1 s of a signal
                 time.sleep(min(0.1, interval))
-            try:  # after Ctrl-C too: the last frame shows the jobs as they are now
+            with contextlib.suppress(busy):  # after Ctrl-C too: the last frame is up to date
                 live.update(_jobs(fetch()), refresh=True)
-            except busy:
-                pass
             if stop():
                 return
 

@@ -68,6 +68,7 @@ class State:
         timeout = _lock_timeout() if lock_timeout is None else lock_timeout
         self.lock = StateLock(state_dir / "state.lock", timeout)
         self._migrated = False
+        self._held: duckdb.DuckDBPyConnection | None = None  # see `held`
 
     def _prepare(self) -> None:
         try:
@@ -94,16 +95,58 @@ class State:
             yield con
 
     @contextmanager
+    def held(self) -> Iterator[None]:
+        """The exclusive lock and one connection for everything done inside: each `read()`,
+        `write()` and `session()` within uses that connection (a write is still a transaction
+        of its own), so work that reads and writes several times opens the file once. Only a
+        session with `files` opens one of its own meanwhile. Not shared between threads."""
+        if self._held is not None:
+            yield
+            return
+        self._prepare()
+        with self.lock.hold(exclusive=True):
+            self._held = self._open(read_only=False, files=False)
+            try:
+                with self._errors():
+                    self._migrate(self._held)
+                yield
+            finally:
+                con, self._held = self._held, None
+                con.close()
+
+    @contextmanager
     def session(self, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, read-write connection in autocommit mode (see `transaction`)."""
+        if self._held is not None:
+            with self._within_held(files) as con:
+                yield con
+            return
         self._prepare()
         with self.lock.hold(exclusive=True), self._connect(read_only=False, files=files) as con:
             self._migrate(con)
             yield con
 
     @contextmanager
+    def _within_held(self, files: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        assert self._held is not None
+        if not files:
+            with self._errors():
+                yield self._held
+            return
+        self._held.close()  # one process may not open the file with two configurations
+        try:
+            with self._connect(read_only=False, files=True) as con:
+                yield con
+        finally:
+            self._held = self._open(read_only=False, files=False)
+
+    @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A shared, read-only view of the state (migrating it first if it is new or old)."""
+        if self._held is not None:
+            with self._within_held(files=False) as con:
+                yield con
+            return
         self._prepare()
         if self.path.exists():
             with self.lock.hold(exclusive=False), self._connect(read_only=True) as con:
@@ -119,18 +162,26 @@ class State:
     @contextmanager
     def _connect(self, read_only: bool, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection, closed at the end; DuckDB errors about the file become CxrunErrors."""
-        import duckdb
 
         con = self._open(read_only, files)
         try:
-            yield con
+            with self._errors():
+                yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """DuckDB errors about the state file itself become CxrunErrors."""
+        import duckdb
+
+        try:
+            yield
         except duckdb.Error as exc:
             problem = self._about_file(exc)
             if problem is None:
                 raise
             raise problem from exc
-        finally:
-            con.close()
 
     def _open(self, read_only: bool, files: bool) -> duckdb.DuckDBPyConnection:
         import duckdb

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import to_db
 from cxrun.base.models import Job
+from cxrun.store import steps
 from cxrun.store.jobs import get
 from cxrun.store.scratch import FAILURES, RESTARTS, io_table, render_column
 from cxrun.store.tables import ROW
@@ -193,7 +194,11 @@ def write_batch(
         f"CASE WHEN {parked} THEN _cx_pu END, NULL, NULL, NULL FROM {result}",
         {**times, "ms": per_row_ms},
     )
+    rows = f"SELECT {ROW} FROM {result}"
+    if plan.retry:
+        steps.before(con, job, rows)
     _write_journey(con, plan, times, per_row_ms / max(1, len(plan.journey)))
+    steps.after(con, job, rows, replaced=plan.retry)
     for pos, step, channel in plan.outbox:
         fresh = (
             f" AND {pos} >= (SELECT pos FROM {RESTARTS} WHERE row = io.row)" if plan.retry else ""

@@ -12,6 +12,7 @@ from cxrun.base.clock import from_db, to_db
 from cxrun.base.models import iso
 from cxrun.base.sql import quote_ident
 from cxrun.store import claims as claim_store
+from cxrun.store import steps
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
@@ -142,35 +143,13 @@ class Runtime:
 # ---- one job ------------------------------------------------------------------------------
 
 
-def record_counts(con: duckdb.DuckDBPyConnection, job: int) -> dict[str, int]:
-    """How many of the job's written records are in each status."""
-    rows = con.execute(
-        "SELECT status, count(*) FROM cx_records WHERE job = ? GROUP BY status", [job]
-    ).fetchall()
-    return {str(status): int(count) for status, count in rows}
-
-
 def step_stats(con: duckdb.DuckDBPyConnection, job: int) -> list[StepStats]:
     """Per step position: records by the status of their latest attempt, attempts made, and the
-    median duration of the attempts that ran (completed or failed)."""
-    rows = con.execute(
-        "WITH latest AS (SELECT pos, arg_max(step, attempt) AS step, "
-        "arg_max(status, attempt) AS status FROM cx_journey WHERE job = $job GROUP BY seq, pos), "
-        "counted AS (SELECT pos, any_value(step) AS step, "
-        "count(*) FILTER (WHERE status = 'completed') AS completed, "
-        "count(*) FILTER (WHERE status = 'failed') AS failed, "
-        "count(*) FILTER (WHERE status = 'skipped') AS skipped, "
-        "count(*) FILTER (WHERE status = 'waiting') AS waiting FROM latest GROUP BY pos), "
-        "timed AS (SELECT pos, count(*) AS attempts, median(duration_ms) FILTER "
-        "(WHERE status IN ('completed', 'failed')) AS median_ms FROM cx_journey "
-        "WHERE job = $job GROUP BY pos) "
-        "SELECT c.pos, c.step, c.completed, c.failed, c.skipped, c.waiting, t.attempts, "
-        "t.median_ms FROM counted AS c JOIN timed AS t USING (pos) ORDER BY c.pos",
-        {"job": job},
-    ).fetchall()
+    median duration of the attempts that ran (completed or failed); read from store/steps.py's
+    tables, not from the journey."""
     return [
         StepStats(int(pos), str(step), int(ok), int(bad), int(skip), int(wait), int(tries), ms)
-        for pos, step, ok, bad, skip, wait, tries, ms in rows
+        for pos, step, ok, bad, skip, wait, tries, ms in steps.stats(con, job)
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cxrun.store.steps import BACKFILL
+
 MIGRATIONS: list[str] = [
     # 1: tables, spinner versions, jobs, records, journey (timestamps are naive UTC)
     """
@@ -128,6 +130,21 @@ MIGRATIONS.append(
         spinners VARCHAR[], created_at TIMESTAMP, last_used_at TIMESTAMP, revoked_at TIMESTAMP
     );
     """
+)
+
+MIGRATIONS.append(
+    # 10: each job's step counts and timings, kept as the journey is written (store/steps.py),
+    # built here from the journey so far
+    """
+    CREATE TABLE cx_step_counts (
+        job INTEGER, pos SMALLINT, step VARCHAR, status VARCHAR, latest BIGINT, attempts BIGINT,
+        PRIMARY KEY (job, pos, status)
+    );
+    CREATE TABLE cx_step_times (
+        job INTEGER, pos SMALLINT, ms DOUBLE, n BIGINT, PRIMARY KEY (job, pos, ms)
+    );
+    """
+    + BACKFILL
 )
 
 LATEST = len(MIGRATIONS)

@@ -227,10 +227,14 @@ def trigger(
     on_progress: Callable[[Job], None] | None = None,
     now: datetime | None = None,
     stop: Callable[[], bool] = lambda: False,
+    may_start: Callable[[str], None] = lambda spinner: None,
 ) -> Received:
     """Start a job for each spinner listening to `event` (in one write transaction with the
-    event itself), then run them here one after the other, or leave them queued (`detach`)."""
+    event itself), then run them here one after the other, or leave them queued (`detach`).
+    `may_start(spinner)` is asked first for each listener, and may refuse by raising."""
     found = listeners(ctx, event)
+    for name, _ in found:
+        may_start(name)
     if event_id is not None:
         with ctx.state.read() as con:
             seen = _received(con, event, event_id)

@@ -111,7 +111,7 @@ def _selection(
         )
     if warm and spinner.has_io:
         plugins.prewarm()
-    table = _current_table(ctx, name, spinner, con)
+    table = _current_table(ctx, name, number, spinner, con)
     if where is not None:
         problem = checks.where_problem(table, where)
         if problem:
@@ -120,7 +120,11 @@ def _selection(
 
 
 def _current_table(
-    ctx: Context, name: str, spinner: Spinner, con: duckdb.DuckDBPyConnection | None = None
+    ctx: Context,
+    name: str,
+    number: int,
+    spinner: Spinner,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> TableInfo:
     """The spinner's table, reloaded if its file changed (on `con`: Stale), and still fitting
     the spinner."""
@@ -135,7 +139,7 @@ def _current_table(
     if found is None:
         raise Stale(name, spinner.table)
     table = found
-    problems = checks.check(spinner, table) + key_problems(ctx, table, spinner.key, con)
+    problems = _fit(ctx, name, number, spinner, table, con)
     if problems:
         raise ValidationFailed(
             [
@@ -145,6 +149,37 @@ def _current_table(
             "fix the table file, or edit the spinner and publish it again",
         )
     return table
+
+
+# What a published spinner version's check against a loaded table version found: both are kept
+# unchanged once written, so a server that starts a job per event checks each pair once.
+_FITS: dict[tuple[str, str, int, str, int, str, str], list[str]] = {}
+
+
+def _fit(
+    ctx: Context,
+    name: str,
+    number: int,
+    spinner: Spinner,
+    table: TableInfo,
+    con: duckdb.DuckDBPyConnection | None,
+) -> list[str]:
+    key = (
+        str(ctx.state.path),
+        name,
+        number,
+        table.name,
+        table.version,
+        table.physical,
+        table.digest,
+    )
+    found = _FITS.get(key)
+    if found is None:
+        found = checks.check(spinner, table) + key_problems(ctx, table, spinner.key, con)
+        if len(_FITS) >= 256:
+            _FITS.clear()
+        _FITS[key] = found
+    return list(found)
 
 
 def key_problems(
