@@ -313,6 +313,34 @@ def test_a_client_sending_bad_keys_is_slowed_down_and_the_others_are_not(served,
     assert jobs(ci) == before  # the other client is served as ever
 
 
+def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(served, keys, ci, tmp_path):
+    """Without --trust-proxy, a client naming other addresses in X-Forwarded-For is still
+    counted as itself; with `--trust-proxy 127.0.0.1`, the clients behind the proxy are counted
+    one by one, and one guessing keys does not slow down the others."""
+    guesser = httpx.HTTPTransport(local_address="127.0.0.3")
+    for n in range(BAD_KEYS):
+        wrong = served.client(other_key(keys["ci"])[:-2] + f"{n:02d}", transport=guesser)
+        refusal(wrong.get("/jobs", headers={"x-forwarded-for": f"10.1.0.{n}"}), 401)
+    spoofed = {"x-forwarded-for": "10.9.9.9"}
+    refusal(served.client(keys["ci"], transport=guesser).get("/jobs", headers=spoofed), 429)
+
+    with serving(served.root, "--no-runtime", "--trust-proxy", "127.0.0.1") as proxied:
+        for n in range(BAD_KEYS + 1):
+            wrong = proxied.client(other_key(keys["ci"])[:-2] + f"{n:02d}")
+            behind = {"x-forwarded-for": "203.0.113.7"}
+            refusal(wrong.get("/jobs", headers=behind), 429 if n == BAD_KEYS else 401)
+        other = {"x-forwarded-for": "203.0.113.8"}
+        answer(proxied.client(keys["ci"]).get("/jobs", headers=other), 200)
+        slowed = proxied.client(keys["ci"]).get("/jobs", headers={"x-forwarded-for": "203.0.113.7"})
+        refusal(slowed, 429)
+
+
+def test_a_bad_trusted_proxy_is_refused_before_the_port_is_taken(bad_project):
+    done = command(bad_project, "serve", "--port", "0", "--trust-proxy", "proxy.example")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--trust-proxy: 'proxy.example' is not an IP address or network" in done.stderr
+
+
 # ---- random requests -------------------------------------------------------------------------
 
 FUZZ_SEED = int(os.environ.get("API_FUZZ_SEED", "20261122"))  # replay another with the variable

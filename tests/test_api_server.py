@@ -35,7 +35,7 @@ def test_a_runtime_stopped_by_a_busy_state_stops_the_server(
     guard.start()
     try:
         with held, pytest.raises(StateBusy):
-            server.serve(str(project), "127.0.0.1", 0, True, 1, on_event)
+            server.serve(str(project), server.Options(port=0), on_event)
     finally:
         guard.cancel()
     assert "runtime stopped by an error: the server stops too" in events

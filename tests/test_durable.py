@@ -264,3 +264,32 @@ def test_kill_9_while_parked_records_go_on_loses_and_repeats_nothing(tmp_path, h
     assert [(str(a), str(b)) for a, b in waited] == [("2026-11-23 10:00:00", "2026-11-23 11:00:00")]
     assert set(model.calls) == {str(i) for i in range(1, ROWS + 1)}
     assert sum(model.calls.values()) <= ROWS + kills * CONCURRENCY
+
+
+def test_a_runtime_outwaited_by_a_long_hold_on_the_state_goes_on_after_it(tmp_path, http_server):
+    """A lock held longer than the runtime's lock timeout skips its turns (it says so), instead
+    of ending it; once released, the queued job is run."""
+    root, model = crash_project(tmp_path, http_server)
+    runtime = subprocess.Popen(
+        [str(EXECUTABLE), "runtime"],
+        cwd=root,
+        env={**environment(), "CXRUN_LOCK_TIMEOUT": "0.3"},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        state = State(root / ".cxrun")
+        with state.lock.hold(exclusive=True):
+            time.sleep(2.5)  # several turns of the runtime (one a second)
+            assert runtime.poll() is None
+        assert cxrun(root, "run-now", "s", "--detach").returncode == 0
+        assert wait_until(
+            lambda: '"status": "completed"' in cxrun(root, "job", "1", "--json").stdout
+        )
+    finally:
+        runtime.send_signal(2)
+        out, err = runtime.communicate(timeout=60)
+    assert runtime.returncode == 0, err
+    assert "state busy, trying again next turn" in err and "Traceback" not in err
+    assert sum(model.calls.values()) == ROWS

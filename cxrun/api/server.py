@@ -8,28 +8,42 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from cxrun.base.errors import CxrunError
 
 
-def serve(
-    project_dir: str | None,
-    host: str,
-    port: int,
-    runtime: bool,
-    max_jobs: int,
-    on_event: Callable[[str], None],
-) -> None:
+@dataclass(frozen=True)
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 8750
+    runtime: bool = True  # run queued jobs in this process too
+    max_jobs: int = 1
+    proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
+
+
+def serve(project_dir: str | None, options: Options, on_event: Callable[[str], None]) -> None:
     """Serve the API until a signal; with `runtime`, run queued jobs meanwhile."""
     import uvicorn
 
     from cxrun.api.app import build
 
+    proxies = [_proxy(p) for p in options.proxies]
+    host, port, runtime, max_jobs = options.host, options.port, options.runtime, options.max_jobs
     app = build(project_dir)
     listening = listen(host, port)
     stop = threading.Event()
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # The client's address (which bad keys are counted by) is the peer's, unless the peer is a
+    # proxy the operator named: then the last address its X-Forwarded-For adds.
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
     server = _Server(config)
     failures: list[Exception] = []
 
@@ -56,6 +70,18 @@ def serve(
                 worker.join()
     if failures:
         raise failures[0]
+
+
+def _proxy(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise CxrunError(
+            f"--trust-proxy: {text!r} is not an IP address or network",
+            "give the proxy's address, e.g. --trust-proxy 10.0.0.5 or --trust-proxy 10.0.0.0/8",
+        ) from None
 
 
 def listen(host: str, port: int) -> socket.socket:

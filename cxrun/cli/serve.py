@@ -20,10 +20,19 @@ def serve(
         bool, typer.Option("--no-runtime", help="Only the API; a `cxrun runtime` runs the jobs.")
     ] = False,
     max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, max=64, help="Jobs at a time.")] = 1,
+    trust_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-proxy",
+            help="Address (or network, 10.0.0.0/8) of a proxy in front: its X-Forwarded-For "
+            "names the client. Repeatable; none by default.",
+        ),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Serve the HTTP API (/api/v1) and run queued jobs; stops cleanly on Ctrl-C or SIGTERM."""
     from cxrun.api import server
     from cxrun.render import out
 
-    server.serve(project, host, port, not no_runtime, max_jobs, out.note)
+    options = server.Options(host, port, not no_runtime, max_jobs, tuple(trust_proxy or ()))
+    server.serve(project, options, out.note)

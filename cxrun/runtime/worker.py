@@ -55,11 +55,41 @@ def serve(
     stop = stop or threading.Event()
     owner = new_owner("runtime")
     state = State(Path(state_dir))
-    active: dict[int, Future[Job]] = {}
-    ran = 0
     on_event(f"runtime {owner.id} started")
     with ThreadPoolExecutor(max_workers=max_jobs) as pool:
-        while True:
+        try:
+            ran = _loop(
+                state, owner, pool, run_job, once, max_jobs, stop, on_event, lease, poll, tick
+            )
+        except BaseException:
+            stop.set()  # the jobs running here hand themselves back between two calls
+            raise
+    _beat(state, owner, stopped=True)
+    on_event(f"runtime {owner.id} stopped after {ran} job(s)")
+    return ran
+
+
+def _loop(
+    state: State,
+    owner: Owner,
+    pool: ThreadPoolExecutor,
+    run_job: Callable[[int, Owner, Callable[[], bool]], Job],
+    once: bool,
+    max_jobs: int,
+    stop: threading.Event,
+    on_event: Callable[[str], None],
+    lease: float,
+    poll: float,
+    tick: Callable[[], None] | None,
+) -> int:
+    """Turns until stopped; a state busy for longer than the lock timeout skips a turn's beat
+    or claims (the next turn tries again) instead of ending the runtime."""
+    from cxrun.base.errors import StateBusy
+
+    active: dict[int, Future[Job]] = {}
+    ran = 0
+    while True:
+        try:
             _beat(state, owner, stopped=False)
             ran += _reap(active, on_event, state, owner)
             if tick is not None and not stop.is_set():
@@ -70,15 +100,14 @@ def serve(
                     break
                 on_event(f"job {job.job}: claimed ({job.spinner} v{job.version})")
                 active[job.job] = pool.submit(run_job, job.job, owner, stop.is_set)
-            if not active and (once or stop.is_set()):
-                break
-            if active:
-                wait(list(active.values()), timeout=poll, return_when=FIRST_COMPLETED)
-            else:
-                stop.wait(poll)
-    _beat(state, owner, stopped=True)
-    on_event(f"runtime {owner.id} stopped after {ran} job(s)")
-    return ran
+        except StateBusy as busy:
+            on_event(f"state busy, trying again next turn: {busy.message}")
+        if not active and (once or stop.is_set()):
+            return ran
+        if active:
+            wait(list(active.values()), timeout=poll, return_when=FIRST_COMPLETED)
+        else:
+            stop.wait(poll)
 
 
 def _give_up(state: State, owner: Owner, job: int, error: BaseException) -> str:
