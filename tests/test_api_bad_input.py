@@ -335,6 +335,12 @@ def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(served, k
         refusal(slowed, 429)
 
 
+def test_a_trailing_slash_is_the_same_endpoint_not_a_redirect(served, ci):
+    assert answer(ci.get("/jobs/"), 200) == answer(ci.get("/jobs"), 200)
+    assert answer(ci.get("/jobs/1/"), 200)["job"] == 1
+    refusal(ci.get("/nothing/"), 404)
+
+
 def test_a_bad_trusted_proxy_is_refused_before_the_port_is_taken(bad_project):
     done = command(bad_project, "serve", "--port", "0", "--trust-proxy", "proxy.example")
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -289,7 +289,7 @@ def test_a_runtime_outwaited_by_a_long_hold_on_the_state_goes_on_after_it(tmp_pa
         )
     finally:
         runtime.send_signal(2)
-        out, err = runtime.communicate(timeout=60)
+        _, err = runtime.communicate(timeout=60)
     assert runtime.returncode == 0, err
     assert "state busy, trying again next turn" in err and "Traceback" not in err
     assert sum(model.calls.values()) == ROWS

@@ -83,6 +83,7 @@ def build(project_dir: str | None) -> Starlette:
     """The app for one project."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.routing import Route
 
     from cxrun.api import routes
@@ -93,7 +94,23 @@ def build(project_dir: str | None) -> Starlette:
         for method, path, scope, handler in routes.TABLE
     ]
     handlers: dict[Any, Any] = {ApiError: _api_error, HTTPException: _http_error, Exception: _bug}
-    return Starlette(routes=table, exception_handlers=handlers)
+    app = Starlette(routes=table, exception_handlers=handlers, middleware=[Middleware(_Slashes)])
+    app.router.redirect_slashes = False
+    return app
+
+
+class _Slashes:
+    """`/jobs/` is `/jobs`: a trailing slash is dropped, instead of Starlette's redirect (a
+    307 with an empty body, which a script posting an event would not follow)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.app(scope, receive, send)
 
 
 def _endpoint(api: Api, handler: Handler, scope: str | None) -> Callable[[Request], Any]:
