@@ -99,3 +99,49 @@ def test_held_opens_the_file_once_keeps_each_write_a_transaction_and_lets_others
     assert subprocess.run(other).returncode == 0
     other_con = duckdb.connect(str(state.path))  # and nothing keeps the file open
     other_con.close()
+
+
+def test_a_thread_reads_the_last_commit_while_another_thread_of_the_process_writes(tmp_path):
+    """The reader neither waits for the writer's lock nor sees its open transaction; the
+    writer lets the file go only once the reader is done, and then another process opens it."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    writer, reader = State(tmp_path / ".cxrun"), State(tmp_path / ".cxrun", lock_timeout=0.5)
+    with writer.write() as con:
+        con.execute("INSERT INTO cx_selections VALUES (1, 0, 0)")
+    with reader.read():
+        pass  # the reader's State knows the file is migrated
+    inside, release, reading, done = (threading.Event() for _ in range(4))
+
+    def write() -> None:
+        with writer.write() as con:
+            con.execute("INSERT INTO cx_selections VALUES (1, 1, 1)")
+            inside.set()
+            release.wait(10)
+        done.set()
+
+    def read() -> None:
+        with reader.read() as con:
+            seen.append(con.execute("SELECT count(*) FROM cx_selections").fetchone()[0])
+            reading.set()
+            time.sleep(0.5)  # the writer ends meanwhile and must wait for this read
+            seen.append(done.is_set())
+
+    seen: list[object] = []
+    threads = [threading.Thread(target=write)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads.append(threading.Thread(target=read))
+    threads[1].start()
+    assert reading.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert seen == [1, False]  # the last commit, and the writer had not let go during the read
+    opened = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(writer.path)!r}).close()"]
+    assert subprocess.run(opened).returncode == 0
+    with reader.read() as con:
+        assert con.execute("SELECT count(*) FROM cx_selections").fetchone() == (2,)

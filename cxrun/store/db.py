@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxrun.base.errors import CxrunError, StateDamaged
+from cxrun.store import sharing
 from cxrun.store.lock import StateLock
 from cxrun.store.schema import LATEST, MIGRATIONS
 
@@ -107,9 +108,9 @@ class State:
         with self.lock.hold(exclusive=True):
             self._held = self._open(read_only=False, files=False)
             try:
-                with self._errors():
+                with sharing.writing(str(self.path)), self._errors():
                     self._migrate(self._held)
-                yield
+                    yield
             finally:
                 con, self._held = self._held, None
                 con.close()
@@ -122,7 +123,12 @@ class State:
                 yield con
             return
         self._prepare()
-        with self.lock.hold(exclusive=True), self._connect(read_only=False, files=files) as con:
+        shared = sharing.writing(str(self.path)) if not files else nullcontext()
+        with (
+            self.lock.hold(exclusive=True),
+            self._connect(read_only=False, files=files) as con,
+            shared,
+        ):
             self._migrate(con)
             yield con
 
@@ -133,12 +139,15 @@ class State:
             with self._errors():
                 yield self._held
             return
-        self._held.close()  # one process may not open the file with two configurations
-        try:
-            with self._connect(read_only=False, files=True) as con:
-                yield con
-        finally:
-            self._held = self._open(read_only=False, files=False)
+        # One process may not open the file with two configurations: the borrowers of the
+        # sandboxed connection are waited for (see `held`), then it is closed meanwhile.
+        with sharing.paused(str(self.path)):
+            self._held.close()
+            try:
+                with self._connect(read_only=False, files=True) as con:
+                    yield con
+            finally:
+                self._held = self._open(read_only=False, files=False)
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -148,6 +157,10 @@ class State:
                 yield con
             return
         self._prepare()
+        if self._migrated and sharing.borrow(str(self.path)):
+            with self._borrowed() as con:
+                yield con
+            return
         if self.path.exists():
             with self.lock.hold(exclusive=False), self._connect(read_only=True) as con:
                 if self._migrated or self._check(con) == LATEST:
@@ -158,6 +171,20 @@ class State:
             pass
         with self.lock.hold(exclusive=False), self._connect(read_only=True) as con:
             yield con
+
+    @contextmanager
+    def _borrowed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The database another thread of this process writes, in a read snapshot of its own
+        (see store/sharing.py); the borrow ends with it."""
+        try:
+            with self._connect(read_only=False) as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                finally:
+                    con.execute("ROLLBACK")
+        finally:
+            sharing.give_back(str(self.path))
 
     @contextmanager
     def _connect(self, read_only: bool, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
