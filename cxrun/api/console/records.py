@@ -117,7 +117,7 @@ def _table(heads: tuple[str, ...], rows: list[Safe]) -> Safe:
 
 def _record(shown: View, record: Record) -> Safe:
     opened = "open" if shown.record == record.record else None
-    key = tag("a", record.record, href=shown.href(record=record.record), class_="key")
+    key = tag("a", record.record, href=shown.href(record=record.record) + "#journey", class_="key")
     cells = [
         key,
         badge(record.status),
