@@ -91,7 +91,9 @@ async def act(session: Session, request: Request, key: ApiKey) -> Response:
     job = await session.api.call(
         lambda ctx: _do(ctx, action, job_id), hold=action in ("resume", "retry")
     )
-    return _done(session, request, key, f"{action}: done", job)
+    queued = "The runtime picks it up: Refresh the job to follow it."
+    more = queued if action in ("resume", "retry") else None
+    return _done(session, request, key, f"{action}: done", job, more)
 
 
 def _do(ctx: Context, action: str, job_id: int) -> Job:
@@ -106,7 +108,12 @@ def _do(ctx: Context, action: str, job_id: int) -> Job:
     return runs.retry(ctx, job_id, None, where=None, detach=True)
 
 
-def _done(session: Session, request: Request, key: ApiKey, what: str, job: Job) -> Response:
+_TAKEN_ON = "The runtime takes the answered record on: Refresh the job to follow it."
+
+
+def _done(
+    session: Session, request: Request, key: ApiKey, what: str, job: Job, more: str | None = None
+) -> Response:
     from cxrun.api.console.html import badge
     from cxrun.api.console.jobs import progress
 
@@ -119,6 +126,7 @@ def _done(session: Session, request: Request, key: ApiKey, what: str, job: Job) 
                 id="new-status",
             ),
             progress(job),
+            tag("p", more, class_="hint") if more else "",
             tag("p", tag("a", f"Back to job {job.job}", href=f"/?job={job.job}")),
         ]
     )
@@ -167,7 +175,7 @@ def _approval(item: dict[str, Any], token: str) -> Safe:
             ),
         ]
     )
-    timeout = f" · times out {item['timeout_at']}" if item.get("timeout_at") else ""
+    timeout = f" · times out {_when(item['timeout_at'])}" if item.get("timeout_at") else ""
     return tag(
         "li",
         join(
@@ -178,7 +186,7 @@ def _approval(item: dict[str, Any], token: str) -> Safe:
                     class_="where",
                 ),
                 tag("pre", item.get("prompt") or "—", class_="prompt"),
-                tag("div", f"waiting since {item['since']}{timeout}", class_="hint"),
+                tag("div", f"waiting since {_when(item['since'])}{timeout}", class_="hint"),
                 tag("form", buttons, method="post", action="/approvals/answer"),
             ]
         ),
@@ -203,7 +211,15 @@ async def answer(session: Session, request: Request, key: ApiKey) -> Response:
         if done.answered
         else f"record {record}: {_already(done.already)}"
     )
-    return _done(session, request, key, what, done.job)
+    return _done(session, request, key, what, done.job, _TAKEN_ON if done.answered else None)
+
+
+def _when(moment: str | None) -> str:
+    from datetime import datetime
+
+    from cxrun.api.console.html import when
+
+    return when(datetime.fromisoformat(moment.replace("Z", "+00:00")) if moment else None)
 
 
 def _already(already: list[tuple[str, str]]) -> str:

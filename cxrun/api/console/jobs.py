@@ -159,13 +159,15 @@ def _timing(job: Job) -> str:
 
 
 def progress(job: Job) -> Safe:
-    """A bar of completed, failed and skipped records out of the total, with the counts."""
+    """A bar of completed, failed, skipped and waiting records out of the total, with the
+    counts."""
     total = max(job.total, 1)
     x, bars = 0.0, []
     for kind, count in (
         ("completed", job.completed),
         ("failed", job.failed),
         ("skipped", job.skipped),
+        ("waiting", job.waiting),
     ):
         width = 100 * count / total
         bars.append(f'<rect class="bar-{kind}" x="{x:.3f}" y="0" width="{width:.3f}" height="6"/>')
