@@ -26,6 +26,7 @@ class JobsPage:
 
     @property
     def pages(self) -> int:
+        """How many pages the matching jobs fill (at least one)."""
         return max(1, -(-self.matching // self.per_page))
 
 
@@ -39,6 +40,7 @@ class Throughput:
 
     @property
     def start(self) -> datetime:
+        """The first minute of the chart."""
         return self.now.replace(second=0, microsecond=0) - timedelta(minutes=self.minutes - 1)
 
 

@@ -44,6 +44,7 @@ def link(path: str, query: dict[str, object]) -> str:
 
 
 def badge(status: object) -> Safe:
+    """A status as a coloured label."""
     return tag("span", status, class_=f"badge s-{status}")
 
 
@@ -121,8 +122,10 @@ def _who(who: str | None, csrf: str | None) -> Safe:
 
 
 def hidden(name: str, data: object) -> Safe:
+    """A hidden form field."""
     return Safe(f'<input type="hidden" name="{esc(name)}" value="{esc(data)}">')
 
 
 def notice(text: object, kind: str = "info") -> Safe:
+    """A line that tells the operator something (`kind`: info or warn)."""
     return tag("p", text, class_=f"notice {kind}", role="status")

@@ -57,6 +57,7 @@ async def chart_svg(session: Session, request: Request, key: ApiKey) -> Response
 
 
 async def cards_html(session: Session) -> Safe:
+    """The cards and the chart, read in one worker-thread call."""
     summary, paused, throughput = await session.api.call(_read)
     cards = [
         _card("Jobs by status", _by_status(summary)),

@@ -50,6 +50,7 @@ class Session:
         return await self.check(request, request.cookies.get(COOKIE), scope)
 
     async def check(self, request: Request, presented: str | None, scope: str) -> ApiKey:
+        """`presented` as the key of the request, through the API's `authorize`."""
         header = f"Bearer {presented}" if presented else None
         client = request.client.host if request.client else "?"
         api = self.api
@@ -82,6 +83,7 @@ def keep_key(response: Response, key: str) -> None:
 
 
 def forget_key(response: Response) -> None:
+    """The cookie cleared (signed out, or its key no longer valid)."""
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
 
 

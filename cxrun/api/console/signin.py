@@ -29,9 +29,11 @@ def routes(session: Session) -> list[BaseRoute]:
     from starlette.routing import Route
 
     async def show(request: Request) -> Response:
+        """GET /sign-in: the form, with why the operator is here."""
         return form_page(session, _WHY.get(request.query_params.get("why", "")))
 
     async def post(request: Request) -> Response:
+        """POST /sign-in: the key checked, kept in the cookie."""
         return await sign_in(session, request)
 
     return [

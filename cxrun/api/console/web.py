@@ -51,6 +51,7 @@ def endpoint(session: Session, handler: Handler, scope: str) -> Callable[[Reques
     """`handler` behind the signed-in key's `scope`; an ApiError becomes a page."""
 
     async def run(request: Request) -> Response:
+        """The page, or the refusal as a page."""
         try:
             key = await session.key(request, scope)
             return await handler(session, request, key)
