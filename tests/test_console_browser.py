@@ -41,6 +41,13 @@ steps:
     ai: {provider: llm, model: slow, prompt: "Write to record {{ id }}", output: draft}
 """
 
+BOOM = """table: contacts
+key: id
+steps:
+  - id: boom
+    set: {x: "error('a very long error: ' || repeat('nowheretobreak', 120) || email)"}
+"""
+
 GATE = """table: contacts
 key: id
 steps:
@@ -59,9 +66,11 @@ def chromium() -> None:
 
 
 @pytest.fixture
-def driver(chromium: None) -> Iterator[Any]:
+def driver(chromium: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager, if asked at all, fetches nothing
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -81,7 +90,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
         config = yaml.safe_dump({"name": "browser", "providers": llm(server.url)})
         root = write_project(
             tmp_path / "proj",
-            {"bulk": BULK, "slow": SLOW, "gate": GATE},
+            {"bulk": BULK, "slow": SLOW, "gate": GATE, "boom": BOOM},
             {"people": people(ROWS), "contacts": CONTACTS},
             config,
         )
@@ -108,7 +117,7 @@ def run(root: Path, *args: str) -> int:
 
 def test_an_operator_works_the_console(driver: Any, root: Path, tmp_path: Path) -> None:
     assert run(root, "publish") == 0
-    assert [run(root, "run-now", n) for n in ("bulk", "gate", "gate")] == [0, 6, 6]
+    assert [run(root, "run-now", n) for n in ("bulk", "gate", "gate", "boom")] == [0, 6, 6, 3]
     key = make_keys(root, {"ops": ("read", "control")})["ops"]
     shots = Shots(driver, tmp_path / "screenshots")
     runtime = subprocess.Popen(
@@ -121,10 +130,11 @@ def test_an_operator_works_the_console(driver: Any, root: Path, tmp_path: Path) 
     try:
         with serving(root, "--no-runtime") as served:
             api = served.client(key)
-            slow = answer(api.post("/spinners/slow/runs"), 202)["job"]
             web = Web(driver, served.origin, shots)
             web.sign_in(key)
             web.records_and_journey(1)
+            web.long_errors_wrap(4)
+            slow = answer(api.post("/spinners/slow/runs"), 202)["job"]
             web.refresh_grows(slow, lambda: answer(api.get(f"/jobs/{slow}"), 200))
             web.cancel(3)
             web.approve()
@@ -134,7 +144,7 @@ def test_an_operator_works_the_console(driver: Any, root: Path, tmp_path: Path) 
             runtime.kill()
         runtime.wait()
     print("screenshots:", *shots.saved, sep="\n  ")
-    assert len(shots.saved) == 11
+    assert len(shots.saved) == 12
 
 
 class Shots:
@@ -189,6 +199,15 @@ class Web:
         self.until(lambda: "Journey of record 26" in self.css("#journey").text)
         assert "hi p26" in self.css("#journey").text
         self.shots.take("journey")
+
+    def long_errors_wrap(self, job: int) -> None:
+        self.open(f"/?job={job}&rstatus=failed")
+        self.until(lambda: "a very long error" in self.css("#records pre.error").text)
+        wide = self.d.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert wide <= 0, f"the page is {wide} px wider than the window"
+        self.shots.take("long-errors")
 
     def refresh_grows(self, job: int, detail: Callable[[], dict[str, Any]]) -> None:
         poll(

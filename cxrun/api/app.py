@@ -157,7 +157,9 @@ async def _bug(request: Request, exc: Exception) -> Response:
 
 
 def _in_api(request: Request) -> bool:
-    return request.url.path == PREFIX or request.url.path.startswith(PREFIX + "/")
+    """Whether a path is the API's (answered in JSON) rather than the console's (pages)."""
+    path = request.url.path
+    return path == "/api" or path.startswith("/api/")
 
 
 _ROUTES = f"see {PREFIX}/openapi.json for the endpoints"

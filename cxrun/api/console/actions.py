@@ -88,9 +88,7 @@ async def act(session: Session, request: Request, key: ApiKey) -> Response:
     """POST /jobs/{job}/{action}: the CSRF token checked, then the action; the job's new status."""
     action, job_id = _action(request), params.job_id(request)
     await session.form(request, key)
-    job = await session.api.call(
-        lambda ctx: _do(ctx, action, job_id), hold=action in ("resume", "retry")
-    )
+    job = await session.api.call(lambda ctx: _do(ctx, action, job_id))
     queued = "The runtime picks it up: Refresh the job to follow it."
     more = queued if action in ("resume", "retry") else None
     return _done(session, request, key, f"{action}: done", job, more)
