@@ -184,7 +184,7 @@ def test_the_chart_is_well_formed_svg(served: Served, keys: dict[str, str]) -> N
     assert {"job 1 (<a&b>)", "200", "150", "17:01", "records / min"} <= set(labels)
 
 
-def test_pages_with_no_jobs_say_so(tmp_path: Path) -> None:
+def test_pages_with_no_jobs_say_so_and_bad_keys_are_slowed_down(tmp_path: Path) -> None:
     root = write_project(tmp_path / "empty")
     key = make_keys(root, {"viewer": ("read",)})["viewer"]
     with serving(root, "--no-runtime") as served:
@@ -195,7 +195,13 @@ def test_pages_with_no_jobs_say_so(tmp_path: Path) -> None:
         live = page(client, "/live", secret=key)
         assert "no jobs yet" in live and "down" in live
         assert "no running job finished records" in live
+        stranger = browser(served)  # the bad-key limit of the API holds for the sign-in form
+        assert [sign_in(stranger, "cxr_" + "z" * 43).status_code for _ in range(11)] == [
+            401
+        ] * 10 + [429]
+        assert "too many requests with a bad API key" in sign_in(stranger, key).text
         client.close()
+        stranger.close()
 
 
 def test_the_api_stays_json(served: Served, keys: dict[str, str]) -> None:
