@@ -172,9 +172,12 @@ class Web:
         return self.d.find_element(By.CSS_SELECTOR, selector)
 
     def until(self, check: Callable[[], Any], seconds: float = WAIT_S) -> Any:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.d, seconds, 0.1).until(lambda _: check())
+        # Live Ops swaps its cards every 5 s: an element found just before a swap goes stale.
+        wait = WebDriverWait(self.d, seconds, 0.1, [StaleElementReferenceException])
+        return wait.until(lambda _: check())
 
     def open(self, path: str) -> None:
         self.d.get(self.origin + path)
