@@ -46,7 +46,8 @@ steps:
 SCRIPT = "<script>alert('key')</script>"
 ODD = f'id,name\n"{SCRIPT}",<img src=x onerror=alert(1)>\nplain,"<b>bold</b>"\n'
 MANY = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 10_001))
-JOBS = {"bulk": 1, "boom": 2, "gate": 3}  # the jobs run before the server starts
+RUNS = ("bulk", "boom", "gate", "gate")  # run before the server starts
+JOBS = {"bulk": 1, "boom": 2, "gate": 3, "paused": 4}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"many": MANY, "odd": ODD, "contacts": CONTACTS},
     )
     assert command(root, "publish").returncode == 0
-    for name in JOBS:
+    for name in RUNS:
         done = command(root, "run-now", name)
         assert done.returncode in (0, 1, 3, 6), done.stderr  # completed, failed, partial, waiting
     return root
@@ -128,6 +129,20 @@ def test_cancel_needs_the_token_and_the_control_scope(served: Served, keys: dict
     assert done.status_code == 200, done.text
     assert "Its status is now" in done.text and "s-cancelled" in done.text
     assert keys["operator"] not in done.text
+
+
+def test_pause_then_resume_hands_the_job_to_the_runtime(
+    served: Served, keys: dict[str, str]
+) -> None:
+    client, job = signed_in(served, keys["operator"]), JOBS["paused"]
+    paused = client.post(f"/jobs/{job}/pause", data={"csrf": token(page(client, "/"))})
+    assert paused.status_code == 200 and "s-paused" in paused.text, paused.text
+    live = page(client, "/fragments/live")
+    assert f"job {job} (gate)</a>: paused by an operator" in live
+    confirm = page(client, f"/jobs/{job}/resume")
+    resumed = client.post(f"/jobs/{job}/resume", data={"csrf": token(confirm)})
+    assert resumed.status_code == 200 and "s-queued" in resumed.text  # --no-runtime: it waits
+    assert "The runtime picks it up" in resumed.text
 
 
 def test_a_job_of_10000_records_is_paged_and_quick(served: Served, keys: dict[str, str]) -> None:
@@ -207,5 +222,5 @@ def test_pages_with_no_jobs_say_so_and_bad_keys_are_slowed_down(tmp_path: Path) 
 def test_the_api_stays_json(served: Served, keys: dict[str, str]) -> None:
     api = httpx.Client(base_url=served.url, headers={"authorization": f"Bearer {keys['viewer']}"})
     assert api.get("/nowhere").headers["content-type"] == "application/json"
-    assert api.get("/jobs").json()[0]["job"] == 3
+    assert api.get("/jobs").json()[0]["job"] == 4
     api.close()
