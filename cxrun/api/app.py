@@ -87,12 +87,14 @@ def build(project_dir: str | None) -> Starlette:
     from starlette.routing import Route
 
     from cxrun.api import routes
+    from cxrun.api.console import web
 
     api = Api(project_dir)
-    table = [
+    table: list[Any] = [
         Route(PREFIX + path, _endpoint(api, handler, scope), methods=[method])
         for method, path, scope, handler in routes.TABLE
     ]
+    table += web.routes(api)  # the console, at / (its pages are outside /api/v1)
     handlers: dict[Any, Any] = {ApiError: _api_error, HTTPException: _http_error, Exception: _bug}
     app = Starlette(routes=table, exception_handlers=handlers, middleware=[Middleware(_Slashes)])
     app.router.redirect_slashes = False
@@ -129,8 +131,13 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such route, a method it does not take) as JSON."""
+    """Starlette's own refusals (no such route, a method it does not take) as JSON; as a page
+    outside the API."""
     status = int(getattr(exc, "status_code", 404))
+    if not _in_api(request):
+        from cxrun.api.console.web import error_page
+
+        return error_page(status, f"no such page: {request.url.path}", "see the Jobs page")
     if status == 405:
         return reply({"error": f"{request.method} is not allowed here", "hint": _ROUTES}, 405)
     return reply({"error": f"no such endpoint: {request.url.path}", "hint": _ROUTES}, status)
@@ -142,7 +149,17 @@ async def _bug(request: Request, exc: Exception) -> Response:
 
     traceback.print_exception(exc)
     error = f"internal error: {type(exc).__name__}"
+    if not _in_api(request):
+        from cxrun.api.console.web import error_page
+
+        return error_page(500, error, "report it with the server's output")
     return reply({"error": error, "hint": "report it with the server's output"}, 500)
+
+
+def _in_api(request: Request) -> bool:
+    """Whether a path is the API's (answered in JSON) rather than the console's (pages)."""
+    path = request.url.path
+    return path == "/api" or path.startswith("/api/")
 
 
 _ROUTES = f"see {PREFIX}/openapi.json for the endpoints"

@@ -61,7 +61,8 @@ def serve(project_dir: str | None, options: Options, on_event: Callable[[str], N
         )
         bound = listening.getsockname()[1]
         done = "the runtime runs here" if runtime else "start `cxrun runtime` to run jobs"
-        on_event(f"serving http://{host}:{bound}/api/v1 ({done}); Ctrl-C stops it")
+        console = f"the console at http://{host}:{bound}/"
+        on_event(f"serving http://{host}:{bound}/api/v1 ({done}); {console}; Ctrl-C stops it")
         try:
             server.run(sockets=[listening])
         finally:
