@@ -58,6 +58,7 @@ bench: setup
 	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache

@@ -279,9 +279,11 @@ def test_a_runtime_outwaited_by_a_long_hold_on_the_state_goes_on_after_it(tmp_pa
         stderr=subprocess.PIPE,
     )
     try:
+        up = lambda: '"up": true' in cxrun(root, "live", "--json").stdout  # noqa: E731
+        assert wait_until(up)  # its loop runs (on a loaded machine it may take a while to start)
         state = State(root / ".cxrun")
         with state.lock.hold(exclusive=True):
-            time.sleep(2.5)  # several turns of the runtime (one a second)
+            time.sleep(3)  # several turns of the runtime (one a second)
             assert runtime.poll() is None
         assert cxrun(root, "run-now", "s", "--detach").returncode == 0
         assert wait_until(
