@@ -58,8 +58,9 @@ def init_project(folder: Path) -> list[str]:
     return written
 
 
-def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
-    """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
+def parse(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner]:
+    """A spinner file read as publish reads it: YAML, schema, and the steps of the child
+    spinners it calls, embedded (a `{{ child.output }}` binds only then)."""
     raw, spinner = loader.parse(file)
     called = children.attach_children(ctx.project, raw, file.name)
     if called:
@@ -68,6 +69,12 @@ def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, Ta
         )
     if CALLS in raw:
         spinner = build(raw, file.name)  # with the called children's steps
+    return raw, spinner
+
+
+def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
+    """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
+    raw, spinner = parse(ctx, file)
     try:
         table = ensure_loaded(ctx.project, ctx.state, spinner.table)
     except (TableError, NotFound) as exc:
@@ -90,6 +97,16 @@ def _files(ctx: Context, name: str | None) -> list[SpinnerFile]:
 
 def _check_all(ctx: Context, name: str | None) -> list[tuple[SpinnerFile, dict[str, Any]]]:
     """Every spinner (or the one named) checked; ValidationFailed lists all their problems."""
+    checked, failure = _check_each(ctx, name)
+    if failure is not None:
+        raise failure
+    return checked
+
+
+def _check_each(
+    ctx: Context, name: str | None
+) -> tuple[list[tuple[SpinnerFile, dict[str, Any]]], ValidationFailed | None]:
+    """The spinners that pass every check, and one ValidationFailed for all those that do not."""
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml fails here, before any spinner
     checked: list[tuple[SpinnerFile, dict[str, Any]]] = []
     failures: list[CxrunError] = []
@@ -99,11 +116,11 @@ def _check_all(ctx: Context, name: str | None) -> list[tuple[SpinnerFile, dict[s
             checked.append((file, raw))
         except CxrunError as exc:  # validation problems, or a YAML syntax error
             failures.append(exc)
-    if failures:
-        problems = [line for exc in failures for line in _problems(exc)]
-        hint = failures[0].hint if len(failures) == 1 else "fix these files and try again"
-        raise ValidationFailed(problems, hint)
-    return checked
+    if not failures:
+        return checked, None
+    problems = [line for exc in failures for line in _problems(exc)]
+    hint = failures[0].hint if len(failures) == 1 else "fix these files and try again"
+    return checked, ValidationFailed(problems, hint)
 
 
 def _problems(exc: CxrunError) -> list[str]:
@@ -111,7 +128,15 @@ def _problems(exc: CxrunError) -> list[str]:
 
 
 def validate(ctx: Context, name: str | None) -> list[str]:
+    """The names of the spinners checked; ValidationFailed lists every problem."""
     return [file.name for file, _ in _check_all(ctx, name)]
+
+
+def validation(ctx: Context, name: str | None) -> tuple[list[str], ValidationFailed | None]:
+    """The spinners that pass every check publish does, and the problems of those that do not
+    (as one ValidationFailed, not raised)."""
+    checked, failure = _check_each(ctx, name)
+    return [file.name for file, _ in checked], failure
 
 
 def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
