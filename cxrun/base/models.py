@@ -35,13 +35,16 @@ class Job:
     created_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
+    paused_at: datetime | None = None
 
     def duration_s(self, now: datetime | None = None) -> float | None:
+        """Seconds from the start to the end, or to the pause of a paused job, or to now."""
         if not self.started_at:
             return None
         from cxrun.base.clock import utcnow
 
-        end = self.ended_at or now or utcnow()
+        paused = self.paused_at if self.status == JobStatus.PAUSED else None
+        end = self.ended_at or paused or now or utcnow()
         return round(max(0.0, (end - self.started_at).total_seconds()), 3)
 
     def to_json(self) -> dict[str, Any]:

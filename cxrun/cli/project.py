@@ -110,8 +110,8 @@ def validate(
     if not json_:
         return out.lines([f"{name}: ok" for name in publishing.validate(context(project), spinner)])
     names, failure = publishing.validation(context(project), spinner)
-    problems = failure.problems if failure else []
-    out.print_json({"valid": names, "problems": problems, "hint": failure and failure.hint})
+    hint = {"hint": failure.hint} if failure else {}
+    out.print_json({"valid": names, "problems": failure.problems if failure else [], **hint})
     if failure is not None:  # the same message and exit code as without --json
         out.error(failure.lines())
         raise typer.Exit(failure.exit_code)
