@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, NotWrittenYet
 from cxrun.base.models import Job, JourneyEntry, Record
 from cxrun.spec import checks
 from cxrun.store import jobs as job_store
+from cxrun.store import monitor as monitor_store
 from cxrun.store import records as record_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
@@ -26,6 +30,38 @@ def jobs(
 ) -> list[Job]:
     with ctx.state.read() as con:
         return job_store.listing(con, status, spinner, limit, (page - 1) * limit)
+
+
+@dataclass(frozen=True)
+class JobsPage:
+    """One page of the jobs table, with what a redraw shows around it: how many jobs match,
+    when it was read, and whether a runtime is up."""
+
+    jobs: list[Job]
+    status: str | None
+    spinner: str | None
+    page: int
+    limit: int
+    matching: int
+    read_at: datetime
+    runtime: str | None  # the runtime that is up ("pid 123"), or None
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.matching // self.limit))
+
+
+def jobs_page(
+    ctx: Context, status: str | None, spinner: str | None, page: int, limit: int = PAGE_SIZE
+) -> JobsPage:
+    """A page of jobs, newest first, with the count of all that match and the runtime's state."""
+    now = utcnow()
+    with ctx.state.read() as con:
+        found = job_store.listing(con, status, spinner, limit, (page - 1) * limit)
+        matching = job_store.count(con, status, spinner)
+        up = monitor_store.runtimes_up(con, now)
+    runtime = f"{up[0].id} (pid {up[0].pid})" if up else None
+    return JobsPage(found, status, spinner, page, limit, matching, now, runtime)
 
 
 def job(ctx: Context, job_id: int) -> Job:

@@ -115,6 +115,15 @@ def listing(
     return [_job(row) for row in rows]
 
 
+def count(con: duckdb.DuckDBPyConnection, status: str | None, spinner: str | None) -> int:
+    """How many jobs `listing` pages through."""
+    row = con.execute(
+        "SELECT count(*) FROM cx_jobs WHERE (? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?)",
+        [status, status, spinner, spinner],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def last_status(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
     rows = con.execute(
         "SELECT spinner, max_by(job, job), max_by(status, job) FROM cx_jobs GROUP BY spinner"
