@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, TableError, ValidationFailed
+from cxrun.base.models import Job
 from cxrun.base.project import CONFIG_FILE
 from cxrun.spec import checks, children, loader
 from cxrun.spec.build import CALLS, build
@@ -17,6 +18,7 @@ from cxrun.spec.model import Spinner
 from cxrun.store import jobs as job_store
 from cxrun.store import loading
 from cxrun.store import spinners as spinner_store
+from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.store.loading import ensure_loaded
 from cxrun.store.tables import TableInfo
@@ -180,6 +182,40 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
             }
         )
     return listing
+
+
+def edited_notes(ctx: Context, jobs: list[Job]) -> list[str]:
+    """For each spinner version these jobs run, a line when its file was edited since that
+    version was published (the job runs the published version, not the file)."""
+    notes = []
+    for spinner, version in dict.fromkeys((j.spinner, j.version) for j in jobs):
+        with ctx.state.read() as con:
+            published = spinner_store.version(con, spinner, version)
+        try:
+            file = loader.spinner_file(ctx.project, spinner)
+        except CxrunError:
+            continue  # no file (or an unreadable one): nothing was edited to warn about
+        if published and children.calls_digest(ctx.project, file) != published.digest:
+            notes.append(
+                f"spinner {spinner} was edited since v{version}; this job runs v{version} "
+                "(cxrun publish to update)"
+            )
+    return notes
+
+
+def table_note(ctx: Context, job: int) -> str | None:
+    """A line when the table file a job runs over changed since it started: the job keeps the
+    rows it started with."""
+    with ctx.state.read() as con:
+        job_store.get(con, job)  # NotFound for an unknown job
+        name, number, _ = job_store.table_of(con, job)
+        info = table_store.version(con, name, number)
+    if info is None or not loading.file_changed(ctx.project, info):
+        return None
+    return (
+        f"tables/{info.file} changed since job {job} started; the job keeps its rows "
+        f"(version {info.version} of table {name})"
+    )
 
 
 def schema() -> dict[str, Any]:

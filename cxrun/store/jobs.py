@@ -118,7 +118,8 @@ def listing(
 def count(con: duckdb.DuckDBPyConnection, status: str | None, spinner: str | None) -> int:
     """How many jobs `listing` pages through."""
     row = con.execute(
-        "SELECT count(*) FROM cx_jobs WHERE (? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?)",
+        "SELECT count(*) FROM cx_jobs "
+        "WHERE (? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?)",
         [status, status, spinner, spinner],
     ).fetchone()
     return int(row[0]) if row else 0
