@@ -186,17 +186,28 @@ class JobProgress:
         if not console.is_terminal:
             out.note(f"job {job.job}: {job.spinner} v{job.version} started over {job.total} rows")
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(
             "{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
+            "[red]{task.fields[failed]} failed[/]",
             TimeElapsedColumn(),
+            "ETA",
+            TimeRemainingColumn(),
             console=console,
             transient=True,
         )
-        self._task = self._bar.add_task(f"job {job.job} {job.spinner}", total=job.total)
+        self._task = self._bar.add_task(
+            f"job {job.job} {job.spinner}", total=job.total, failed=job.failed
+        )
         self._bar.start()
 
     def update(self, job: Job) -> None:
@@ -205,7 +216,7 @@ class JobProgress:
         if self._bar is None:
             out.note(f"job {job.job}: {job.processed}/{job.total} rows, {job.failed} failed")
         else:
-            self._bar.update(self._task, completed=job.processed)
+            self._bar.update(self._task, completed=job.processed, failed=job.failed)
 
     def stop(self) -> None:
         if self._bar is not None:
