@@ -30,6 +30,7 @@ _ALL = (
     "reason",
 )
 _NARROW = ("job", "spinner", "trigger", "progress", "failed", "status", "started", "took", "reason")
+_SPINNER_ROOM = 18  # the spinner column's most room in the narrow columns
 _REASON_ROOM = 24  # the reason's least room before the narrow columns are used instead
 
 
@@ -97,6 +98,8 @@ def _layout(rows_of: Callable[[bool], list[dict[str, str]]], width: int) -> tupl
     for wide, columns in ((True, _ALL), (False, _NARROW)):
         rows = rows_of(wide)
         widths = _widths(columns, rows)
+        if not wide:  # a long spinner name is cut rather than squeezing out the reason
+            widths["spinner"] = min(widths["spinner"], _SPINNER_ROOM)
         fixed = sum(widths[c] for c in columns if c != "reason") + len(columns) - 1
         if not wide or width - fixed >= min(_REASON_ROOM, widths["reason"]):
             widths["reason"] = max(len("reason"), min(widths["reason"], width - fixed))
