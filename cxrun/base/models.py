@@ -129,3 +129,23 @@ class JourneyEntry:
             "usage": self.usage,
             "parent": self.parent,
         }
+
+
+@dataclass(frozen=True)
+class JobsPage:
+    """One page of the jobs table, with what a redraw shows around it: how many jobs match,
+    when it was read, and whether a runtime is up."""
+
+    jobs: list[Job]
+    status: str | None
+    spinner: str | None
+    page: int
+    limit: int
+    matching: int
+    read_at: datetime
+    runtime: str | None  # the runtime that is up ("pid 123"), or None
+
+    @property
+    def pages(self) -> int:
+        """How many pages the matching jobs fill (one, when none match)."""
+        return max(1, -(-self.matching // self.limit))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, NotWrittenYet
-from cxrun.base.models import Job, JourneyEntry, Record
+from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
 from cxrun.spec import checks
 from cxrun.store import jobs as job_store
 from cxrun.store import monitor as monitor_store
@@ -30,25 +28,6 @@ def jobs(
 ) -> list[Job]:
     with ctx.state.read() as con:
         return job_store.listing(con, status, spinner, limit, (page - 1) * limit)
-
-
-@dataclass(frozen=True)
-class JobsPage:
-    """One page of the jobs table, with what a redraw shows around it: how many jobs match,
-    when it was read, and whether a runtime is up."""
-
-    jobs: list[Job]
-    status: str | None
-    spinner: str | None
-    page: int
-    limit: int
-    matching: int
-    read_at: datetime
-    runtime: str | None  # the runtime that is up ("pid 123"), or None
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.matching // self.limit))
 
 
 def jobs_page(

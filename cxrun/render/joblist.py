@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base.models import Job
+from cxrun.base.models import Job, JobsPage
 from cxrun.render import style
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def empty(status: str | None, spinner: str | None, page: int = 1, matching: int 
     return f"no {what}" if status else "no jobs yet"
 
 
-def frame(page: Any, width: int) -> RenderableType:
+def frame(page: JobsPage, width: int) -> RenderableType:
     """One redraw of `jobs --watch`: when it was read and whether a runtime is up, the table,
     and which page of how many jobs it shows."""
     from rich.console import Group
@@ -144,13 +144,13 @@ def frame(page: Any, width: int) -> RenderableType:
     return Group(header, body, footer)
 
 
-def empty_of(page: Any) -> str:
+def empty_of(page: JobsPage) -> str:
     """The empty message for a JobsPage."""
     return empty(page.status, page.spinner, page.page, page.matching)
 
 
 def watch(
-    fetch: Callable[[], Any],
+    fetch: Callable[[], JobsPage],
     interval: float,
     busy: type[Exception],
     stop: Callable[[], bool],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cxrun.base.models import Job, JourneyEntry, Record
+from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
 from cxrun.render import joblist, out, style
 
 _when = joblist.when
@@ -18,14 +18,14 @@ def _brief(values: dict[str, Any], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def jobs_table(page: Any) -> None:
+def jobs_table(page: JobsPage) -> None:
     """A JobsPage as a table that fits the console, or what its filter matched: nothing."""
     console = style.console()
     console.print(joblist.table(page.jobs, console.width) if page.jobs else joblist.empty_of(page))
 
 
 def watch(
-    fetch: Callable[[], Any],
+    fetch: Callable[[], JobsPage],
     interval: float,
     busy: type[Exception],
     stop: Callable[[], bool],

@@ -127,12 +127,11 @@ class Batching:
 
     def _size(self, left: int) -> int:
         """Rows in the next batch, of the `left` still to do. Pure steps: see `_pure_size`.
-        I/O steps: a first batch of 4 calls per concurrency slot (its progress shows soon),
-        then about IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger batches
-        cost less state work), within 8 to 128 calls per slot, 32 per slot before any rate is
-        known. The last rows come as a small batch of their own (8 calls per slot): the larger
-        one before is written while its calls are made, so the job ends soon after its last
-        call."""
+        I/O steps: about IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger
+        batches cost less state work), within 8 to 128 calls per slot, 32 per slot before any
+        rate is known. The last rows come as a small batch of their own (8 calls per slot):
+        the larger one before is written while its calls are made, so the job ends soon after
+        its last call."""
         self._cut += 1
         if self.batch_rows:
             return self.batch_rows
@@ -140,7 +139,7 @@ class Batching:
             return self._pure_size()
         slots = self.spinner.limits.concurrency
         if self._rate is None:
-            size = max(64, 4 * slots) if self._cut == 1 else max(256, 32 * slots)
+            size = max(256, 32 * slots)
         else:
             size = int(min(128 * slots, max(8 * slots, 256, self._rate * IO_BATCH_SECONDS)))
         last = max(8 * slots, 256)
