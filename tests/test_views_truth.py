@@ -213,23 +213,6 @@ def test_a_filter_that_matches_nothing_says_which(project, cli):
 # ---- 5. early progress ----------------------------------------------------------------------- --
 
 
-def test_run_now_shows_progress_after_a_small_first_batch(tmp_path, run):
-    rows = "".join(f"{i},n{i},n{i}@example.org,1\n" for i in range(1, 12_001))
-    spinner = "name: welcome\ntable: contacts\nkey: id\nsteps:\n  - id: hello\n    log: hi\n"
-    root = write_project(
-        tmp_path / "p",
-        spinners={"welcome": spinner},
-        tables={"contacts": "id,name,email,lifetime_value\n" + rows},
-    )
-    assert run(root, "publish").code == 0
-
-    done = run(root, "run-now", "welcome")
-
-    assert done.code == 0, done
-    steps = re.findall(r"job 1: (\d+)/12000 rows, (\d+) failed", done.stderr)
-    assert [int(n) for n, _ in steps] == [4096, 12000], done.stderr
-
-
 def test_the_progress_bar_shows_failed_records_and_an_eta(project, run):
     assert run(project, "publish").code == 0
 

@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 # Two DuckDB row groups: both cores insert in parallel, and whole row groups are never rewritten.
 BATCH_ROWS = 2 * 122_880
-# A job's first batch is small, so that its progress shows within a second; the second one ends
-# on a row-group boundary, and the rest are whole ones.
-FIRST_ROWS = 4_096
 IO_BATCH_SECONDS = 8.0
 _ROW_BY_ROW = 16
 Results = dict[int, list[dict[str, Any]]]
@@ -93,7 +90,6 @@ class Batching:
     batch_rows: int | None = None
     _rate: float | None = None
     _rows_done: int = 0
-    _cut: int = 0  # batches cut so far
 
     def batches(
         self, job: Job, table: TableInfo, filtered: bool, retry: dict[int, Restart] | None
@@ -126,17 +122,14 @@ class Batching:
         return BatchSql(now, restarts=restarts, window_opens=opens)
 
     def _size(self, left: int) -> int:
-        """Rows in the next batch, of the `left` still to do. Pure steps: see `_pure_size`.
+        """Rows in the next batch, of the `left` still to do. Pure steps: two DuckDB row groups.
         I/O steps: about IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger
-        batches cost less state work), within 8 to 128 calls per slot, 32 per slot before any
-        rate is known. The last rows come as a small batch of their own (8 calls per slot):
-        the larger one before is written while its calls are made, so the job ends soon after
-        its last call."""
-        self._cut += 1
-        if self.batch_rows:
-            return self.batch_rows
-        if not self.spinner.has_io:
-            return self._pure_size()
+        batches cost less state work), within 8 to 128 calls per concurrency slot, 32 per slot
+        before any rate is known. The last rows come as a small batch of their own (8 calls per
+        slot): the larger one before is written while its calls are made, so the job ends soon
+        after its last call."""
+        if self.batch_rows or not self.spinner.has_io:
+            return self.batch_rows or BATCH_ROWS
         slots = self.spinner.limits.concurrency
         if self._rate is None:
             size = max(256, 32 * slots)
@@ -146,13 +139,6 @@ class Batching:
         if size >= left > last:
             size = max(left - last, -(-left // 2))
         return size
-
-    def _pure_size(self) -> int:
-        """Two DuckDB row groups, after a first batch of FIRST_ROWS (progress within a second)
-        and a second that ends on a row-group boundary."""
-        if self._cut == 1:
-            return FIRST_ROWS
-        return BATCH_ROWS // 2 - FIRST_ROWS if self._cut == 2 else BATCH_ROWS
 
     def measure(self, batch: Batch, started: float) -> None:
         """Track the rows per second I/O batches go at (for the size of the next ones)."""
