@@ -122,7 +122,7 @@ def test_init_scaffolds_a_project_that_validates_publishes_and_runs(tmp_path: Pa
     root = tmp_path / "new"
     for relative in ("cxrun.yaml", "spinners/welcome.yaml", "tables/contacts.csv"):
         assert (root / relative).is_file(), relative
-    assert ok(cli(root, "validate", "--json")) == {"valid": ["welcome"]}
+    assert ok(cli(root, "validate", "--json")) == {"valid": ["welcome"], "problems": []}
     published = ok(cli(root, "publish", "--json"))
     assert published == [{"spinner": "welcome", "version": 1, "changed": True}]
     done = cli(root, "run-now", "welcome", "--json")

@@ -33,6 +33,12 @@ class NotFound(CxrunError):
     """An unknown project, table, spinner, job or record."""
 
 
+class NotWrittenYet(NotFound):
+    """A record of a job that has not reached it yet: it exists once its batch is written."""
+
+    exit_code = ExitCode.NOT_FINISHED
+
+
 class Conflict(CxrunError):
     """What a job's state does not allow now: another process runs it, it has finished, it is
     not paused (the API answers 409)."""

@@ -35,13 +35,16 @@ class Job:
     created_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
+    paused_at: datetime | None = None
 
     def duration_s(self, now: datetime | None = None) -> float | None:
+        """Seconds from the start to the end, or to the pause of a paused job, or to now."""
         if not self.started_at:
             return None
         from cxrun.base.clock import utcnow
 
-        end = self.ended_at or now or utcnow()
+        paused = self.paused_at if self.status == JobStatus.PAUSED else None
+        end = self.ended_at or paused or now or utcnow()
         return round(max(0.0, (end - self.started_at).total_seconds()), 3)
 
     def to_json(self) -> dict[str, Any]:
@@ -126,3 +129,23 @@ class JourneyEntry:
             "usage": self.usage,
             "parent": self.parent,
         }
+
+
+@dataclass(frozen=True)
+class JobsPage:
+    """One page of the jobs table, with what a redraw shows around it: how many jobs match,
+    when it was read, and whether a runtime is up."""
+
+    jobs: list[Job]
+    status: str | None
+    spinner: str | None
+    page: int
+    limit: int
+    matching: int
+    read_at: datetime
+    runtime: str | None  # the runtime that is up ("pid 123"), or None
+
+    @property
+    def pages(self) -> int:
+        """How many pages the matching jobs fill (one, when none match)."""
+        return max(1, -(-self.matching // self.limit))

@@ -122,16 +122,21 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_given: dict[str, str | None] = {}  # options given before the command's name
+
+
 @app.callback()
 def _main(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    project: ProjectOpt = None,
     version: Annotated[
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = None,
 ) -> None:
     ctx.obj = {"debug": debug}
+    _given["project"] = project  # each invocation sets it, or clears it
     from cxrun.base import clock
 
     try:
@@ -144,10 +149,16 @@ def _main(
 
 
 def context(project: str | None) -> Any:
-    """The open project every command's operation is given."""
+    """The open project every command's operation is given: the command's own `--project`, or
+    else one given before the command's name (`cxrun --project DIR jobs`)."""
     from cxrun.ops import open_context
 
-    return open_context(project)
+    return open_context(project_dir(project))
+
+
+def project_dir(project: str | None) -> str | None:
+    """The project folder named after the command (`--project`), or else before it."""
+    return project or _given.get("project")
 
 
 def main() -> None:

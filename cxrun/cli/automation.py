@@ -12,18 +12,24 @@ from cxrun.cli.app import (
     ProjectOpt,
     context,
 )
-from cxrun.cli.runs import Interrupt, stop_on_signals
+from cxrun.cli.runs import Interrupt, stop_on_signals, warn_edited
 
 
 def schedule_tick(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
     """Fire the schedules that are due, then run runnable jobs (cron calls this every minute)."""
-    from cxrun.ops import automation
+    from cxrun.ops import automation, publishing
     from cxrun.render import jobs, out
 
     stop = stop_on_signals()
-    fired, ran = automation.tick(
-        context(project), (lambda f: None) if json_ else jobs.fires, out.note, stop=stop
-    )
+    ctx = context(project)
+
+    def fired_now(fired: list[automation.Fire]) -> None:
+        if not json_:
+            jobs.fires(fired)
+        for line in publishing.edited_notes(ctx, automation.fired_jobs(ctx, fired)):
+            out.note(line)
+
+    fired, ran = automation.tick(ctx, fired_now, out.note, stop=stop)
     if json_:
         out.print_json({"fired": [f.to_json() for f in fired], "ran": ran})
     raise typer.Exit(automation.exit_code(fired))
@@ -56,20 +62,21 @@ def trigger_event(
     json_: JsonOpt = False,
 ) -> None:
     """Start a job for each published spinner listening to EVENT (payload checked first)."""
-    from cxrun.ops import automation
+    from cxrun.ops import automation, publishing
     from cxrun.render import jobs, out
 
     body = automation.read_payload(payload, sys.stdin.buffer)
     view = jobs.JobProgress(enabled=not json_)
+    ctx = context(project)
     with Interrupt() as interrupt:
         try:
             result = automation.trigger(
-                context(project),
+                ctx,
                 event,
                 body,
                 event_id,
                 detach,
-                view.start,
+                warn_edited(ctx, view.start),
                 view.update,
                 stop=interrupt.stop,
             )
@@ -81,7 +88,10 @@ def trigger_event(
             out.error(["the payload does not fit a spinner's schema: see the jobs' errors"])
     else:
         jobs.received(result)
-    if not detach:
+    if detach:  # no job started here: the warning is said once they are queued
+        for line in publishing.edited_notes(ctx, result.jobs):
+            out.note(line)
+    else:
         interrupt.handed_back(project, result.jobs)
     raise typer.Exit(result.exit_code)
 

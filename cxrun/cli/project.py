@@ -107,10 +107,14 @@ def validate(
     from cxrun.ops import publishing
     from cxrun.render import out
 
-    names = publishing.validate(context(project), spinner)
-    if json_:
-        return out.print_json({"valid": names})
-    out.lines([f"{name}: ok" for name in names])
+    if not json_:
+        return out.lines([f"{name}: ok" for name in publishing.validate(context(project), spinner)])
+    names, failure = publishing.validation(context(project), spinner)
+    hint = {"hint": failure.hint} if failure else {}
+    out.print_json({"valid": names, "problems": failure.problems if failure else [], **hint})
+    if failure is not None:  # the same message and exit code as without --json
+        out.error(failure.lines())
+        raise typer.Exit(failure.exit_code)
 
 
 def publish(

@@ -35,11 +35,13 @@ def run_now(
     from cxrun.ops import runs
     from cxrun.render import jobs, out
 
+    ctx = context(project)
     if dry_run:
-        preview = runs.dry_run(context(project), spinner, where, limit)
+        preview = runs.dry_run(ctx, spinner, where, limit)
         return out.print_json(preview.to_json()) if json_ else jobs.dry_run(preview)
     if detach:
-        queued = runs.run_now(context(project), spinner, where, limit, detach=True)
+        queued = runs.run_now(ctx, spinner, where, limit, detach=True)
+        warn_edited(ctx, lambda job: None)(queued)
         if json_:
             return out.print_json(queued.to_json())
         return out.lines([f"job {queued.job} queued: run `cxrun runtime` to run it"])
@@ -47,10 +49,24 @@ def run_now(
     run_job(
         json_,
         lambda view, stop: runs.run_now(
-            context(project), spinner, where, limit, view.start, view.update, stop=stop
+            ctx, spinner, where, limit, warn_edited(ctx, view.start), view.update, stop=stop
         ),
         project,
     )
+
+
+def warn_edited(ctx: Any, start: Any) -> Any:
+    """`start(job)`, after a line on stderr when the job's spinner file was edited since the
+    version the job runs."""
+    from cxrun.ops import publishing
+    from cxrun.render import out
+
+    def started(job: Any) -> None:
+        for line in publishing.edited_notes(ctx, [job]):
+            out.note(line)
+        start(job)
+
+    return started
 
 
 class Interrupt:
@@ -180,12 +196,15 @@ def retry(
     json_: JsonOpt = False,
 ) -> None:
     """Run a job's failed records again from their failed step, reusing earlier outputs."""
-    from cxrun.ops import runs
+    from cxrun.ops import publishing, runs
+    from cxrun.render import out
 
+    ctx = context(project)
+    changed = publishing.table_note(ctx, job)
+    if changed:
+        out.note(changed)
     run_job(
-        json_,
-        lambda view, stop: runs.retry(context(project), job, record, view.update, where, stop),
-        project,
+        json_, lambda view, stop: runs.retry(ctx, job, record, view.update, where, stop), project
     )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cxrun.cli.app import ProjectOpt
+from cxrun.cli.app import ProjectOpt, project_dir
 
 
 def serve(
@@ -35,4 +35,4 @@ def serve(
     from cxrun.render import out
 
     options = server.Options(host, port, not no_runtime, max_jobs, tuple(trust_proxy or ()))
-    server.serve(project, options, out.note)
+    server.serve(project_dir(project), options, out.note)

@@ -43,12 +43,12 @@ def jobs(
     if watch:
         # Ctrl-C only sets a flag: a query in flight finishes instead of being interrupted.
         with Interrupt() as interrupt:
-            fetch = lambda: views.jobs(ctx, status, spinner, page, limit)  # noqa: E731
+            fetch = lambda: views.jobs_page(ctx, status, spinner, page, limit)  # noqa: E731
             jobs.watch(fetch, interval, StateBusy, interrupt.stop)
         return
-    found = views.jobs(ctx, status, spinner, page, limit)
+    found = views.jobs_page(ctx, status, spinner, page, limit)
     if json_:
-        return out.print_json([j.to_json() for j in found])
+        return out.print_json([j.to_json() for j in found.jobs])
     jobs.jobs_table(found)
 
 
@@ -123,7 +123,7 @@ def records(
     found = views.records(context(project), job, status, page, limit)
     if json_:
         return out.print_json([r.to_json() for r in found])
-    jobs.records_table(found)
+    jobs.records_table(found, job, status, page)
 
 
 def journey(

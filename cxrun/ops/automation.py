@@ -6,7 +6,9 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from cxrun.base.models import Job
 from cxrun.ops.runs import runtime
+from cxrun.store import jobs as job_store
 from cxrun.store.context import Context
 from cxrun.triggers.events import Received, listeners, parse_payload, read_payload, trigger
 from cxrun.triggers.limits import Usage, usage
@@ -18,6 +20,7 @@ __all__ = [
     "Received",
     "Usage",
     "exit_code",
+    "fired_jobs",
     "listeners",
     "listing",
     "parse_payload",
@@ -26,6 +29,14 @@ __all__ = [
     "trigger",
     "usage",
 ]
+
+
+def fired_jobs(ctx: Context, fired: list[Fire]) -> list[Job]:
+    """The jobs that fires started."""
+    with ctx.state.read() as con:
+        return [
+            job_store.get(con, f.job) for f in fired if f.job is not None and f.outcome == "started"
+        ]
 
 
 def tick(

@@ -46,7 +46,7 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
         if live is None:  # nobody runs it: done here
             if action == "cancel":
                 return job_store.cancel_now(con, job_id, now)
-            return job_store.pause_now(con, job_id, "paused by an operator")
+            return job_store.pause_now(con, job_id, "paused by an operator", now)
         claim_store.request(con, job_id, action)
     signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
     deadline = time.monotonic() + wait

@@ -12,6 +12,7 @@ from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, StateBusy, TableError, ValidationFailed
 from cxrun.base.models import iso
 from cxrun.io import plugins
+from cxrun.ops import publishing
 from cxrun.ops.watch import RUNTIME_FIX, orphan_line
 from cxrun.spec import checks, children, loader
 from cxrun.spec.loader import SpinnerFile
@@ -115,8 +116,8 @@ def _spinner_checks(ctx: Context, name: str) -> list[Check]:
     except CxrunError as exc:  # an unreadable file
         return [Check("spinner", False, _lines(exc), fix, name)]
     try:
-        _, spinner = loader.parse(file)
-    except CxrunError as exc:  # YAML or schema problems
+        _, spinner = publishing.parse(ctx, file)  # as publish reads it: children embedded
+    except CxrunError as exc:  # YAML or schema problems, or a called child's
         return [Check("spinner", False, _lines(exc), fix, name), _published_check(ctx, file)]
     found = [Check("spinner", True, f"{file.shown} is valid", spinner=name)]
     table, table_check = _table_check(ctx, file, spinner)

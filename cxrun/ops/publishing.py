@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, TableError, ValidationFailed
+from cxrun.base.models import Job
 from cxrun.base.project import CONFIG_FILE
 from cxrun.spec import checks, children, loader
 from cxrun.spec.build import CALLS, build
@@ -17,6 +18,7 @@ from cxrun.spec.model import Spinner
 from cxrun.store import jobs as job_store
 from cxrun.store import loading
 from cxrun.store import spinners as spinner_store
+from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.store.loading import ensure_loaded
 from cxrun.store.tables import TableInfo
@@ -58,8 +60,9 @@ def init_project(folder: Path) -> list[str]:
     return written
 
 
-def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
-    """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
+def parse(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner]:
+    """A spinner file read as publish reads it: YAML, schema, and the steps of the child
+    spinners it calls, embedded (a `{{ child.output }}` binds only then)."""
     raw, spinner = loader.parse(file)
     called = children.attach_children(ctx.project, raw, file.name)
     if called:
@@ -68,6 +71,12 @@ def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, Ta
         )
     if CALLS in raw:
         spinner = build(raw, file.name)  # with the called children's steps
+    return raw, spinner
+
+
+def _check(ctx: Context, file: SpinnerFile) -> tuple[dict[str, Any], Spinner, TableInfo]:
+    """Every check publish does, for one spinner file; ValidationFailed lists every problem."""
+    raw, spinner = parse(ctx, file)
     try:
         table = ensure_loaded(ctx.project, ctx.state, spinner.table)
     except (TableError, NotFound) as exc:
@@ -90,6 +99,16 @@ def _files(ctx: Context, name: str | None) -> list[SpinnerFile]:
 
 def _check_all(ctx: Context, name: str | None) -> list[tuple[SpinnerFile, dict[str, Any]]]:
     """Every spinner (or the one named) checked; ValidationFailed lists all their problems."""
+    checked, failure = _check_each(ctx, name)
+    if failure is not None:
+        raise failure
+    return checked
+
+
+def _check_each(
+    ctx: Context, name: str | None
+) -> tuple[list[tuple[SpinnerFile, dict[str, Any]]], ValidationFailed | None]:
+    """The spinners that pass every check, and one ValidationFailed for all those that do not."""
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml fails here, before any spinner
     checked: list[tuple[SpinnerFile, dict[str, Any]]] = []
     failures: list[CxrunError] = []
@@ -99,11 +118,11 @@ def _check_all(ctx: Context, name: str | None) -> list[tuple[SpinnerFile, dict[s
             checked.append((file, raw))
         except CxrunError as exc:  # validation problems, or a YAML syntax error
             failures.append(exc)
-    if failures:
-        problems = [line for exc in failures for line in _problems(exc)]
-        hint = failures[0].hint if len(failures) == 1 else "fix these files and try again"
-        raise ValidationFailed(problems, hint)
-    return checked
+    if not failures:
+        return checked, None
+    problems = [line for exc in failures for line in _problems(exc)]
+    hint = failures[0].hint if len(failures) == 1 else "fix these files and try again"
+    return checked, ValidationFailed(problems, hint)
 
 
 def _problems(exc: CxrunError) -> list[str]:
@@ -111,7 +130,15 @@ def _problems(exc: CxrunError) -> list[str]:
 
 
 def validate(ctx: Context, name: str | None) -> list[str]:
+    """The names of the spinners checked; ValidationFailed lists every problem."""
     return [file.name for file, _ in _check_all(ctx, name)]
+
+
+def validation(ctx: Context, name: str | None) -> tuple[list[str], ValidationFailed | None]:
+    """The spinners that pass every check publish does, and the problems of those that do not
+    (as one ValidationFailed, not raised)."""
+    checked, failure = _check_each(ctx, name)
+    return [file.name for file, _ in checked], failure
 
 
 def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
@@ -155,6 +182,40 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
             }
         )
     return listing
+
+
+def edited_notes(ctx: Context, jobs: list[Job]) -> list[str]:
+    """For each spinner version these jobs run, a line when its file was edited since that
+    version was published (the job runs the published version, not the file)."""
+    notes = []
+    for spinner, version in dict.fromkeys((j.spinner, j.version) for j in jobs):
+        with ctx.state.read() as con:
+            published = spinner_store.version(con, spinner, version)
+        try:
+            file = loader.spinner_file(ctx.project, spinner)
+        except CxrunError:
+            continue  # no file (or an unreadable one): nothing was edited to warn about
+        if published and children.calls_digest(ctx.project, file) != published.digest:
+            notes.append(
+                f"spinner {spinner} was edited since v{version}; this job runs v{version} "
+                "(cxrun publish to update)"
+            )
+    return notes
+
+
+def table_note(ctx: Context, job: int) -> str | None:
+    """A line when the table file a job runs over changed since it started: the job keeps the
+    rows it started with."""
+    with ctx.state.read() as con:
+        job_store.get(con, job)  # NotFound for an unknown job
+        name, number, _ = job_store.table_of(con, job)
+        info = table_store.version(con, name, number)
+    if info is None or not loading.file_changed(ctx.project, info):
+        return None
+    return (
+        f"tables/{info.file} changed since job {job} started; the job keeps its rows "
+        f"(version {info.version} of table {name})"
+    )
 
 
 def schema() -> dict[str, Any]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base.errors import CxrunError, NotFound
-from cxrun.base.models import Job, JourneyEntry, Record
+from cxrun.base.clock import utcnow
+from cxrun.base.errors import CxrunError, NotFound, NotWrittenYet
+from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
 from cxrun.spec import checks
 from cxrun.store import jobs as job_store
+from cxrun.store import monitor as monitor_store
 from cxrun.store import records as record_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import tables as table_store
@@ -26,6 +28,19 @@ def jobs(
 ) -> list[Job]:
     with ctx.state.read() as con:
         return job_store.listing(con, status, spinner, limit, (page - 1) * limit)
+
+
+def jobs_page(
+    ctx: Context, status: str | None, spinner: str | None, page: int, limit: int = PAGE_SIZE
+) -> JobsPage:
+    """A page of jobs, newest first, with the count of all that match and the runtime's state."""
+    now = utcnow()
+    with ctx.state.read() as con:
+        found = job_store.listing(con, status, spinner, limit, (page - 1) * limit)
+        matching = job_store.count(con, status, spinner)
+        up = monitor_store.runtimes_up(con, now)
+    runtime = f"{up[0].id} (pid {up[0].pid})" if up else None
+    return JobsPage(found, status, spinner, page, limit, matching, now, runtime)
 
 
 def job(ctx: Context, job_id: int) -> Job:
@@ -57,15 +72,34 @@ def outbox(
 
 
 def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:
+    """A record's journey; a record of the job's rows that no batch has written yet is
+    NotWrittenYet (while the job is not finished), any other key NotFound."""
     with ctx.state.read() as con:
-        job_store.get(con, job_id)
+        found = job_store.get(con, job_id)
         seq = record_store.record_seq(con, job_id, record)
         if seq is None:
+            _not_written(con, found, record)
             raise NotFound(
                 f"job {job_id} has no record '{record}'",
                 f"list its records with `cxrun records {job_id}`",
             )
         return record_store.journey(con, job_id, seq)
+
+
+def _not_written(con: Any, job: Job, record: str) -> None:
+    """NotWrittenYet when `record` is a row the unfinished job has not reached yet."""
+    if job.status.finished:
+        return
+    name, number, _ = job_store.table_of(con, job.job)
+    table = table_store.version(con, name, number)
+    spec = spinner_store.version(con, job.spinner, job.version)
+    if table is None or spec is None:
+        return
+    if record_store.unreached(con, job, table, spec.spec["key"], record):
+        raise NotWrittenYet(
+            f"record {record} of job {job.job} is not written yet: the job is {job.status}",
+            f"its journey is there once its batch is written: `cxrun job {job.job}` shows progress",
+        )
 
 
 def job_table(ctx: Context, job_id: int, where: str | None = None) -> TableInfo:

@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cxrun.base.models import Job, JourneyEntry, Record
-from cxrun.render import out, style
+from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
+from cxrun.render import joblist, out, style
 
-if TYPE_CHECKING:
-    from rich.table import Table
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 60:
-        return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
-    minutes, seconds = divmod(int(value), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _bar(done: int, total: int, width: int = 8) -> str:
-    filled = width if total == 0 else round(width * done / total)
-    return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
+_when = joblist.when
+_seconds = joblist.seconds
+_tokens = joblist.tokens
 
 
 def _brief(values: dict[str, Any], limit: int = 60) -> str:
@@ -36,73 +18,21 @@ def _brief(values: dict[str, Any], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def jobs_table(jobs: Sequence[Job]) -> None:
-    style.console().print(_jobs(jobs) if jobs else "no jobs yet")
+def jobs_table(page: JobsPage) -> None:
+    """A JobsPage as a table that fits the console, or what its filter matched: nothing."""
+    console = style.console()
+    console.print(joblist.table(page.jobs, console.width) if page.jobs else joblist.empty_of(page))
 
 
 def watch(
-    fetch: Callable[[], Sequence[Job]],
+    fetch: Callable[[], JobsPage],
     interval: float,
     busy: type[Exception],
     stop: Callable[[], bool],
 ) -> None:
-    """Redraw the jobs table in place every `interval` seconds until `stop()` (Ctrl-C). A state
-    that is busy for a moment keeps the last frame rather than failing."""
-    import contextlib
-    import time
-
-    from rich.live import Live
-
-    with Live(_jobs(fetch()), console=style.console(), auto_refresh=False) as live:
-        while True:
-            due = time.monotonic() + interval
-            while not stop() and time.monotonic() < due:  # wakes within 0.1 s of a signal
-                time.sleep(min(0.1, interval))
-            with contextlib.suppress(busy):  # after Ctrl-C too: the last frame is up to date
-                live.update(_jobs(fetch()), refresh=True)
-            if stop():
-                return
-
-
-def _jobs(jobs: Sequence[Job]) -> Table:
-    table = style.table(
-        "job",
-        "spinner",
-        "ver",
-        "progress",
-        "ok",
-        "failed",
-        "skipped",
-        "status",
-        "started",
-        "ended",
-        "duration",
-        "tokens",
-    )
-    for job in jobs:
-        table.add_row(
-            str(job.job),
-            job.spinner,
-            str(job.version),
-            _bar(job.processed - job.cancelled, job.total),  # rows worked on, not cancelled
-            str(job.completed),
-            str(job.failed) if job.failed else "0",
-            str(job.skipped),
-            style.status(job.status),
-            _when(job.started_at),
-            _when(job.ended_at),
-            _seconds(job.duration_s()),
-            _tokens(job),
-        )
-    return table
-
-
-def _tokens(job: Job) -> str:
-    total = job.prompt_tokens + job.completion_tokens
-    if not total:
-        return ""
-    cost = f" ${job.cost:.4f}" if job.cost else ""
-    return f"{total:,}{cost}"
+    """Redraw the jobs page `fetch()` returns in place every `interval` seconds until `stop()`
+    (Ctrl-C), between a header (read at, runtime up or down) and a footer (page of pages)."""
+    joblist.watch(fetch, interval, busy, stop)
 
 
 def job_summary(job: Job) -> None:
@@ -127,7 +57,10 @@ def job_summary(job: Job) -> None:
     style.console().print(text)
 
 
-def records_table(records: Sequence[Record]) -> None:
+def records_table(
+    records: Sequence[Record], job: int | None = None, status: str | None = None, page: int = 1
+) -> None:
+    """A job's records; an empty page says which filter (or page) matched nothing."""
     table = style.table("record", "status", "tags", "outputs", "error", "metadata")
     for record in records:
         table.add_row(
@@ -138,7 +71,13 @@ def records_table(records: Sequence[Record]) -> None:
             style.escape(record.error),
             style.escape(_brief(record.metadata)),
         )
-    style.console().print(table if records else "no records")
+    style.console().print(table if records else _no_records(job, status, page))
+
+
+def _no_records(job: int | None, status: str | None, page: int) -> str:
+    what = f"no {status} records" if status else "no records"
+    where = f" in job {job}" if job is not None else ""
+    return f"{what}{where}" + (f" on page {page}" if page > 1 else "" if status else " yet")
 
 
 def journey_table(entries: Sequence[JourneyEntry]) -> None:
@@ -247,17 +186,28 @@ class JobProgress:
         if not console.is_terminal:
             out.note(f"job {job.job}: {job.spinner} v{job.version} started over {job.total} rows")
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(
             "{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
+            "[red]{task.fields[failed]} failed[/]",
             TimeElapsedColumn(),
+            "ETA",
+            TimeRemainingColumn(),
             console=console,
             transient=True,
         )
-        self._task = self._bar.add_task(f"job {job.job} {job.spinner}", total=job.total)
+        self._task = self._bar.add_task(
+            f"job {job.job} {job.spinner}", total=job.total, failed=job.failed
+        )
         self._bar.start()
 
     def update(self, job: Job) -> None:
@@ -266,7 +216,7 @@ class JobProgress:
         if self._bar is None:
             out.note(f"job {job.job}: {job.processed}/{job.total} rows, {job.failed} failed")
         else:
-            self._bar.update(self._task, completed=job.processed)
+            self._bar.update(self._task, completed=job.processed, failed=job.failed)
 
     def stop(self) -> None:
         if self._bar is not None:

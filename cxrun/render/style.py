@@ -28,10 +28,14 @@ _STATUS_STYLE = {
 
 
 def console(stderr: bool = False) -> Console:
+    """The console to print on; a file or a pipe gets room for whole rows (160 columns), unless
+    COLUMNS says how wide."""
+    import os
+
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not console.is_terminal:  # a file or a pipe: room for whole rows rather than 80 columns
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = max(console.width, 160)
     return console
 
@@ -42,6 +46,24 @@ def table(*columns: str, title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
+    return table
+
+
+def narrow_table(*columns: str) -> Table:
+    """A table for a narrow terminal: no outer border, one space between columns, and cells that
+    are cut short with an ellipsis rather than wrapped."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 0),
+        header_style="bold",
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     return table
 
 

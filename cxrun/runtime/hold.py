@@ -43,7 +43,9 @@ class Hold:
         """The job leaves this owner: paused (for `cxrun resume`), or ended."""
         if status == JobStatus.PAUSED:
             why = reason or "paused"
-            return self.settle(job_id, lambda con, _: job_store.pause_now(con, job_id, why))
+            return self.settle(
+                job_id, lambda con, _: job_store.pause_now(con, job_id, why, self.clock())
+            )
         now = self.clock()
         return self.settle(
             job_id, lambda con, job: job_store.finish(con, job_id, status, reason, now)
@@ -60,7 +62,7 @@ class Hold:
             Spool(self.state.dir, job).close(remove=True)
             return job_store.cancel_now(con, job, self.clock())
         if action == "pause":
-            return job_store.pause_now(con, job, "paused by an operator")
+            return job_store.pause_now(con, job, "paused by an operator", self.clock())
         return self._requeue(con, job)
 
     def _requeue(self, con: duckdb.DuckDBPyConnection, job: int) -> Job:
@@ -83,7 +85,9 @@ class Hold:
 
     def set_status(self, job: int, status: JobStatus, reason: str | None) -> Job:
         """A status the owner keeps the job under (rate limited, running again)."""
-        return self.settle(job, lambda con, _: job_store.set_status(con, job, status, reason))
+        return self.settle(
+            job, lambda con, _: job_store.set_status(con, job, status, reason, self.clock())
+        )
 
     def rate_limited(self, job: int, until: datetime) -> None:
         self.set_status(

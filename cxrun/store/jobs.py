@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base.clock import from_db, to_db
+from cxrun.base.clock import from_db, to_db, utcnow
 from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _JOB_COLUMNS = (
     "job, spinner, version, trigger, status, reason, table_name, total, cursor, completed, "
     "failed, skipped, waiting, cancelled, prompt_tokens, completion_tokens, cost, "
-    "created_at, started_at, ended_at"
+    "created_at, started_at, ended_at, paused_at"
 )
 
 
@@ -34,7 +34,7 @@ def _job(row: tuple[Any, ...]) -> Job:
         raise StateDamaged(
             f"job {values['job']} has the unknown status {values['status']!r}"
         ) from None
-    for moment in ("created_at", "started_at", "ended_at"):
+    for moment in ("created_at", "started_at", "ended_at", "paused_at"):
         values[moment] = from_db(values[moment])
     return Job(**values)
 
@@ -115,6 +115,16 @@ def listing(
     return [_job(row) for row in rows]
 
 
+def count(con: duckdb.DuckDBPyConnection, status: str | None, spinner: str | None) -> int:
+    """How many jobs `listing` pages through."""
+    row = con.execute(
+        "SELECT count(*) FROM cx_jobs "
+        "WHERE (? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?)",
+        [status, status, spinner, spinner],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def last_status(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
     rows = con.execute(
         "SELECT spinner, max_by(job, job), max_by(status, job) FROM cx_jobs GROUP BY spinner"
@@ -175,11 +185,24 @@ def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
     return get(con, job)
 
 
+# A job that becomes paused notes when (a paused one keeps its moment; any other status has none).
+PAUSED_AT = (
+    "paused_at = CASE WHEN $status <> 'paused' THEN NULL "
+    "WHEN status = 'paused' THEN paused_at ELSE $now END"
+)
+
+
 def set_status(
-    con: duckdb.DuckDBPyConnection, job: int, status: JobStatus, reason: str | None
+    con: duckdb.DuckDBPyConnection,
+    job: int,
+    status: JobStatus,
+    reason: str | None,
+    now: datetime | None = None,
 ) -> Job:
+    """The status the owner keeps the job under (rate limited, running again), set `now`."""
     con.execute(
-        "UPDATE cx_jobs SET status = ?, reason = ? WHERE job = ?", [str(status), reason, job]
+        f"UPDATE cx_jobs SET {PAUSED_AT}, status = $status, reason = $reason WHERE job = $job",
+        {"status": str(status), "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
     return get(con, job)
 
@@ -187,11 +210,12 @@ def set_status(
 def finish(
     con: duckdb.DuckDBPyConnection, job: int, status: JobStatus, reason: str | None, now: datetime
 ) -> Job:
+    """The job ends with `status` (a job that never started keeps no start time)."""
     con.execute(
-        "UPDATE cx_jobs SET status = ?, reason = ?, ended_at = ?, "
-        "started_at = coalesce(started_at, ?), owner = NULL, owner_pid = NULL, "
-        "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
-        [str(status), reason, to_db(now), to_db(now), job],
+        "UPDATE cx_jobs SET status = ?, reason = ?, ended_at = ?, paused_at = NULL, "
+        "owner = NULL, owner_pid = NULL, owner_host = NULL, lease_until = NULL, control = NULL "
+        "WHERE job = ?",
+        [str(status), reason, to_db(now), job],
     )
     return get(con, job)
 
@@ -212,9 +236,8 @@ def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
     con.execute(
         "UPDATE cx_jobs SET status = 'cancelled', reason = 'cancelled by an operator', "
         "cancelled = cancelled + total - cursor + waiting, cursor = total, waiting = 0, "
-        f"control = NULL, {NO_OWNER}, ended_at = ?, started_at = coalesce(started_at, ?) "
-        "WHERE job = ?",
-        [to_db(now), to_db(now), job],
+        f"control = NULL, {NO_OWNER}, ended_at = ?, paused_at = NULL WHERE job = ?",
+        [to_db(now), job],
     )
     return get(con, job)
 
@@ -242,11 +265,13 @@ def _cancel_unreached(con: duckdb.DuckDBPyConnection, job: Job, now: datetime) -
     )
 
 
-def pause_now(con: duckdb.DuckDBPyConnection, job: int, reason: str) -> Job:
-    """The job waits for `cxrun resume`, its finished work kept, with no owner."""
+def pause_now(
+    con: duckdb.DuckDBPyConnection, job: int, reason: str, now: datetime | None = None
+) -> Job:
+    """The job waits for `cxrun resume`, its finished work kept, with no owner; paused `now`."""
     con.execute(
-        f"UPDATE cx_jobs SET status = 'paused', reason = ?, control = NULL, {NO_OWNER} "
-        "WHERE job = ?",
-        [reason, job],
+        f"UPDATE cx_jobs SET {PAUSED_AT}, status = $status, reason = $reason, control = NULL, "
+        f"{NO_OWNER} WHERE job = $job",
+        {"status": "paused", "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
     return get(con, job)

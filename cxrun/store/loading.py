@@ -224,6 +224,18 @@ def _changed(path: Path, info: TableInfo) -> bool:
     return (stat.st_size, stat.st_mtime_ns) != (info.size, info.mtime_ns) or path.name != info.file
 
 
+def file_changed(project: Project, info: TableInfo) -> bool:
+    """Whether the table's file is no longer the one loaded as `info` (another file, or other
+    contents; a file only touched is the same)."""
+    try:
+        path = table_file(project, info.name)
+    except (TableError, NotFound):
+        return True
+    if not _changed(path, info):
+        return False
+    return path.name != info.file or _digest(path) != info.digest
+
+
 def show_table(
     project: Project, state: State, name: str, limit: int
 ) -> tuple[TableInfo, list[dict[str, Any]]]:

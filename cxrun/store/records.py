@@ -115,6 +115,20 @@ def _metadata(
     return result
 
 
+def unreached(
+    con: duckdb.DuckDBPyConnection, job: Job, table: TableInfo, key: str, record: str
+) -> bool:
+    """Whether `record` is the key of a row of the job's snapshot that no batch has written yet."""
+    if job.processed >= job.total:
+        return False
+    _, _, filtered = table_of(con, job.job)
+    source = batch_source(job.job, table, filtered, job.processed, job.total - 1)
+    found = con.execute(
+        f"SELECT 1 FROM {source} WHERE CAST({quote_ident(key)} AS VARCHAR) = ? LIMIT 1", [record]
+    ).fetchone()
+    return found is not None
+
+
 def record_seq(con: duckdb.DuckDBPyConnection, job: int, key: str) -> int | None:
     row = con.execute("SELECT seq FROM cx_records WHERE job = ? AND key = ?", [job, key]).fetchone()
     return int(row[0]) if row else None

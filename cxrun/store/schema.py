@@ -147,4 +147,11 @@ MIGRATIONS.append(
     + BACKFILL
 )
 
+MIGRATIONS.append(
+    # 11: when a job was paused, so that a paused job's duration ends there
+    """
+    ALTER TABLE cx_jobs ADD COLUMN paused_at TIMESTAMP;
+    """
+)
+
 LATEST = len(MIGRATIONS)
