@@ -144,6 +144,7 @@ class JobsPage:
     matching: int
     read_at: datetime
     runtime: str | None  # the runtime that is up ("pid 123"), or None
+    trigger: str | None = None
 
     @property
     def pages(self) -> int:

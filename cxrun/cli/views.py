@@ -37,14 +37,14 @@ def jobs(
     from cxrun.base.errors import StateBusy
     from cxrun.cli.runs import Interrupt
     from cxrun.ops import views
-    from cxrun.render import jobs, out
+    from cxrun.render import joblist, jobs, out
 
     ctx = context(project)
     if watch:
         # Ctrl-C only sets a flag: a query in flight finishes instead of being interrupted.
         with Interrupt() as interrupt:
             fetch = lambda: views.jobs_page(ctx, status, spinner, page, limit)  # noqa: E731
-            jobs.watch(fetch, interval, StateBusy, interrupt.stop)
+            joblist.watch(fetch, interval, StateBusy, interrupt.stop)
         return
     found = views.jobs_page(ctx, status, spinner, page, limit)
     if json_:

@@ -1,5 +1,5 @@
-"""What the operator console reads beyond the CLI's views: a page of jobs with its filters
-and pager, and the chart of records finished per minute of the running jobs."""
+"""What the operator console reads beyond the CLI's views: the Jobs page's runs with the
+spinners to filter by, and the chart of records finished per minute of the running jobs."""
 
 from __future__ import annotations
 
@@ -7,27 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cxrun.base.clock import utcnow
-from cxrun.base.models import Job
+from cxrun.base.models import JobsPage
+from cxrun.ops import views
 from cxrun.store import console as console_store
 from cxrun.store.context import Context
 
 CHART_MINUTES = 30
-
-
-@dataclass(frozen=True)
-class JobsPage:
-    """One page of jobs, newest first, the number matching, and the spinners to filter by."""
-
-    jobs: list[Job]
-    matching: int
-    page: int
-    per_page: int
-    spinners: list[str]
-
-    @property
-    def pages(self) -> int:
-        """How many pages the matching jobs fill (at least one)."""
-        return max(1, -(-self.matching // self.per_page))
 
 
 @dataclass(frozen=True)
@@ -44,17 +29,18 @@ class Throughput:
         return self.now.replace(second=0, microsecond=0) - timedelta(minutes=self.minutes - 1)
 
 
-def jobs_page(
+def runs(
     ctx: Context,
     filters: tuple[str | None, str | None, str | None],
     page: int,
     per_page: int,
-) -> JobsPage:
-    """Jobs by status, spinner and trigger (None: any), `per_page` a page."""
+) -> tuple[JobsPage, list[str]]:
+    """The Jobs page's runs by status, spinner and trigger (None: any), `per_page` a page, and
+    the spinners that have jobs (its filter's choices), in one read."""
+    status, spinner, trigger = filters
     with ctx.state.read() as con:
-        found, matching = console_store.jobs_page(con, filters, per_page, (page - 1) * per_page)
-        names = console_store.spinner_names(con)
-    return JobsPage(found, matching, page, per_page, names)
+        found = views.page_of(con, status, spinner, page, per_page, trigger)
+        return found, console_store.spinner_names(con)
 
 
 def throughput(

@@ -187,10 +187,13 @@ def spinners(ctx: Context) -> list[dict[str, Any]]:
 def edited_notes(ctx: Context, jobs: list[Job]) -> list[str]:
     """For each spinner version these jobs run, a line when its file was edited since that
     version was published (the job runs the published version, not the file)."""
+    wanted = dict.fromkeys((j.spinner, j.version) for j in jobs)
+    if not wanted:
+        return []
+    with ctx.state.read() as con:  # one read for all of them
+        versions = {(s, v): spinner_store.version(con, s, v) for s, v in wanted}
     notes = []
-    for spinner, version in dict.fromkeys((j.spinner, j.version) for j in jobs):
-        with ctx.state.read() as con:
-            published = spinner_store.version(con, spinner, version)
+    for (spinner, version), published in versions.items():
         try:
             file = loader.spinner_file(ctx.project, spinner)
         except CxrunError:

@@ -17,7 +17,7 @@ from cxrun.store.context import Context
 from cxrun.store.tables import TableInfo
 
 if TYPE_CHECKING:
-    pass
+    import duckdb
 
 
 PAGE_SIZE = 50
@@ -31,16 +31,33 @@ def jobs(
 
 
 def jobs_page(
-    ctx: Context, status: str | None, spinner: str | None, page: int, limit: int = PAGE_SIZE
+    ctx: Context,
+    status: str | None,
+    spinner: str | None,
+    page: int,
+    limit: int = PAGE_SIZE,
+    trigger: str | None = None,
 ) -> JobsPage:
     """A page of jobs, newest first, with the count of all that match and the runtime's state."""
-    now = utcnow()
     with ctx.state.read() as con:
-        found = job_store.listing(con, status, spinner, limit, (page - 1) * limit)
-        matching = job_store.count(con, status, spinner)
-        up = monitor_store.runtimes_up(con, now)
+        return page_of(con, status, spinner, page, limit, trigger)
+
+
+def page_of(
+    con: duckdb.DuckDBPyConnection,
+    status: str | None,
+    spinner: str | None,
+    page: int,
+    limit: int,
+    trigger: str | None = None,
+) -> JobsPage:
+    """`jobs_page` on an open state connection."""
+    now = utcnow()
+    found = job_store.listing(con, status, spinner, limit, (page - 1) * limit, trigger)
+    matching = job_store.count(con, status, spinner, trigger)
+    up = monitor_store.runtimes_up(con, now)
     runtime = f"{up[0].id} (pid {up[0].pid})" if up else None
-    return JobsPage(found, status, spinner, page, limit, matching, now, runtime)
+    return JobsPage(found, status, spinner, page, limit, matching, now, runtime, trigger)
 
 
 def job(ctx: Context, job_id: int) -> Job:
@@ -86,7 +103,7 @@ def journey(ctx: Context, job_id: int, record: str) -> list[JourneyEntry]:
         return record_store.journey(con, job_id, seq)
 
 
-def _not_written(con: Any, job: Job, record: str) -> None:
+def _not_written(con: duckdb.DuckDBPyConnection, job: Job, record: str) -> None:
     """NotWrittenYet when `record` is a row the unfinished job has not reached yet."""
     if job.status.finished:
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
@@ -22,17 +22,6 @@ def jobs_table(page: JobsPage) -> None:
     """A JobsPage as a table that fits the console, or what its filter matched: nothing."""
     console = style.console()
     console.print(joblist.table(page.jobs, console.width) if page.jobs else joblist.empty_of(page))
-
-
-def watch(
-    fetch: Callable[[], JobsPage],
-    interval: float,
-    busy: type[Exception],
-    stop: Callable[[], bool],
-) -> None:
-    """Redraw the jobs page `fetch()` returns in place every `interval` seconds until `stop()`
-    (Ctrl-C), between a header (read at, runtime up or down) and a footer (page of pages)."""
-    joblist.watch(fetch, interval, busy, stop)
 
 
 def job_summary(job: Job) -> None:

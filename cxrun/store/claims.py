@@ -87,8 +87,8 @@ def claim(
         return None
     con.execute(
         "UPDATE cx_jobs SET status = 'running', reason = NULL, paused_at = NULL, owner = ?, "
-        "owner_pid = ?, "
-        "owner_host = ?, lease_until = ?, started_at = coalesce(started_at, ?), ended_at = NULL "
+        "owner_pid = ?, owner_host = ?, lease_until = ?, started_at = coalesce(started_at, ?), "
+        "ended_at = NULL "
         "WHERE job = ?",
         [owner.id, owner.pid, owner.host, to_db(lease_until), to_db(now), job],
     )

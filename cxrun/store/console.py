@@ -1,5 +1,5 @@
-"""Reads only the operator console needs: a page of jobs filtered by trigger too, with the
-number that match (for its pager), and records finished per minute of the running jobs."""
+"""Reads only the operator console needs: the spinners that have jobs (its filter's choices),
+and records finished per minute of the running jobs."""
 
 from __future__ import annotations
 
@@ -7,30 +7,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cxrun.base.clock import from_db, to_db
-from cxrun.base.models import Job
-from cxrun.store.jobs import _JOB_COLUMNS, _job
 
 if TYPE_CHECKING:
     import duckdb
-
-_FILTER = "(? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?) AND (? IS NULL OR trigger = ?)"
-
-
-def jobs_page(
-    con: duckdb.DuckDBPyConnection,
-    filters: tuple[str | None, str | None, str | None],
-    limit: int,
-    offset: int,
-) -> tuple[list[Job], int]:
-    """Jobs by `filters` (status, spinner, trigger; None: any), newest first, and how many
-    match in all."""
-    args = [value for value in filters for _ in (0, 1)]
-    rows = con.execute(
-        f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE {_FILTER} ORDER BY job DESC LIMIT ? OFFSET ?",
-        [*args, limit, offset],
-    ).fetchall()
-    row = con.execute(f"SELECT count(*) FROM cx_jobs WHERE {_FILTER}", args).fetchone()
-    return [_job(r) for r in rows], int(row[0]) if row else 0
 
 
 def spinner_names(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -100,29 +100,41 @@ def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
     return _job(row)
 
 
+# Jobs by status, spinner and trigger, each None for any: bound as each value twice.
+_FILTER = "(? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?) AND (? IS NULL OR trigger = ?)"
+
+
 def listing(
     con: duckdb.DuckDBPyConnection,
     status: str | None,
     spinner: str | None,
     limit: int,
     offset: int,
+    trigger: str | None = None,
 ) -> list[Job]:
+    """A page of the jobs that match, newest first."""
     rows = con.execute(
-        f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE (? IS NULL OR status = ?) "
-        "AND (? IS NULL OR spinner = ?) ORDER BY job DESC LIMIT ? OFFSET ?",
-        [status, status, spinner, spinner, limit, offset],
+        f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE {_FILTER} ORDER BY job DESC LIMIT ? OFFSET ?",
+        [*_twice(status, spinner, trigger), limit, offset],
     ).fetchall()
     return [_job(row) for row in rows]
 
 
-def count(con: duckdb.DuckDBPyConnection, status: str | None, spinner: str | None) -> int:
+def count(
+    con: duckdb.DuckDBPyConnection,
+    status: str | None,
+    spinner: str | None,
+    trigger: str | None = None,
+) -> int:
     """How many jobs `listing` pages through."""
-    row = con.execute(
-        "SELECT count(*) FROM cx_jobs "
-        "WHERE (? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?)",
-        [status, status, spinner, spinner],
+    found = con.execute(
+        f"SELECT count(*) FROM cx_jobs WHERE {_FILTER}", _twice(status, spinner, trigger)
     ).fetchone()
-    return int(row[0]) if row else 0
+    return int(found[0]) if found else 0
+
+
+def _twice(*values: str | None) -> list[str | None]:
+    return [value for value in values for _ in (0, 1)]
 
 
 def last_status(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:

@@ -194,11 +194,14 @@ def write_batch(
         f"CASE WHEN {parked} THEN _cx_pu END, NULL, NULL, NULL FROM {result}",
         {**times, "ms": per_row_ms},
     )
-    rows = f"SELECT {ROW} FROM {result}"
-    if plan.retry:
-        steps.before(con, job, rows)
-    _write_journey(con, plan, times, per_row_ms / max(1, len(plan.journey)))
-    steps.after(con, job, rows, replaced=plan.retry)
+    step_ms = per_row_ms / max(1, len(plan.journey))
+    if plan.retry:  # the step counts change by the retried records' entries, after minus before
+        rows, seqs = f"SELECT {ROW} FROM {result}", steps.span(con, result, ROW)
+        steps.before(con, job, rows, seqs)
+        _write_journey(con, plan, times, step_ms)
+        steps.replaced(con, job, rows, seqs)
+    else:
+        _write_journey(con, plan, times, step_ms)
     for pos, step, channel in plan.outbox:
         fresh = (
             f" AND {pos} >= (SELECT pos FROM {RESTARTS} WHERE row = io.row)" if plan.retry else ""
@@ -224,6 +227,7 @@ def _write_journey(
             f"output, error, started_at, ended_at, duration_ms, usage, parent FROM {entries}",
             {**times, "ms": step_ms},
         )
+        steps.written(con, entries, {**times, "ms": step_ms}, plan.io_positions)
         return
     # A restart adds entries from each row's step on (and for the call steps around it, whose
     # entries are replaced), numbering attempts after the old ones. A parked row's `waiting`

@@ -7,14 +7,16 @@ holds, per job and step position, how many timed attempts (completed or failed) 
 duration, kept to three significant figures, so the median read from it is the journey's to
 within 0.5%.
 
-A write touches the entries of a known set of records (a batch's rows). Its change to both
-tables is the aggregate of those records' entries after the write minus the one before it, added
-in the write's transaction.
+Each write adds its change in its own transaction. A first pass over a batch's rows adds the
+entries it writes, counted from the query that makes them (`written`). A retry replaces some
+entries of its records: its change is the aggregate of those records' entries after the write
+minus the one before it (`before`, then `replaced`), each read within the records' seq span so
+that only the row groups holding them are scanned.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
@@ -27,53 +29,96 @@ _ROUNDED = (
 _TIMED = "status IN ('completed', 'failed') AND duration_ms IS NOT NULL"
 
 
+Span = tuple[int, int]  # the lowest and highest seq of the records a write touches
+_OF_ROWS = "job = $job AND seq BETWEEN $lo AND $hi AND seq IN ({rows})"  # the span prunes the scan
+
+
+def span(con: duckdb.DuckDBPyConnection, table: str, column: str) -> Span:
+    """The lowest and highest `column` of `table` (the seqs a batch writes)."""
+    found = con.execute(f"SELECT min({column}), max({column}) FROM {table}").fetchone()
+    if found is None or found[0] is None:
+        return (0, -1)
+    return int(found[0]), int(found[1])
+
+
 def _counts(rows: str) -> str:
     """The counts of the journey entries of job $job's records in `rows` (a query of seqs)."""
     return (
         "SELECT pos, any_value(step) AS step, status, count(*) FILTER (WHERE latest) AS latest, "
-        "count(*) AS attempts FROM (SELECT pos, step, status, attempt = max(attempt) OVER "
-        "(PARTITION BY seq, pos) AS latest FROM cx_journey "
-        f"WHERE job = $job AND seq IN ({rows})) GROUP BY pos, status"
+        "count(*) AS attempts FROM (SELECT pos, step, status, "
+        "attempt = max(attempt) OVER (PARTITION BY seq, pos) AS latest "
+        f"FROM cx_journey WHERE {_OF_ROWS.format(rows=rows)}) GROUP BY pos, status"
     )
 
 
-def _times(rows: str) -> str:
+def _times(source: str) -> str:
     return (
-        f"SELECT pos, {_ROUNDED} AS ms, count(*) AS n FROM cx_journey "
-        f"WHERE job = $job AND seq IN ({rows}) AND {_TIMED} GROUP BY pos, ms"
+        f"SELECT pos, {_ROUNDED} AS ms, count(*) AS n FROM {source} WHERE {_TIMED} GROUP BY pos, ms"
     )
 
 
-def before(con: duckdb.DuckDBPyConnection, job: int, rows: str) -> None:
-    """Keep the aggregate of the entries of `rows` as they are before a write that replaces
-    some of them (a retry); `after` subtracts it."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_counts_before AS {_counts(rows)}", {"job": job})
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_times_before AS {_times(rows)}", {"job": job})
+def _of_rows(rows: str) -> str:
+    return f"(SELECT * FROM cx_journey WHERE {_OF_ROWS.format(rows=rows)})"
 
 
-def after(con: duckdb.DuckDBPyConnection, job: int, rows: str, replaced: bool) -> None:
-    """Add the entries of `rows` just written (minus those kept by `before` if `replaced`)."""
-    counts, times = _counts(rows), _times(rows)
-    if replaced:
-        counts = (
-            f"SELECT pos, any_value(step) AS step, status, sum(latest) AS latest, "
-            f"sum(attempts) AS attempts FROM ({counts} UNION ALL SELECT pos, step, status, "
-            "-latest, -attempts FROM _cx_counts_before) GROUP BY pos, status"
-        )
-        times = (
-            f"SELECT pos, ms, sum(n) AS n FROM ({times} UNION ALL SELECT pos, ms, -n "
-            "FROM _cx_times_before) GROUP BY pos, ms"
-        )
+def _bound(job: int, rows: Span) -> dict[str, int]:
+    return {"job": job, "lo": rows[0], "hi": rows[1]}
+
+
+def written(
+    con: duckdb.DuckDBPyConnection, entries: str, values: dict[str, Any], io: list[int]
+) -> None:
+    """Add the journey entries of the query `entries` (with its `values`, $job among them),
+    just written by a first pass over their records: counted from the query itself (whose
+    columns the counts do not need are never computed) rather than read back. Only an I/O step
+    (at a position in `io`) can have made several attempts at a record, the last its latest."""
+    io_at = ", ".join(str(p) for p in io) or "NULL"
+    latest = (
+        f"SELECT pos, step, status, true AS latest FROM {entries} WHERE pos NOT IN ({io_at}) "
+        f"UNION ALL SELECT pos, step, status, attempt = max(attempt) OVER (PARTITION BY _cx_row, "
+        f"pos) FROM {entries} WHERE pos IN ({io_at})"
+    )
+    counts = (
+        "SELECT pos, any_value(step) AS step, status, count(*) FILTER (WHERE latest) AS latest, "
+        f"count(*) AS attempts FROM ({latest}) GROUP BY pos, status"
+    )
+    _add(con, values, counts, _times(entries))
+
+
+def before(con: duckdb.DuckDBPyConnection, job: int, rows: str, seqs: Span) -> None:
+    """Keep the aggregate of the entries of `rows` (within `seqs`) as they are before a write
+    that replaces some of them (a retry); `replaced` subtracts it."""
+    for name, sql in (("counts", _counts(rows)), ("times", _times(_of_rows(rows)))):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_{name}_before AS {sql}", _bound(job, seqs))
+
+
+def replaced(con: duckdb.DuckDBPyConnection, job: int, rows: str, seqs: Span) -> None:
+    """Add the entries of `rows` (within `seqs`) as a retry left them, minus those `before`
+    kept."""
+    counts = (
+        f"SELECT pos, any_value(step) AS step, status, sum(latest) AS latest, "
+        f"sum(attempts) AS attempts FROM ({_counts(rows)} UNION ALL SELECT pos, step, status, "
+        "-latest, -attempts FROM _cx_counts_before) GROUP BY pos, status"
+    )
+    times = (
+        f"SELECT pos, ms, sum(n) AS n FROM ({_times(_of_rows(rows))} UNION ALL "
+        "SELECT pos, ms, -n FROM _cx_times_before) GROUP BY pos, ms"
+    )
+    _add(con, _bound(job, seqs), counts, times)
+
+
+def _add(con: duckdb.DuckDBPyConnection, values: dict[str, Any], counts: str, times: str) -> None:
+    """Add the rows of the `counts` and `times` queries to the kept tables."""
     con.execute(
         f"INSERT INTO cx_step_counts SELECT $job, pos, step, status, latest, attempts "
         f"FROM ({counts}) ON CONFLICT DO UPDATE SET step = excluded.step, "
         "latest = latest + excluded.latest, attempts = attempts + excluded.attempts",
-        {"job": job},
+        values,
     )
     con.execute(
         f"INSERT INTO cx_step_times SELECT $job, pos, ms, n FROM ({times}) WHERE ms IS NOT NULL "
         "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-        {"job": job},
+        values,
     )
 
 
@@ -81,7 +126,8 @@ def rebuild(con: duckdb.DuckDBPyConnection, job: int) -> None:
     """Build a job's counts and timings again from its whole journey."""
     con.execute("DELETE FROM cx_step_counts WHERE job = $job", {"job": job})
     con.execute("DELETE FROM cx_step_times WHERE job = $job", {"job": job})
-    after(con, job, "SELECT seq FROM cx_journey WHERE job = $job", replaced=False)
+    every = "SELECT seq FROM cx_journey WHERE job = $job"
+    _add(con, _bound(job, (0, 2**62)), _counts(every), _times(_of_rows(every)))
 
 
 # Built from the whole journey by the migration that adds the tables.

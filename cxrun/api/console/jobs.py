@@ -18,9 +18,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from cxrun.api.console.session import Session
-    from cxrun.base.models import Job
+    from cxrun.base.models import Job, JobsPage
     from cxrun.ops import Context
-    from cxrun.ops.console import JobsPage
     from cxrun.ops.keys import ApiKey
 
 RUNS_PER_PAGE = 15
@@ -82,23 +81,25 @@ async def fragment(session: Session, request: Request, key: ApiKey) -> Response:
 
 async def panes(session: Session, shown: View) -> Safe:
     """Both panes, read in one worker-thread call."""
-    runs, selected = await session.api.call(lambda ctx: _read(ctx, shown))
+    runs, spinners, selected = await session.api.call(lambda ctx: _read(ctx, shown))
     chosen = replace(shown, job=selected.detail.job.job) if selected else shown
-    left = tag("section", runs_pane(chosen, runs), id="runs", class_="pane", data_pane="runs")
+    left = tag(
+        "section", runs_pane(chosen, runs, spinners), id="runs", class_="pane", data_pane="runs"
+    )
     right = records.pane(chosen, selected)
     return tag("div", join([left, right]), class_="panes")
 
 
-def _read(ctx: Context, shown: View) -> tuple[JobsPage, Any]:
+def _read(ctx: Context, shown: View) -> tuple[JobsPage, list[str], Any]:
     from cxrun.ops import console
 
     filters = (shown.status, shown.spinner, shown.trigger)
-    runs = console.jobs_page(ctx, filters, shown.page, RUNS_PER_PAGE)
+    runs, spinners = console.runs(ctx, filters, shown.page, RUNS_PER_PAGE)
     job = shown.job or (runs.jobs[0].job if runs.jobs else None)
-    return runs, (records.read(ctx, shown, job) if job is not None else None)
+    return runs, spinners, (records.read(ctx, shown, job) if job is not None else None)
 
 
-def runs_pane(shown: View, runs: JobsPage) -> Safe:
+def runs_pane(shown: View, runs: JobsPage, spinners: list[str]) -> Safe:
     """The filters, the runs of this page (the selected one marked) and the pager."""
     listed = [_run(shown, job) for job in runs.jobs]
     if not listed:
@@ -108,7 +109,7 @@ def runs_pane(shown: View, runs: JobsPage) -> Safe:
         ]
     return join(
         [
-            _filters(shown, runs.spinners),
+            _filters(shown, spinners),
             tag("ol", join(listed), class_="runs"),
             _pager(shown, runs),
         ]

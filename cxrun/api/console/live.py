@@ -3,6 +3,7 @@ per step in the last hour) and the chart, refreshed every 5 seconds from `/fragm
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cxrun.api.console import chart
@@ -117,35 +118,22 @@ def _stalled(summary: Live) -> Safe:
             f"no running job has been idle for {summary.stall_minutes:g} minutes",
             class_="empty",
         )
-    rows = [
-        tag(
-            "li",
-            join(
-                [
-                    tag("a", f"job {s.job} ({s.spinner})", href=f"/?job={s.job}"),
-                    f" idle {duration(s.idle_s(summary.now))}",
-                ]
-            ),
-        )
-        for s in summary.stalled
-    ]
-    return tag("ul", join(rows))
+    return _jobs_list(
+        (s.job, s.spinner, f" idle {duration(s.idle_s(summary.now))}") for s in summary.stalled
+    )
 
 
 def _paused(paused: list[Job]) -> Safe:
     if not paused:
         return tag("p", "no paused jobs", class_="empty")
+    return _jobs_list((j.job, j.spinner, f": {j.reason or 'no reason given'}") for j in paused)
+
+
+def _jobs_list(items: Iterable[tuple[int, str, str]]) -> Safe:
+    """A list of jobs, each a link to it on the Jobs page followed by `text`."""
     rows = [
-        tag(
-            "li",
-            join(
-                [
-                    tag("a", f"job {j.job} ({j.spinner})", href=f"/?job={j.job}"),
-                    f": {j.reason or 'no reason given'}",
-                ]
-            ),
-        )
-        for j in paused
+        tag("li", join([tag("a", f"job {job} ({spinner})", href=f"/?job={job}"), text]))
+        for job, spinner, text in items
     ]
     return tag("ul", join(rows))
 
