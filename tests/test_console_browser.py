@@ -18,6 +18,7 @@ import yaml
 from apiserver import EXECUTABLE, answer, environment, make_keys, poll, serving
 from conftest import CONTACTS, write_project
 from servers import FakeServer
+from test_api import SLOW  # the AI step at two calls at a time, its model slow
 from test_io_runtime import KEY, Model, llm, people, record_of
 
 from cxrun.ops import open_context
@@ -31,14 +32,6 @@ key: id
 steps:
   - id: hello
     log: "hi {{ name }}"
-"""
-
-SLOW = """table: people
-key: id
-limits: {concurrency: 2}
-steps:
-  - id: draft
-    ai: {provider: llm, model: slow, prompt: "Write to record {{ id }}", output: draft}
 """
 
 BOOM = """table: contacts
