@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import yaml
 from conftest import REPO, WELCOME, set_now, write_project
-from servers import FakeServer, echoing
+from servers import FakeServer, OpenAI, echoing
 
 pytest_plugins = ["servers"]
 
@@ -221,6 +222,45 @@ def test_the_progress_bar_shows_failed_records_and_an_eta(project, run):
     assert done.code == 3, done
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)
     assert re.search(r"\d+ failed", plain) and "ETA" in plain, plain
+
+
+def test_the_first_batch_of_calls_is_small_so_progress_moves_early(tmp_path, http_server, run):
+    def slow(request):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return OpenAI.handler(request)
+
+    http_server.handler = slow
+    config = {
+        "name": "t",
+        "providers": {"llm": {"kind": "openai", "base_url": f"{http_server.url}/v1"}},
+    }
+    spinner = {
+        "name": "drafts",
+        "table": "many",
+        "key": "id",
+        "limits": {"concurrency": 4},
+        "steps": [
+            {
+                "id": "draft",
+                "ai": {"provider": "llm", "model": "m", "prompt": "Hi {{ id }}", "output": "d"},
+            }
+        ],
+    }
+    many = "id\n" + "".join(f"{i}\n" for i in range(1, 121))
+    root = write_project(
+        tmp_path / "p",
+        spinners={"drafts": yaml.safe_dump(spinner)},
+        tables={"many": many},
+        config=yaml.safe_dump(config),
+    )
+    assert run(root, "publish").code == 0
+
+    done = run(root, "run-now", "drafts")
+
+    assert done.code == 0, done
+    progress = [line for line in done.stderr.splitlines() if line.startswith("job 1: ")]
+    assert progress[1] == "job 1: 8/120 rows, 0 failed", progress  # 2 calls a slot, 4 slots
+    assert progress[-1] == "job 1: 120/120 rows, 0 failed", progress
 
 
 # ---- 6. a record still in flight ---------------------------------------------------------------

@@ -194,6 +194,12 @@ class Runner:
             while running:
                 job = await running.pop(0)
                 self._progress(job)
+        except Exception:
+            # One batch stopped (a pause, a halt, a lost lease): the other one's calls in
+            # flight were paid for, so they finish and are spooled before the job is left.
+            executor.halt()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         finally:
             for task in [*running, heartbeat, watcher]:
                 task.cancel()
@@ -242,7 +248,7 @@ class Runner:
                 if previous is not None:
                     await previous  # batches are written in order
                 job = await self._db(work.write_batch, batch, stage.index, started)
-                spool.drop(name)
+                spool.drop(name, batch.rows[-1] if batch.rows else batch.last)
                 return job
             calls = await self._db(work.stage_calls, batch, stage.index, stage.io)
             # Calls finished before a pause or a crash are in the spool: never made twice.

@@ -17,22 +17,30 @@ class Spool:
     A result is written with one `write` on an O_APPEND descriptor the moment its call ends, so
     a process killed later loses none of them. The state ingests them with their batch, and the
     batch's file is removed once that batch is committed; a restart reads the files left.
+    A restart may cut its batches differently (a small first batch, another rate): a file left
+    by an earlier process is removed only once every row it holds is committed.
     """
 
     def __init__(self, state_dir: Path, job: int) -> None:
         self.folder = state_dir / "spool" / f"job-{job}"
         self._open: dict[str, int] = {}
+        self._left: dict[str, int] = {}  # files an earlier process left: the last row in each
 
     def load(self) -> dict[tuple[int, int], dict[str, Any]]:
         """Finished results by (row, step position); a torn last line is ignored."""
         found: dict[tuple[int, int], dict[str, Any]] = {}
+        self._left = {}
         for path in sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []:
+            last = -1
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                found[(int(entry["row"]), int(entry["pos"]))] = entry
+                row = int(entry["row"])
+                found[(row, int(entry["pos"]))] = entry
+                last = max(last, row)
+            self._left[path.stem] = last
         return found
 
     def count(self) -> int:
@@ -49,14 +57,23 @@ class Spool:
             self._open[batch] = fd
         line = _LINE(entry)
         os.write(fd, (line + "\n").encode())
+        if batch in self._left:
+            self._left[batch] = max(self._left[batch], int(entry["row"]))
         return line
 
-    def drop(self, batch: str) -> None:
-        """Forget a batch the state now holds (after it is committed)."""
+    def drop(self, batch: str, through: int) -> None:
+        """Forget a batch the state now holds (after it is committed), and the files left by
+        an earlier process whose rows are all committed (`through`: the batch's last row;
+        batches are committed in row order)."""
         fd = self._open.pop(batch, None)
         if fd is not None:
             os.close(fd)
-        (self.folder / f"{batch}.jsonl").unlink(missing_ok=True)
+        for name, last in list(self._left.items()):
+            if last <= through:
+                del self._left[name]
+                (self.folder / f"{name}.jsonl").unlink(missing_ok=True)
+        if batch not in self._left:
+            (self.folder / f"{batch}.jsonl").unlink(missing_ok=True)
 
     def close(self, remove: bool = False) -> None:
         for fd in self._open.values():
