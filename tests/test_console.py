@@ -46,8 +46,8 @@ steps:
 SCRIPT = "<script>alert('key')</script>"
 ODD = f'id,name\n"{SCRIPT}",<img src=x onerror=alert(1)>\nplain,"<b>bold</b>"\n'
 MANY = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 10_001))
-RUNS = ("bulk", "boom", "gate", "gate")  # run before the server starts
-JOBS = {"bulk": 1, "boom": 2, "gate": 3, "paused": 4}
+RUNS = ("bulk", "boom", "gate", "gate", "gate")  # run before the server starts
+JOBS = {"bulk": 1, "boom": 2, "gate": 3, "paused": 4, "answered": 5}
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,40 @@ def test_pause_then_resume_hands_the_job_to_the_runtime(
     assert "The runtime picks it up" in resumed.text
 
 
+def test_retry_failed_queues_the_failed_records_for_the_runtime(
+    served: Served, keys: dict[str, str]
+) -> None:
+    client, job = signed_in(served, keys["operator"]), JOBS["boom"]
+    assert "badge s-failed" in page(client, f"/?job={job}")
+    confirm = page(client, f"/jobs/{job}/retry", secret=keys["operator"])
+    assert f"Retry the failed records of job {job}?" in confirm
+    viewer = signed_in(served, keys["viewer"])
+    refused = viewer.post(f"/jobs/{job}/retry", data={"csrf": token(page(viewer, "/"))})
+    assert refused.status_code == 403 and "badge s-failed" in page(client, f"/?job={job}")
+    retried = client.post(f"/jobs/{job}/retry", data={"csrf": token(confirm)})
+    assert retried.status_code == 200, retried.text
+    assert "s-queued" in retried.text and "The runtime picks it up" in retried.text
+    listed = command(served.root, "job", str(job), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert '"status": "queued"' in listed.stdout  # the state says so too, not only the page
+
+
+def test_an_approved_record_shows_as_answered_until_the_runtime_takes_it(
+    served: Served, keys: dict[str, str]
+) -> None:
+    client, job = signed_in(served, keys["operator"]), JOBS["answered"]
+    before = page(client, f"/?job={job}")
+    assert "5 awaiting approval" in before, before
+    approvals = page(client, "/approvals")
+    done = client.post(
+        "/approvals/answer",
+        data={"csrf": token(approvals), "job": str(job), "record": "1", "decision": "approve"},
+    )
+    assert done.status_code == 200, done.text
+    assert "4 awaiting approval, 1 answered, to go on" in done.text, done.text
+    assert "4 awaiting approval, 1 answered, to go on" in page(client, f"/?job={job}")
+
+
 def test_a_job_of_10000_records_is_paged_and_quick(served: Served, keys: dict[str, str]) -> None:
     client, job = signed_in(served, keys["viewer"]), JOBS["bulk"]
     started = time.monotonic()
@@ -222,5 +256,5 @@ def test_pages_with_no_jobs_say_so_and_bad_keys_are_slowed_down(tmp_path: Path) 
 def test_the_api_stays_json(served: Served, keys: dict[str, str]) -> None:
     api = httpx.Client(base_url=served.url, headers={"authorization": f"Bearer {keys['viewer']}"})
     assert api.get("/nowhere").headers["content-type"] == "application/json"
-    assert api.get("/jobs").json()[0]["job"] == 4
+    assert api.get("/jobs").json()[0]["job"] == JOBS["answered"]  # newest first
     api.close()

@@ -111,7 +111,8 @@ def run(root: Path, *args: str) -> int:
 def test_an_operator_works_the_console(driver: Any, root: Path, tmp_path: Path) -> None:
     assert run(root, "publish") == 0
     assert [run(root, "run-now", n) for n in ("bulk", "gate", "gate", "boom")] == [0, 6, 6, 3]
-    key = make_keys(root, {"ops": ("read", "control")})["ops"]
+    keys = make_keys(root, {"ops": ("read", "control"), "viewer": ("read",)})
+    key = keys["ops"]
     shots = Shots(driver, tmp_path / "screenshots")
     runtime = subprocess.Popen(
         [str(EXECUTABLE), "runtime"],
@@ -129,6 +130,8 @@ def test_an_operator_works_the_console(driver: Any, root: Path, tmp_path: Path) 
             web.long_errors_wrap(4)
             slow = answer(api.post("/spinners/slow/runs"), 202)["job"]
             web.refresh_grows(slow, lambda: answer(api.get(f"/jobs/{slow}"), 200))
+            web.read_key_cannot_cancel(keys["viewer"], 3)
+            web.sign_in(key)
             web.cancel(3)
             web.approve()
             web.runtime_goes_down(runtime)
@@ -137,7 +140,7 @@ def test_an_operator_works_the_console(driver: Any, root: Path, tmp_path: Path) 
             runtime.kill()
         runtime.wait()
     print("screenshots:", *shots.saved, sep="\n  ")
-    assert len(shots.saved) == 12
+    assert len(shots.saved) == 14
 
 
 class Shots:
@@ -175,14 +178,34 @@ class Web:
     def open(self, path: str) -> None:
         self.d.get(self.origin + path)
 
-    def sign_in(self, key: str) -> None:
+    def sign_in(self, key: str, name: str = "ops") -> None:
         self.open("/")
         assert self.d.current_url.endswith("/sign-in?why=signed-out")
-        self.shots.take("sign-in")
+        if not self.shots.saved:
+            self.shots.take("sign-in")
         self.css("#key").send_keys(key)
         self.css("form.sign-in button").click()
-        self.until(lambda: "key: ops" in self.css("header").text)
+        self.until(lambda: f"key: {name}" in self.css("header").text)
         assert key not in self.d.page_source
+
+    def sign_out(self) -> None:
+        self.css("form.who button").click()
+        self.until(lambda: "/sign-in" in self.d.current_url)
+
+    def read_key_cannot_cancel(self, viewer: str, job: int) -> None:
+        self.sign_out()
+        self.sign_in(viewer, "viewer")
+        self.open(f"/?job={job}")
+        assert self.css("#records h2 .badge").text == "waiting"
+        self.css("#records a.button.cancel").click()
+        self.until(lambda: f"Cancel job {job}?" in self.css(".question").text)
+        self.css("#confirm").click()
+        self.until(lambda: "has no 'control' scope" in self.css("main").text)
+        self.shots.take("read-key-refused")
+        self.open(f"/?job={job}")
+        assert self.css("#records h2 .badge").text == "waiting"  # the job is as it was
+        self.shots.take("read-key-job-unchanged")
+        self.sign_out()
 
     def records_and_journey(self, job: int) -> None:
         self.css(f'a[href="/?job={job}"]').click()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cxrun.base import owners
 from cxrun.base.clock import utcnow
@@ -21,10 +21,6 @@ from cxrun.triggers.prepare import (
     job_spinner,
     plugins_for,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 _WAITING = frozenset({JobStatus.WAITING})
 
@@ -100,6 +96,8 @@ def answer(
             and not detach
             and claim_store.claim(con, job_id, owner, now, lease_until(now), _WAITING)
         )
+        if pending and not claimed:
+            job_store.reword_waiting(con, job_id)  # "N answered, to go on" until it does
         current = job_store.get(con, job_id)
     if claimed:
         runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)

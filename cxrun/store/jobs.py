@@ -170,21 +170,32 @@ def rows_source(table: TableInfo, rows: list[int]) -> str:
 
 
 def waiting_reason(con: duckdb.DuckDBPyConnection, job: int) -> str | None:
-    """Why a job waits: how many records, for what, and until when where known."""
+    """Why a job waits: how many records, for what, and until when where known (records
+    answered but not gone on yet are named apart: the next owner takes them on)."""
     row = con.execute(
         "SELECT count(*) FILTER (WHERE park_kind = 'approval' AND decision IS NULL), "
-        "count(*) FILTER (WHERE park_kind <> 'approval' OR decision IS NOT NULL), "
+        "count(*) FILTER (WHERE park_kind <> 'approval'), "
+        "count(*) FILTER (WHERE park_kind = 'approval' AND decision IS NOT NULL), "
         "min(wake_at) FILTER (WHERE decision IS NULL) "
         "FROM cx_records WHERE job = ? AND status = 'waiting'",
         [job],
     ).fetchone()
-    if not row or not (row[0] or row[1]):
+    if not row or not (row[0] or row[1] or row[2]):
         return None
-    approvals, timers, first = int(row[0]), int(row[1]), from_db(row[2])
+    approvals, timers, answered, first = int(row[0]), int(row[1]), int(row[2]), from_db(row[3])
     parts = [f"{timers} record(s) waiting"] if timers else []
     parts += [f"{approvals} awaiting approval"] if approvals else []
+    parts += [f"{answered} answered, to go on"] if answered else []
     until = f" until {iso(first)}" if first is not None else ""
     return ", ".join(parts) + (f"; the next{until}" if until else "")
+
+
+def reword_waiting(con: duckdb.DuckDBPyConnection, job: int) -> None:
+    """A waiting job's reason, said again after some of its records were answered."""
+    con.execute(
+        "UPDATE cx_jobs SET reason = ? WHERE job = ? AND status = 'waiting'",
+        [waiting_reason(con, job), job],
+    )
 
 
 def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
