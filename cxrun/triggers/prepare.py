@@ -185,13 +185,20 @@ def _fit(
 def key_problems(
     ctx: Context, table: TableInfo, key: str, con: duckdb.DuckDBPyConnection | None = None
 ) -> list[str]:
+    """Null or repeated keys in the table version, counted once per version and key (on `con`,
+    a writable session, or else in a session of their own when not counted yet)."""
     if key.lower() not in {c.lower() for c in table.column_names}:
         return []
-    if con is None:
-        with ctx.state.read() as con:
-            return key_problems(ctx, table, key, con)
-    nulls, repeats = table_store.key_counts(con, table, key)
-    duplicates = table_store.duplicate_keys(con, table, key) if repeats else []
+    if con is not None:
+        found = table_store.key_summary(con, table, key)
+    else:
+        with ctx.state.read() as reading:
+            known = table_store.known_keys(reading, table, key)
+        if known is None:
+            with ctx.state.write() as writing:
+                known = table_store.key_summary(writing, table, key)
+        found = known
+    nulls, repeats, duplicates = found
     problems = []
     if nulls:
         problems.append(f'key: column "{key}" is empty in {nulls} row(s) of tables/{table.file}')
