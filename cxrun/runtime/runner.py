@@ -147,7 +147,12 @@ class Runner:
             self._woken = bool(self.retry)  # a job's time limit counts afresh when records go on
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
-        """Pure steps only: one batch after another, each one session of set-based SQL."""
+        """Pure steps only: one batch after another, each one session of set-based SQL (kept
+        open from one batch to the next while no other process waits for the state)."""
+        with self.state.kept():
+            return self._pure_batches(job, batches)
+
+    def _pure_batches(self, job: Job, batches: Iterator[Batch]) -> Job:
         work = self._work()
         for batch in batches:
             self._hold.check_stop(job)
