@@ -11,6 +11,7 @@ from cxrun.base.clock import from_db, to_db, utcnow
 from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
+from cxrun.store.history import log_status
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def create(
             to_db(now) if status == JobStatus.RUNNING else None,
         ],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
@@ -205,7 +206,7 @@ def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
         "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
         [reason, job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job))
 
 
 # A job that becomes paused notes when (a paused one keeps its moment; any other status has none).
@@ -227,7 +228,7 @@ def set_status(
         f"UPDATE cx_jobs SET {PAUSED_AT}, status = $status, reason = $reason WHERE job = $job",
         {"status": str(status), "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def finish(
@@ -240,7 +241,7 @@ def finish(
         "WHERE job = ?",
         [str(status), reason, to_db(now), job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 NO_OWNER = "owner = NULL, owner_pid = NULL, owner_host = NULL, lease_until = NULL"
@@ -262,7 +263,7 @@ def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
         f"control = NULL, {NO_OWNER}, ended_at = ?, paused_at = NULL WHERE job = ?",
         [to_db(now), job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def _cancel_unreached(con: duckdb.DuckDBPyConnection, job: Job, now: datetime) -> None:
@@ -297,4 +298,4 @@ def pause_now(
         f"{NO_OWNER} WHERE job = $job",
         {"status": "paused", "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
