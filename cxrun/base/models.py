@@ -36,6 +36,7 @@ class Job:
     started_at: datetime | None
     ended_at: datetime | None
     paused_at: datetime | None = None
+    notify: bool = False  # whether it has alert rules to match its statuses against
 
     def duration_s(self, now: datetime | None = None) -> float | None:
         """Seconds from the start to the end, or to the pause of a paused job, or to now."""

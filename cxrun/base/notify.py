@@ -98,3 +98,41 @@ def problems(found: Sequence[Rule], channels: Mapping[str, Any], where: str) -> 
         elif channel.get("kind") in NEEDS_RECIPIENT and not rule.to:
             wrong.append(f"{at}: a {channel.get('kind')} channel needs `to:` (who gets the alert)")
     return wrong
+
+
+def to_json(found: Sequence[Rule]) -> list[dict[str, Any]] | None:
+    """Rules as a job keeps them (None: no rule, so nothing to match its statuses against)."""
+    if not found:
+        return None
+    return [
+        {
+            "on": sorted(rule.on),
+            "channel": rule.channel,
+            "to": rule.to,
+            "retry": [rule.attempts, rule.backoff, rule.max_backoff],
+        }
+        for rule in found
+    ]
+
+
+def from_json(kept: Sequence[Mapping[str, Any]]) -> list[Rule]:
+    """Rules as `to_json` kept them."""
+    found = []
+    for r in kept:
+        attempts, backoff, most = r["retry"]
+        on, channel = frozenset(r["on"]), str(r["channel"])
+        found.append(Rule(on, channel, r.get("to"), int(attempts), float(backoff), float(most)))
+    return found
+
+
+def summary(document: Mapping[str, Any]) -> str:
+    """An alert as text (for email, WhatsApp and the outbox)."""
+    counts = document["counts"]
+    what = f"Job {document['job']} ({document['spinner']} v{document['version']})"
+    reason = f": {document['reason']}" if document["reason"] else "."
+    lines = [f"{what} is {document['status']}{reason}"]
+    lines.append(", ".join(f"{value} {key}" for key, value in counts.items()))
+    lines += [f"{e['count']} x {e['step'] or '?'}: {e['error']}" for e in document["errors"]]
+    if document.get("link"):
+        lines.append(str(document["link"]))
+    return "\n".join(lines)

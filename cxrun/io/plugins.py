@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from cxrun.base.durations import per_second, seconds
 from cxrun.base.project import Project
 from cxrun.io.calls import Target
+from cxrun.io.limits import shared_limit
 from cxrun.spec.model import AIStep, SendStep, Spinner
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from cxrun.base.secrets import Secrets
 
-COMMON = ("kind", "rate", "timeout", "prices")
+COMMON = ("kind", "rate", "timeout", "prices", "concurrency")
 TRANSPORT_ENV = "CXRUN_HTTP_TRANSPORT"
 
 
@@ -140,7 +141,7 @@ def build_named(
             targets[name] = Target(
                 name=name,
                 plugin=plugin,
-                rate=per_second(options["rate"]) if "rate" in options else None,
+                limit=shared_limit((str(project.root), section, name), options),
                 timeout=seconds(options["timeout"]) if "timeout" in options else None,
                 prices=options.get("prices") or {},
             )

@@ -63,5 +63,6 @@ def trigger(ctx: Context, event: str, payload: dict[str, Any], **options: Any) -
     from cxrun.ops import alerts
 
     received = start_jobs(ctx, event, payload, **options)
-    alerts.deliver(ctx)
+    if any(job.notify for job in received.jobs):
+        alerts.deliver(ctx)
     return received

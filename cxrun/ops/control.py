@@ -47,7 +47,8 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
         else:
             claim_store.request(con, job_id, action)
     if live is None:
-        alerts.deliver(ctx)
+        if done.notify:
+            alerts.deliver(ctx)
         return done
     signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
     deadline = time.monotonic() + wait

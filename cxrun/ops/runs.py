@@ -80,7 +80,8 @@ def alerted(ctx: Context, job: Job) -> Job:
     """`job` as a run here left it, once the alerts of what it went through are sent."""
     from cxrun.ops import alerts
 
-    alerts.deliver(ctx)
+    if job.notify:
+        alerts.deliver(ctx)
     return job
 
 

@@ -1,4 +1,5 @@
-"""Alerts of job statuses: each one to send, claimed by one sender at a time, and its outcome."""
+"""Alerts of job statuses: matched in the transaction that sets a status (against the rules the
+job was created with), then each one claimed by one sender at a time, and its outcome."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base import owners
-from cxrun.base.clock import from_db, to_db
-from cxrun.base.owners import Owner
-from cxrun.store.claims import Alive, gone
+from cxrun.base import notify, owners
+from cxrun.base.clock import from_db, to_db, utcnow
+from cxrun.base.models import Job, iso
+from cxrun.base.owners import Alive, Owner, gone
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,6 +33,69 @@ class Alert:
     retry: tuple[int, float, float]  # attempts, backoff, max_backoff
     id: int = 0
     attempts: int = 0
+
+
+def on_status(con: duckdb.DuckDBPyConnection, job: Job, now: datetime | None = None) -> Job:
+    """`job` was just given its status: when the status is new to it (not set again) and one of
+    its rules names it, the alerts to send, in this same transaction. Returns `job`."""
+    if not job.notify:
+        return job
+    row = con.execute(
+        "SELECT alert_rules, alerted_status FROM cx_jobs WHERE job = ?", [job.job]
+    ).fetchone()
+    status = str(job.status)
+    if row is None or row[1] == status:
+        return job
+    con.execute("UPDATE cx_jobs SET alerted_status = ? WHERE job = ?", [status, job.job])
+    rules = [r for r in notify.from_json(json.loads(row[0])) if status in r.on]
+    if rules:
+        moment = now or utcnow()
+        n = _occurrence(con, job.job, status)
+        document = _document(con, job, n, moment)
+        add(con, [_new(job.job, status, n, rule, document) for rule in rules], moment)
+    return job
+
+
+def _occurrence(con: duckdb.DuckDBPyConnection, job: int, status: str) -> int:
+    """The nth time the job takes `status`."""
+    row = con.execute(
+        "SELECT coalesce(max(n), 0) FROM cx_alerts WHERE job = ? AND status = ?", [job, status]
+    ).fetchone()
+    return 1 + int(row[0] if row else 0)
+
+
+def _document(con: duckdb.DuckDBPyConnection, job: Job, n: int, now: datetime) -> dict[str, Any]:
+    """What an alert says: the job, the status it took (the nth time) and why, its counts and
+    its most frequent errors (the sender adds the console link)."""
+    return {
+        "type": "cxrun.alert",
+        "job": job.job,
+        "spinner": job.spinner,
+        "version": job.version,
+        "status": str(job.status),
+        "occurrence": n,
+        "reason": job.reason,
+        "counts": {
+            key: getattr(job, key)
+            for key in ("total", "completed", "failed", "skipped", "waiting", "cancelled")
+        },
+        "errors": top_errors(con, job.job),
+        "link": None,
+        "at": iso(now),
+    }
+
+
+def _new(job: int, status: str, n: int, rule: notify.Rule, document: dict[str, Any]) -> Alert:
+    return Alert(
+        job,
+        status,
+        n,
+        rule.channel,
+        rule.to,
+        f"cxrun-{job}-alert-{status}-{n}",
+        document,
+        (rule.attempts, rule.backoff, rule.max_backoff),
+    )
 
 
 def add(con: duckdb.DuckDBPyConnection, alerts: list[Alert], now: datetime) -> None:

@@ -11,7 +11,6 @@ from cxrun.base.clock import from_db, to_db, utcnow
 from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
-from cxrun.store.history import log_status
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 _JOB_COLUMNS = (
     "job, spinner, version, trigger, status, reason, table_name, total, cursor, completed, "
     "failed, skipped, waiting, cancelled, prompt_tokens, completion_tokens, cost, "
-    "created_at, started_at, ended_at, paused_at"
+    "created_at, started_at, ended_at, paused_at, alert_rules IS NOT NULL"
 )
 
 
@@ -52,9 +51,11 @@ def create(
     status: JobStatus,
     now: datetime,
     bindings: dict[str, Any] | None = None,
+    alert_rules: list[dict[str, Any]] | None = None,
 ) -> Job:
     """A new job over the rows of `table` that meet every condition (its snapshot of rows);
-    `bindings` are the values of the parameters ($name) the conditions use."""
+    `bindings` are the values of the parameters ($name) the conditions use; `alert_rules`: the
+    rules its statuses are matched against (kept with it, as its spinner version is)."""
     row = con.execute("SELECT nextval('cx_job_ids')").fetchone()
     job = int(row[0]) if row else 0
     if conditions:
@@ -72,8 +73,8 @@ def create(
     con.execute(
         "INSERT INTO cx_jobs (job, spinner, version, trigger, status, reason, table_name, "
         "table_version, filtered, total, cursor, completed, failed, skipped, waiting, cancelled, "
-        "params, created_at, started_at, ended_at) "
-        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL)",
+        "params, created_at, started_at, ended_at, alert_rules) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL, ?)",
         [
             job,
             spinner,
@@ -87,9 +88,10 @@ def create(
             json.dumps(params),
             to_db(now),
             to_db(now) if status == JobStatus.RUNNING else None,
+            json.dumps(alert_rules) if alert_rules else None,
         ],
     )
-    return log_status(con, get(con, job), now)
+    return _on_status(con, get(con, job), now)
 
 
 def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
@@ -206,7 +208,7 @@ def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
         "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
         [reason, job],
     )
-    return log_status(con, get(con, job))
+    return _on_status(con, get(con, job))
 
 
 # A job that becomes paused notes when (a paused one keeps its moment; any other status has none).
@@ -228,7 +230,7 @@ def set_status(
         f"UPDATE cx_jobs SET {PAUSED_AT}, status = $status, reason = $reason WHERE job = $job",
         {"status": str(status), "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return log_status(con, get(con, job), now)
+    return _on_status(con, get(con, job), now)
 
 
 def finish(
@@ -241,7 +243,7 @@ def finish(
         "WHERE job = ?",
         [str(status), reason, to_db(now), job],
     )
-    return log_status(con, get(con, job), now)
+    return _on_status(con, get(con, job), now)
 
 
 NO_OWNER = "owner = NULL, owner_pid = NULL, owner_host = NULL, lease_until = NULL"
@@ -263,7 +265,7 @@ def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
         f"control = NULL, {NO_OWNER}, ended_at = ?, paused_at = NULL WHERE job = ?",
         [to_db(now), job],
     )
-    return log_status(con, get(con, job), now)
+    return _on_status(con, get(con, job), now)
 
 
 def _cancel_unreached(con: duckdb.DuckDBPyConnection, job: Job, now: datetime) -> None:
@@ -298,4 +300,10 @@ def pause_now(
         f"{NO_OWNER} WHERE job = $job",
         {"status": "paused", "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return log_status(con, get(con, job), now)
+    return _on_status(con, get(con, job), now)
+
+
+def _on_status(con: duckdb.DuckDBPyConnection, job: Job, now: datetime | None = None) -> Job:
+    from cxrun.store.alerts import on_status
+
+    return on_status(con, job, now)

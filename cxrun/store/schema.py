@@ -155,13 +155,11 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    # 12: every status a job took (the nth time it took it), and the alerts sent of them
+    # 12: alerts: the rules a job was created with (cxrun.yaml's and its spinner's), the last
+    # status they were matched against, and each alert to send
     """
-    CREATE SEQUENCE cx_status_ids START 1;
-    CREATE TABLE cx_status_log (
-        id BIGINT DEFAULT nextval('cx_status_ids'), job INTEGER, status VARCHAR, n INTEGER,
-        reason VARCHAR, taken_at TIMESTAMP, considered BOOLEAN DEFAULT false
-    );
+    ALTER TABLE cx_jobs ADD COLUMN alert_rules JSON;
+    ALTER TABLE cx_jobs ADD COLUMN alerted_status VARCHAR;
     CREATE SEQUENCE cx_alert_ids START 1;
     CREATE TABLE cx_alerts (
         id BIGINT DEFAULT nextval('cx_alert_ids'), job INTEGER, status VARCHAR, n INTEGER,

@@ -25,7 +25,7 @@ from cxrun.spec.model import EventTrigger
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import triggers as trigger_store
-from cxrun.triggers.starts import Prepared, Start, create_job, selecting, take
+from cxrun.triggers.starts import Prepared, Start, alert_rules, create_job, selecting, take
 
 if TYPE_CHECKING:
     import duckdb
@@ -316,7 +316,7 @@ def _create(
     jobs = []
     for prepared, errors in plans:
         if errors:
-            job = _invalid(con, prepared, errors, now)
+            job = _invalid(con, ctx, prepared, errors, now)
         else:
             job = create_job(con, ctx, prepared, JobStatus.QUEUED, now)
         trigger_store.link_job(con, number, job.job, prepared.name, errors or None)
@@ -325,9 +325,10 @@ def _create(
 
 
 def _invalid(
-    con: duckdb.DuckDBPyConnection, prepared: Prepared, errors: Errors, now: datetime
+    con: duckdb.DuckDBPyConnection, ctx: Context, prepared: Prepared, errors: Errors, now: datetime
 ) -> Job:
-    """A finished job over no rows that keeps why the payload did not fit."""
+    """A finished job over no rows that keeps why the payload did not fit (created queued, and
+    ended in the same transaction: its alerts say why)."""
     job = job_store.create(
         con,
         prepared.name,
@@ -337,8 +338,9 @@ def _invalid(
         ["false"],
         None,
         prepared.params,
-        JobStatus.INVALID_PAYLOAD,
+        JobStatus.QUEUED,
         now,
+        alert_rules=alert_rules(ctx, prepared),
     )
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

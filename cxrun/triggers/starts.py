@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base import sql
+from cxrun.base import notify, sql
 from cxrun.base.clock import from_db, to_db, utcnow
 from cxrun.base.enums import JobStatus, Trigger
 from cxrun.base.errors import CxrunError
@@ -91,7 +91,13 @@ def create_job(
         status,
         now,
         bound,
+        alert_rules(ctx, prepared),
     )
+
+
+def alert_rules(ctx: Context, prepared: Prepared) -> list[dict[str, Any]] | None:
+    """The alert rules a new job keeps: cxrun.yaml's, then its spinner's."""
+    return notify.to_json([*ctx.project.alert_rules, *prepared.spinner.notify])
 
 
 def bindings(con: duckdb.DuckDBPyConnection, prepared: Prepared, now: datetime) -> dict[str, Any]:
