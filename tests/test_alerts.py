@@ -203,7 +203,9 @@ def test_a_spinners_rules_add_to_the_projects_and_reach_smtp_and_the_outbox(
     assert sent.rcpt_tos == ["ops@example.org"]
     assert "Job 1 (own v1) is completed." in sent.text
     outbox = json.loads(cxrun(root, "outbox", "--json").stdout)
-    assert [(m["job"], m["step"], m["recipient"]) for m in outbox] == [(1, "alert:completed", "desk")]
+    assert [(m["job"], m["step"], m["recipient"]) for m in outbox] == [
+        (1, "alert:completed", "desk")
+    ]
 
 
 def test_a_runtime_sends_the_alerts_of_the_jobs_it_runs(tmp_path, http_server, receiver):
