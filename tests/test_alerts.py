@@ -28,7 +28,8 @@ steps:
   - id: hello
     log: "hi {{ name }}"
   - id: check
-    set: {x: "CASE WHEN id = 10 THEN error('no address') WHEN id > 6 THEN error('bounced') ELSE 1 END"}
+    set:
+      x: "CASE WHEN id = 10 THEN error('no address') WHEN id > 6 THEN error('bounced') ELSE 1 END"
 """
 CLEAN = """table: people
 key: id

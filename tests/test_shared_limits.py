@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from conftest import write_project
 from servers import FakeServer, OpenAI, Reply, Request
