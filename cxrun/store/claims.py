@@ -67,7 +67,7 @@ def due_jobs(con: duckdb.DuckDBPyConnection, now: datetime) -> list[int]:
 # for each full `$aging` seconds it has waited since it was created, then its age.
 _BY_PRIORITY = (
     "greatest(0, CASE priority WHEN 'high' THEN 0 WHEN 'low' THEN 2 ELSE 1 END "
-    "- floor(epoch($now - created_at) / $aging)), created_at, job"
+    "- floor(greatest(0, epoch($now - created_at)) / $aging)), created_at, job"
 )
 
 
