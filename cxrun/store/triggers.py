@@ -94,14 +94,10 @@ class ScheduleState(NamedTuple):
     floor: datetime | None
 
 
-def schedule_states(
-    con: duckdb.DuckDBPyConnection, spinner: str | None = None
-) -> dict[tuple[str, str, str], ScheduleState]:
-    """The schedules an operator acted on (of one spinner, or all), by (spinner, cron, zone)."""
+def schedule_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], ScheduleState]:
+    """The schedules an operator acted on, by (spinner, cron, timezone)."""
     rows = con.execute(
-        "SELECT spinner, cron, timezone, state, since, floor FROM cx_schedule_states "
-        "WHERE ? IS NULL OR spinner = ?",
-        [spinner, spinner],
+        "SELECT spinner, cron, timezone, state, since, floor FROM cx_schedule_states"
     ).fetchall()
     return {
         (name, cron, zone): ScheduleState(state, _moment(since), from_db(floor))

@@ -241,9 +241,9 @@ def _listed(
     state: trigger_store.ScheduleState | None,
     now: datetime,
 ) -> Listed:
-    if state is not None and state.state != ACTIVE:
-        return Listed(schedule, last, None, state)
     listed = Listed(schedule, last, None, state)
+    if listed.status != ACTIVE:
+        return listed
     later = max(now, listed.counts_from, *(last[:1] if last else ()))
     return replace(listed, next_fire=cron.next_after(*schedule.key, later))
 
