@@ -85,7 +85,8 @@ def runnable(
     if len(found) < 2:
         return found
     rows = con.execute(
-        f"SELECT job FROM cx_jobs WHERE list_contains($jobs, job) ORDER BY {_BY_PRIORITY}",
+        "SELECT job FROM cx_jobs SEMI JOIN (SELECT unnest($jobs) AS wanted) ON job = wanted "
+        f"ORDER BY {_BY_PRIORITY}",
         {"jobs": found, "now": to_db(now), "aging": aging},
     ).fetchall()
     return [int(row[0]) for row in rows]
