@@ -1,4 +1,5 @@
-"""What starts jobs by itself: schedules (list, tick), events (trigger) and the plan's usage."""
+"""What starts jobs by itself: schedules (list, tick, pause, resume, remove), events (trigger)
+and the plan's usage."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cxrun.store.context import Context
 from cxrun.triggers.events import Received, listeners, parse_payload, read_payload
 from cxrun.triggers.events import trigger as start_jobs
 from cxrun.triggers.limits import Usage, usage
+from cxrun.triggers.schedule_control import control as control_schedules
 from cxrun.triggers.schedules import Fire, Listed, exit_code, fire_due, listing
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "Listed",
     "Received",
     "Usage",
+    "control_schedules",
     "exit_code",
     "fired_jobs",
     "listeners",

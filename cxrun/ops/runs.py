@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from cxrun.base import owners
 from cxrun.base.clock import utcnow
-from cxrun.base.enums import JobStatus
+from cxrun.base.enums import JobStatus, Priority
 from cxrun.base.errors import Conflict, CxrunError
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner, lease_until
@@ -49,12 +49,15 @@ def run_now(
     detach: bool = False,
     start: Start | None = None,
     stop: Callable[[], bool] = lambda: False,
+    priority: str | None = None,
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end here
     (or, detached, leave it queued for a runtime). When `stop` turns true the job is handed
-    back to the queue between two batches."""
+    back to the queue between two batches. `priority` (high, normal, low) overrides the
+    spinner's for this job."""
     from cxrun.io import plugins
 
+    start = with_priority(start, priority)  # a bad value is refused before anything is read
     if not detach and (ctx.project.providers or ctx.project.channels):
         plugins.prewarm()  # most likely needed: on its thread while the state is read
 
@@ -86,6 +89,14 @@ def alerted(ctx: Context, job: Job) -> Job:
 
 
 _QUEUED = frozenset({JobStatus.QUEUED})
+
+
+def with_priority(start: Start | None, priority: str | None) -> Start | None:
+    """How a job starts, with the priority a run asks for (CxrunError for a bad one)."""
+    from dataclasses import replace
+
+    chosen = Priority.parse(priority)
+    return start if chosen is None else replace(start or Start(), priority=chosen)
 
 
 _RESUMABLE = frozenset({JobStatus.PAUSED, JobStatus.QUEUED, JobStatus.RUNNING})
@@ -130,6 +141,7 @@ def runtime(
         return runner.run(job_id)
 
     fire = schedules_hook(ctx, on_event) if schedules else None
+    pace = worker.Pace(aging=ctx.project.aging)
     courier = alerts.Courier(ctx, on_event)
 
     def tick() -> None:
@@ -139,7 +151,7 @@ def runtime(
 
     try:
         return worker.serve(
-            ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick
+            ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, pace, tick
         )
     finally:
         courier.stop()

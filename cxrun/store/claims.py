@@ -48,6 +48,35 @@ def due_jobs(con: duckdb.DuckDBPyConnection, now: datetime) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+# A job's place in the queue: its priority's rank (0 high, 1 normal, 2 low), lifted one level
+# for each full `$aging` seconds it has waited since it was created, then its age.
+_BY_PRIORITY = (
+    "greatest(0, CASE priority WHEN 'high' THEN 0 WHEN 'low' THEN 2 ELSE 1 END "
+    "- floor(greatest(0, epoch($now - created_at)) / $aging)), created_at, job"
+)
+
+
+def runnable(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    host: str,
+    aging: float,
+    alive: Alive = owners.alive,
+) -> list[int]:
+    """What a runtime may take (`claimable` and `due_jobs`) in the order it takes them: by
+    priority, then by age; each full `aging` period a job has waited lifts it one level (low,
+    normal, high), so a low job ranks with high ones once it has waited two periods."""
+    found = claimable(con, now, host, alive) + due_jobs(con, now)
+    if len(found) < 2:
+        return found
+    rows = con.execute(
+        "SELECT job FROM cx_jobs SEMI JOIN (SELECT unnest($jobs) AS wanted) ON job = wanted "
+        f"ORDER BY {_BY_PRIORITY}",
+        {"jobs": found, "now": to_db(now), "aging": aging},
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
 def claim(
     con: duckdb.DuckDBPyConnection,
     job: int,

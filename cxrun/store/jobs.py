@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import from_db, to_db, utcnow
-from cxrun.base.enums import JobStatus
+from cxrun.base.enums import JobStatus, Priority
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
 from cxrun.store.tables import ROW, TableInfo
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _JOB_COLUMNS = (
     "job, spinner, version, trigger, status, reason, table_name, total, cursor, completed, "
     "failed, skipped, waiting, cancelled, prompt_tokens, completion_tokens, cost, "
-    "created_at, started_at, ended_at, paused_at, alert_rules IS NOT NULL"
+    "created_at, started_at, ended_at, paused_at, priority, alert_rules IS NOT NULL"
 )
 
 
@@ -28,12 +28,12 @@ def _job(row: tuple[Any, ...]) -> Job:
     values = dict(zip((f.name for f in fields(Job)), row, strict=True))
     try:
         values["status"] = JobStatus(values["status"])
+        values["priority"] = Priority(values["priority"])
     except ValueError:
         from cxrun.base.errors import StateDamaged
 
-        raise StateDamaged(
-            f"job {values['job']} has the unknown status {values['status']!r}"
-        ) from None
+        what = "priority" if isinstance(values["status"], JobStatus) else "status"
+        raise StateDamaged(f"job {values['job']} has the unknown {what} {values[what]!r}") from None
     for moment in ("created_at", "started_at", "ended_at", "paused_at"):
         values[moment] = from_db(values[moment])
     return Job(**values)
@@ -51,6 +51,7 @@ def create(
     status: JobStatus,
     now: datetime,
     bindings: dict[str, Any] | None = None,
+    priority: Priority = Priority.NORMAL,
     alert_rules: list[dict[str, Any]] | None = None,
 ) -> Job:
     """A new job over the rows of `table` that meet every condition (its snapshot of rows);
@@ -73,8 +74,8 @@ def create(
     con.execute(
         "INSERT INTO cx_jobs (job, spinner, version, trigger, status, reason, table_name, "
         "table_version, filtered, total, cursor, completed, failed, skipped, waiting, cancelled, "
-        "params, created_at, started_at, ended_at, alert_rules) "
-        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL, ?)",
+        "params, created_at, started_at, ended_at, priority, alert_rules) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL, ?, ?)",
         [
             job,
             spinner,
@@ -88,6 +89,7 @@ def create(
             json.dumps(params),
             to_db(now),
             to_db(now) if status == JobStatus.RUNNING else None,
+            str(priority),
             json.dumps(alert_rules) if alert_rules else None,
         ],
     )

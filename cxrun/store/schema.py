@@ -155,7 +155,27 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    # 12: alerts: the rules a job was created with (cxrun.yaml's and its spinner's), the last
+    # 12: which queued jobs a runtime takes first (high, normal, low); jobs before it are normal
+    """
+    ALTER TABLE cx_jobs ADD COLUMN priority VARCHAR DEFAULT 'normal';
+    UPDATE cx_jobs SET priority = 'normal' WHERE priority IS NULL;
+    """
+)
+
+MIGRATIONS.append(
+    # 13: schedules an operator paused or removed, keyed like a schedule (spinner, cron,
+    # timezone): the state, since when, and the moment before which its due times never fire
+    # (a removed schedule published again counts from that publish)
+    """
+    CREATE TABLE cx_schedule_states (
+        spinner VARCHAR, cron VARCHAR, timezone VARCHAR, state VARCHAR, since TIMESTAMP,
+        floor TIMESTAMP, PRIMARY KEY (spinner, cron, timezone)
+    );
+    """
+)
+
+MIGRATIONS.append(
+    # 14: alerts: the rules a job was created with (cxrun.yaml's and its spinner's), the last
     # status they were matched against, and each alert to send
     """
     ALTER TABLE cx_jobs ADD COLUMN alert_rules JSON;

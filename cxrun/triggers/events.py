@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cxrun.base.clock import utcnow
-from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.enums import JobStatus, Priority, Trigger
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.models import Job
 from cxrun.spec.build import build
@@ -228,10 +228,13 @@ def trigger(
     now: datetime | None = None,
     stop: Callable[[], bool] = lambda: False,
     may_start: Callable[[str], None] = lambda spinner: None,
+    priority: str | None = None,
 ) -> Received:
     """Start a job for each spinner listening to `event` (in one write transaction with the
     event itself), then run them here one after the other, or leave them queued (`detach`).
-    `may_start(spinner)` is asked first for each listener, and may refuse by raising."""
+    `may_start(spinner)` is asked first for each listener, and may refuse by raising;
+    `priority` overrides each spinner's for its job."""
+    chosen = Priority.parse(priority)
     found = listeners(ctx, event)
     for name, _ in found:
         may_start(name)
@@ -240,7 +243,7 @@ def trigger(
             seen = _received(con, event, event_id)
         if seen is not None:
             return seen
-    plans = [_plan(ctx, event, event_id, payload, name, t, detach) for name, t in found]
+    plans = [_plan(ctx, (event, event_id), payload, name, t, detach, chosen) for name, t in found]
     now = now or utcnow()
     with selecting(f"event '{event}'"), ctx.state.write() as con:
         seen = _received(con, event, event_id) if event_id is not None else None
@@ -280,23 +283,26 @@ def _run(
 
 def _plan(
     ctx: Context,
-    event: str,
-    event_id: str | None,
+    received: tuple[str, str | None],
     payload: dict[str, Any],
     name: str,
     listener: EventTrigger,
     detach: bool,
+    priority: Priority | None,
 ) -> tuple[Prepared, Errors]:
-    """One listener's job, prepared, with the payload's validation errors against its schema."""
+    """One listener's job, prepared, with the payload's validation errors against its schema
+    (`received`: the event's name and id)."""
     from cxrun.triggers.prepare import prepare
 
     errors = payload_errors(listener.schema, payload)
     values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in payload.items()}
+    event, event_id = received
     start = Start(
         Trigger.EVENT,
         None if errors else listener.select,
         values=values,
         params={"event": event, "event_id": event_id},
+        priority=priority,
     )
     return prepare(ctx, name, start=start, here=not (detach or errors)), errors
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base import notify, sql
 from cxrun.base.clock import from_db, to_db, utcnow
-from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.enums import JobStatus, Priority, Trigger
 from cxrun.base.errors import CxrunError
 from cxrun.base.models import Job, iso
 from cxrun.spec.model import Spinner
@@ -39,6 +39,7 @@ class Start:
     # A schedule's due time and the one it fired before; otherwise now and the last job's time.
     times: tuple[datetime, datetime | None] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    priority: Priority | None = None  # the run's own, over the spinner's
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def create_job(
         status,
         now,
         bound,
-        alert_rules(ctx, prepared),
+        alert_rules=alert_rules(ctx, prepared),
+        priority=prepared.start.priority or prepared.spinner.priority,
     )
 
 
