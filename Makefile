@@ -59,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/limits.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache

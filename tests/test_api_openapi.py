@@ -438,12 +438,14 @@ def test_event_refusals(api: Api) -> None:
 
 
 def test_a_run_is_queued_with_its_options(api: Api) -> None:
-    options = {"where": "id <= 3", "limit": 2}
+    options = {"where": "id <= 3", "limit": 2, "priority": "high"}
     job = api.call(
         "POST", "/spinners/{name}/runs", 202, "control", path={"name": "gate"}, json=options
     )
     assert job["status"] in ("queued", "running") and job["total"] == 2
-    assert job["trigger"] == "manual"
+    assert job["trigger"] == "manual" and job["priority"] == "high"
+    detail = api.call("GET", "/jobs/{job}", 200, "read", path={"job": job["job"]})
+    assert detail["priority"] == "high"
 
 
 @pytest.mark.parametrize(
@@ -452,6 +454,8 @@ def test_a_run_is_queued_with_its_options(api: Api) -> None:
         ({"where": "nosuch = 1"}, 'column "nosuch" not found'),
         ({"rows": 3}, "unknown field 'rows'"),
         ({"limit": "3"}, "field 'limit' must be a whole number or null"),
+        ({"priority": "urgent"}, "priority: 'urgent' is not a priority"),
+        ({"priority": 1}, "field 'priority' must be a string or null"),
         ([], "the request body must be a JSON object"),
     ],
 )

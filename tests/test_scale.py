@@ -1,5 +1,5 @@
 """What keeps ten times the work at ten times the cost: key counts kept per table version
-(migration 12), records pages read from their first seq on, and a job's batches sharing one
+(migration 15), records pages read from their first seq on, and a job's batches sharing one
 state connection while no other process waits for it."""
 
 from __future__ import annotations
@@ -89,14 +89,14 @@ def test_a_dropped_table_version_drops_its_key_counts(project: Path, cli) -> Non
 def test_a_state_from_before_key_counts_gains_the_table_and_runs_on(
     project: Path, cli, run
 ) -> None:
-    """A state at schema 11 (a job and its table) is migrated; its next run (the installed
+    """A state at schema 14 (a job and its table) is migrated; its next run (the installed
     executable: a fresh process) counts the keys and keeps them."""
     assert cli(project, "publish").code == 0
     assert cli(project, "run-now", "welcome", "--json").code == 3
     path = project / ".cxrun" / "state.duckdb"
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE cx_key_counts")
-    con.execute("UPDATE cx_meta SET value = '11' WHERE key = 'schema_version'")
+    con.execute("UPDATE cx_meta SET value = '14' WHERE key = 'schema_version'")
     con.close()
 
     done = run(project, "run-now", "welcome", "--json")

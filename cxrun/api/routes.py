@@ -57,7 +57,7 @@ async def post_event(api: Api, request: Request, key: ApiKey) -> Response:
             )
 
     result = await api.call(
-        lambda ctx: automation.trigger(
+        lambda ctx: automation.start_jobs(  # the server's alerts go out from its courier
             ctx, name, payload, event_id, detach=True, may_start=may_start
         ),
         hold=True,
@@ -76,13 +76,16 @@ def _payload_id(payload: dict[str, Any]) -> str | None:
 
 
 async def post_run(api: Api, request: Request, key: ApiKey) -> Response:
-    """`cxrun run-now NAME --detach [--where SQL] [--limit N]`."""
+    """`cxrun run-now NAME --detach [--where SQL] [--limit N] [--priority P]`."""
     from cxrun.ops import runs
 
     name = request.path_params["name"]
-    body = await params.options(request, {"where": str, "limit": int})
-    where, limit = body.get("where"), body.get("limit")
-    job = await api.call(lambda ctx: runs.run_now(ctx, name, where, limit, detach=True), hold=True)
+    body = await params.options(request, {"where": str, "limit": int, "priority": str})
+    where, limit, priority = body.get("where"), body.get("limit"), body.get("priority")
+    job = await api.call(
+        lambda ctx: runs.run_now(ctx, name, where, limit, detach=True, priority=priority),
+        hold=True,
+    )
     return reply(job.to_json(), 202)
 
 
@@ -133,6 +136,35 @@ async def get_live(api: Api, request: Request, key: ApiKey) -> Response:
     return reply(await api.call(lambda ctx: watch.live(ctx, stall).to_json()))
 
 
+async def get_schedules(api: Api, request: Request, key: ApiKey) -> Response:
+    """`cxrun schedule list`."""
+    from cxrun.ops import automation
+
+    return reply(await api.call(lambda ctx: [s.to_json() for s in automation.listing(ctx)]))
+
+
+async def pause_schedules(api: Api, request: Request, key: ApiKey) -> Response:
+    """`cxrun schedule pause NAME [--trigger N]`, from the body's `trigger`."""
+    return await _schedules(api, request, "pause")
+
+
+async def resume_schedules(api: Api, request: Request, key: ApiKey) -> Response:
+    return await _schedules(api, request, "resume")
+
+
+async def remove_schedules(api: Api, request: Request, key: ApiKey) -> Response:
+    return await _schedules(api, request, "remove")
+
+
+async def _schedules(api: Api, request: Request, action: str) -> Response:
+    from cxrun.ops import automation
+
+    name = request.path_params["name"]
+    number = (await params.options(request, {"trigger": int})).get("trigger")
+    done = await api.call(lambda ctx: automation.control_schedules(ctx, name, action, number))
+    return reply([listed.to_json() for listed in done])
+
+
 TABLE = (  # method, path under /api/v1, the scope it needs (None: no key), handler
     ("GET", "/health", None, health),
     ("GET", "/openapi.json", None, openapi),
@@ -151,4 +183,8 @@ TABLE = (  # method, path under /api/v1, the scope it needs (None: no key), hand
     ("POST", "/jobs/{job}/reject", "control", controls.reject),
     ("POST", "/jobs/{job}/records/{key}/approve", "control", controls.approve_record),
     ("POST", "/jobs/{job}/records/{key}/reject", "control", controls.reject_record),
+    ("GET", "/schedules", "read", get_schedules),
+    ("POST", "/schedules/{name}/pause", "control", pause_schedules),
+    ("POST", "/schedules/{name}/resume", "control", resume_schedules),
+    ("POST", "/schedules/{name}/remove", "control", remove_schedules),
 )

@@ -66,3 +66,31 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     EVENT = "event"
     RETRY = "retry"
+
+
+class Priority(StrEnum):
+    """Which queued job a runtime takes first: high, then normal, then low (each by age)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for high, 1 for normal, 2 for low: the order runtimes claim queued jobs in."""
+        return list(Priority).index(self)
+
+    @classmethod
+    def parse(cls, text: str | None, where: str = "priority") -> Priority | None:
+        """A priority as given on a command line or in a request (None stays None); a bad one
+        is the user's error."""
+        from cxrun.base.errors import CxrunError
+
+        if text is None:
+            return None
+        try:
+            return cls(text)
+        except ValueError:
+            raise CxrunError(
+                f"{where}: {text!r} is not a priority", "use high, normal or low"
+            ) from None

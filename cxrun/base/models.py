@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cxrun.base.enums import JobStatus
+from cxrun.base.enums import JobStatus, Priority
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -36,6 +36,8 @@ class Job:
     started_at: datetime | None
     ended_at: datetime | None
     paused_at: datetime | None = None
+    priority: Priority = Priority.NORMAL
+    notify: bool = False  # whether it has alert rules to match its statuses against
 
     def duration_s(self, now: datetime | None = None) -> float | None:
         """Seconds from the start to the end, or to the pause of a paused job, or to now."""
@@ -55,6 +57,7 @@ class Job:
             "trigger": self.trigger,
             "status": str(self.status),
             "reason": self.reason,
+            "priority": str(self.priority),
             "table": self.table,
             "total": self.total,
             "processed": self.processed,

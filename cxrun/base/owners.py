@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from cxrun.base.clock import to_db
 
 LEASE = 30.0  # seconds a claim holds without a heartbeat (it matters for owners on other hosts)
 
@@ -52,3 +55,21 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except OSError:
         return True
+
+
+Alive = Callable[[int], bool]
+
+
+def gone(
+    pid: int | None,
+    host: str | None,
+    lease: datetime | None,
+    now: datetime,
+    here: str,
+    alive: Alive,
+) -> bool:
+    """Whether an owner is gone: a dead process on this host, or elsewhere a lease run out (a live
+    process here keeps its job whatever its lease says). `lease` as the state holds it."""
+    if host == here and pid is not None:
+        return not alive(pid)
+    return lease is None or lease < to_db(now)

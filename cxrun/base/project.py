@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from cxrun import __version__
+from cxrun.base import notify
+from cxrun.base.durations import DURATION_PATTERN, seconds
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.yamlfile import parse_yaml, read_text
 
 CONFIG_FILE = "cxrun.yaml"
 CHECKED_FILE = "config.checked"  # in .cxrun/: the fingerprint of a cxrun.yaml that passed
+AGING = "10m"  # runtime.aging: each full period a queued job waits lifts it one priority level
 
 _CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -32,6 +35,21 @@ _CONFIG_SCHEMA: dict[str, Any] = {
             "properties": {
                 "jobs_per_month": {"type": "integer", "minimum": 0},
                 "records_per_month": {"type": "integer", "minimum": 0},
+            },
+        },
+        "notify": notify.SCHEMA,
+        "serve": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "public_url": {"type": "string", "pattern": "^https?://[^\\s]+$"},
+            },
+        },
+        "runtime": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "aging": {"type": "string", "pattern": DURATION_PATTERN},
             },
         },
     },
@@ -81,6 +99,22 @@ class Project:
     @property
     def limits(self) -> Mapping[str, int]:
         return self.config.get("limits") or {}
+
+    @property
+    def alert_rules(self) -> list[notify.Rule]:
+        """The project's `notify:` rules (a spinner's own add to them)."""
+        return notify.rules(self.config.get("notify"))
+
+    @property
+    def public_url(self) -> str | None:
+        """Where `cxrun serve` is reached from outside (`serve: {public_url}`), if configured."""
+        url = (self.config.get("serve") or {}).get("public_url")
+        return str(url).rstrip("/") if url else None
+
+    @property
+    def aging(self) -> float:
+        """Seconds a queued job waits before it moves up one priority level (runtime.aging)."""
+        return seconds((self.config.get("runtime") or {}).get("aging", AGING))
 
     @property
     def state_dir(self) -> Path:
@@ -161,3 +195,18 @@ def _check_config(raw: Any) -> None:
             f"{CONFIG_FILE}: {where + ': ' if where else ''}{errors[0].message}",
             f"fix {CONFIG_FILE} and try again",
         )
+    rules = notify.rules(raw.get("notify"))
+    found = notify.problems(rules, raw.get("channels") or {}, f"{CONFIG_FILE}: notify")
+    if found:
+        raise CxrunError(found[0], f"fix {CONFIG_FILE} and try again")
+    _check_aging((raw.get("runtime") or {}).get("aging", AGING))
+
+
+def _check_aging(text: str) -> None:
+    """runtime.aging: a duration from one second to 100 years."""
+    try:
+        problem = None if seconds(text) >= 1 else f"{text!r} is shorter than 1s"
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        raise CxrunError(f"{CONFIG_FILE}: runtime.aging: {problem}", f"fix {CONFIG_FILE}")

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cxrun import __version__
-from cxrun.base.enums import JobStatus, RecordStatus
+from cxrun.base.enums import JobStatus, Priority, RecordStatus
 from cxrun.base.errors import CxrunError
 
 INTERNAL_ERROR = 70
@@ -79,7 +79,9 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 tables_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="List, load and preview tables.")
 app.add_typer(tables_app, name="tables")
-schedule_app = typer.Typer(cls=_Group, rich_markup_mode=None, help="Fire and list schedules.")
+schedule_app = typer.Typer(
+    cls=_Group, rich_markup_mode=None, help="Fire, list, pause, resume and remove schedules."
+)
 app.add_typer(schedule_app, name="schedule")
 
 ProjectOpt = Annotated[
@@ -114,6 +116,10 @@ PageOpt = Annotated[
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Rows a page.")]
 JobStatusOpt = Annotated[JobStatus | None, typer.Option("--status", help="Only this status.")]
 RecordStatusOpt = Annotated[RecordStatus | None, typer.Option("--status", help="Only this status.")]
+PriorityOpt = Annotated[
+    Priority | None,
+    typer.Option("--priority", help="The job's priority, over the spinner's.", show_default=False),
+]
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from cxrun.cli.app import (
     JsonOpt,
+    PriorityOpt,
     ProjectOpt,
     context,
 )
@@ -36,15 +37,69 @@ def schedule_tick(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
 
 
 def schedule_list(project: ProjectOpt = None, json_: JsonOpt = False) -> None:
-    """Each schedule: spinner, cron, time zone, catch-up, last fire, next fire (UTC)."""
+    """Each schedule: spinner, trigger number, cron, time zone, catch-up, state, last and next
+    fire (UTC)."""
     from cxrun.ops import automation
-    from cxrun.render import out
 
-    listing = [s.to_json() for s in automation.listing(context(project))]
-    if json_:
-        return out.print_json(listing)
-    columns = ["spinner", "cron", "timezone", "catchup", "last_fire", "last_job", "next_fire"]
-    out.dict_table(listing, columns, "no schedules: add `triggers: [{schedule: CRON}]`")
+    _schedules([s.to_json() for s in automation.listing(context(project))], json_)
+
+
+def _schedules(listing: list[dict[str, object]], json_: bool) -> None:
+    from cxrun.render import jobs, out
+
+    return out.print_json(listing) if json_ else jobs.schedules(listing)
+
+
+SpinnerArg = Annotated[str, typer.Argument(help="The spinner whose schedules to act on.")]
+TriggerOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--trigger",
+        min=1,
+        max=10**6,
+        help="Only the schedule at this place in the spinner's triggers: list (from 1).",
+        show_default=False,
+    ),
+]
+
+
+def schedule_pause(
+    spinner: SpinnerArg,
+    trigger: TriggerOpt = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Stop a spinner's schedules (or one) from firing, until `cxrun schedule resume`."""
+    _control("pause", spinner, trigger, project, json_)
+
+
+def schedule_resume(
+    spinner: SpinnerArg,
+    trigger: TriggerOpt = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Let paused schedules fire again; missed due times follow each one's catchup rule."""
+    _control("resume", spinner, trigger, project, json_)
+
+
+def schedule_remove(
+    spinner: SpinnerArg,
+    trigger: TriggerOpt = None,
+    project: ProjectOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Stop schedules until a publish makes a new version of the spinner that has them."""
+    _control("remove", spinner, trigger, project, json_)
+
+
+def _control(
+    action: str, spinner: str, trigger: int | None, project: str | None, json_: bool
+) -> None:
+    from cxrun.ops import automation
+
+    done = automation.control_schedules(context(project), spinner, action, trigger)
+    _schedules([s.to_json() for s in done], json_)
 
 
 def trigger_event(
@@ -58,6 +113,7 @@ def trigger_event(
     detach: Annotated[
         bool, typer.Option("--detach", help="Only queue the jobs, for `cxrun runtime`.")
     ] = False,
+    priority: PriorityOpt = None,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -74,11 +130,12 @@ def trigger_event(
                 ctx,
                 event,
                 body,
-                event_id,
-                detach,
-                warn_edited(ctx, view.start),
-                view.update,
+                event_id=event_id,
+                detach=detach,
+                on_start=warn_edited(ctx, view.start),
+                on_progress=view.update,
                 stop=interrupt.stop,
+                priority=priority,
             )
         finally:
             view.stop()

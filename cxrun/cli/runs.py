@@ -11,6 +11,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.cli.app import (
     MAX_ROWS,
     JsonOpt,
+    PriorityOpt,
     ProjectOpt,
     context,
 )
@@ -28,6 +29,7 @@ def run_now(
     detach: Annotated[
         bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
     ] = False,
+    priority: PriorityOpt = None,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -40,16 +42,25 @@ def run_now(
         preview = runs.dry_run(ctx, spinner, where, limit)
         return out.print_json(preview.to_json()) if json_ else jobs.dry_run(preview)
     if detach:
-        queued = runs.run_now(ctx, spinner, where, limit, detach=True)
+        queued = runs.run_now(ctx, spinner, where, limit, detach=True, priority=priority)
         warn_edited(ctx, lambda job: None)(queued)
         if json_:
             return out.print_json(queued.to_json())
-        return out.lines([f"job {queued.job} queued: run `cxrun runtime` to run it"])
+        return out.lines(
+            [f"job {queued.job} queued ({queued.priority} priority): run `cxrun runtime`"]
+        )
 
     run_job(
         json_,
         lambda view, stop: runs.run_now(
-            ctx, spinner, where, limit, warn_edited(ctx, view.start), view.update, stop=stop
+            ctx,
+            spinner,
+            where,
+            limit,
+            warn_edited(ctx, view.start),
+            view.update,
+            stop=stop,
+            priority=priority,
         ),
         project,
     )

@@ -94,6 +94,7 @@ class Message:
     job: int
     record: str
     step: str
+    alert: Mapping[str, Any] | None = None  # an alert's document (a webhook posts it whole)
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,13 @@ def rate_limited(message: str, response: httpx.Response) -> CallError:
 # What the plugins share: their options schema, resolving secrets, and "POST JSON, map errors".
 
 # Keys of every provider or channel config that the caller handles rather than the plugin.
-COMMON_OPTIONS: Mapping[str, Any] = {"kind": {}, "rate": {}, "timeout": {}, "prices": {}}
+COMMON_OPTIONS: Mapping[str, Any] = {
+    "kind": {},
+    "rate": {},
+    "timeout": {},
+    "prices": {},
+    "concurrency": {"type": "integer", "minimum": 1, "maximum": 100_000},
+}
 
 # Adjusts the error_for_status classification using the answer's JSON "error" object (or {}).
 Classify = Callable[[CallError, "httpx.Response", Mapping[str, Any]], CallError]

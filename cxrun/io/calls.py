@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -14,6 +14,9 @@ from cxrun.io.base import AIRequest, CallError, Message, error_for_status
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 Sleep = Callable[[float], Awaitable[None]]
+
+if TYPE_CHECKING:
+    from cxrun.io.limits import SharedLimit
 
 
 @dataclass(frozen=True)
@@ -27,24 +30,14 @@ class Call:
 
 @dataclass
 class Target:
-    """A configured provider or channel, ready to call."""
+    """A configured provider or channel, ready to call; `limit`: its rate and concurrency,
+    shared with every job of this process that calls it (io/limits.py)."""
 
     name: str
     plugin: Any  # a Provider or a Channel
-    rate: float | None = None
+    limit: SharedLimit | None = None
     timeout: float | None = None
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    _next: float = 0.0
-
-    async def slot(self, clock: Callable[[], float], sleep: Sleep) -> None:
-        """Wait for this target's next slot under its rate (a smooth token bucket)."""
-        if not self.rate:
-            return
-        now = clock()
-        start = max(now, self._next)
-        self._next = start + 1.0 / self.rate
-        if start > now:
-            await sleep(start - now)
 
 
 @dataclass

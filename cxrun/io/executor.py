@@ -189,6 +189,9 @@ class Executor:
         """Wait as long as the remote asked; the job says it is paused until then."""
         delay = error.retry_after if error.retry_after is not None else call.step.retry.backoff
         until = self.clock() + delay
+        target = self.targets.get(call.step.target)
+        if target is not None and target.limit is not None:
+            target.limit.hold(until)  # the other jobs calling it wait too
         if self._limited_until is None or until > self._limited_until + 1:
             self._limited_until = until
             await self.on_rate_limit(self.wall() + timedelta(seconds=delay))
@@ -206,9 +209,22 @@ class Executor:
     async def _attempt(
         self, call: Call, number: int
     ) -> tuple[CallError | None, Outcome, dict[str, Any]]:
+        """One try, within the target's limits shared with the other jobs of this process:
+        a call in flight of its `concurrency`, then a start under its `rate`."""
         target = self.targets.get(call.step.target)
-        if target is not None:
-            await target.slot(self.clock, self.sleep)
+        limit = target.limit if target is not None else None
+        if limit is None:
+            return await self._try(call, number, target)
+        await limit.enter()
+        try:
+            await limit.slot(self.clock, self.sleep)
+            return await self._try(call, number, target)
+        finally:
+            limit.leave()
+
+    async def _try(
+        self, call: Call, number: int, target: Target | None
+    ) -> tuple[CallError | None, Outcome, dict[str, Any]]:
         started, tick = self.wall(), self.clock()
         outcome, error = Outcome(), None
         budget = self._budget(call, target)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from cxrun.base.durations import per_second, seconds
 from cxrun.base.project import Project
 from cxrun.io.calls import Target
+from cxrun.io.limits import shared_limit
 from cxrun.spec.model import AIStep, SendStep, Spinner
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from cxrun.base.secrets import Secrets
 
-COMMON = ("kind", "rate", "timeout", "prices")
+COMMON = ("kind", "rate", "timeout", "prices", "concurrency")
 TRANSPORT_ENV = "CXRUN_HTTP_TRANSPORT"
 
 
@@ -119,7 +120,13 @@ def _common_problems(where: str, options: Mapping[str, Any]) -> list[str]:
 
 def build(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
     """Instances of the providers and channels the spinner uses (their config already checked)."""
-    providers, channels = used(spinner)
+    return build_named(project, *used(spinner), secrets)
+
+
+def build_named(
+    project: Project, providers: set[str], channels: set[str], secrets: Secrets
+) -> Plugins:
+    """Instances of these providers and channels of cxrun.yaml (their config already checked)."""
     targets: dict[str, Target] = {}
     outbox: set[str] = set()
     for section, names in (("providers", providers), ("channels", channels)):
@@ -134,7 +141,7 @@ def build(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
             targets[name] = Target(
                 name=name,
                 plugin=plugin,
-                rate=per_second(options["rate"]) if "rate" in options else None,
+                limit=shared_limit((str(project.root), section, name), options),
                 timeout=seconds(options["timeout"]) if "timeout" in options else None,
                 prices=options.get("prices") or {},
             )

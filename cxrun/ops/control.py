@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus
 from cxrun.base.errors import Conflict
 from cxrun.base.models import Job
+from cxrun.ops import alerts
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store.context import Context
-
-if TYPE_CHECKING:
-    pass
-
 
 CONTROL_WAIT = 15.0  # seconds cancel and pause wait for a job's owner to answer
 
@@ -45,9 +41,15 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
             raise Conflict(f"job {job_id} is {found.status} already", "there is nothing to do")
         if live is None:  # nobody runs it: done here
             if action == "cancel":
-                return job_store.cancel_now(con, job_id, now)
-            return job_store.pause_now(con, job_id, "paused by an operator", now)
-        claim_store.request(con, job_id, action)
+                done = job_store.cancel_now(con, job_id, now)
+            else:
+                done = job_store.pause_now(con, job_id, "paused by an operator", now)
+        else:
+            claim_store.request(con, job_id, action)
+    if live is None:
+        if done.notify:
+            alerts.deliver(ctx)
+        return done
     signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:  # the owner notices within a second

@@ -22,6 +22,7 @@ from cxrun.store import tables as table_store
 from cxrun.store.context import Context
 from cxrun.store.loading import ensure_loaded
 from cxrun.store.tables import TableInfo
+from cxrun.triggers import schedule_control
 from cxrun.triggers.prepare import (
     key_problems,
     plugin_problems,
@@ -150,13 +151,10 @@ def publish(ctx: Context, name: str | None) -> list[dict[str, Any]]:
             before = spinner_store.latest(con, file.name)
             digest = children.calls_digest(ctx.project, file)
             version = spinner_store.publish(con, file.name, digest, raw, file.source, utcnow())
-            results.append(
-                {
-                    "spinner": file.name,
-                    "version": version.version,
-                    "changed": before is None or before.version != version.version,
-                }
-            )
+            changed = before is None or before.version != version.version
+            if changed:  # its schedules that were removed count from now on
+                schedule_control.published(con, file.name, version.spec, version.published_at)
+            results.append({"spinner": file.name, "version": version.version, "changed": changed})
     return results
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from cxrun.base import owners
 from cxrun.base.clock import utcnow
-from cxrun.base.enums import JobStatus
+from cxrun.base.enums import JobStatus, Priority
 from cxrun.base.errors import Conflict, CxrunError
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner, lease_until
@@ -49,12 +49,15 @@ def run_now(
     detach: bool = False,
     start: Start | None = None,
     stop: Callable[[], bool] = lambda: False,
+    priority: str | None = None,
 ) -> Job:
     """Create a job over the published spinner's selected rows and run it to its end here
     (or, detached, leave it queued for a runtime). When `stop` turns true the job is handed
-    back to the queue between two batches."""
+    back to the queue between two batches. `priority` (high, normal, low) overrides the
+    spinner's for this job."""
     from cxrun.io import plugins
 
+    start = with_priority(start, priority)  # a bad value is refused before anything is read
     if not detach and (ctx.project.providers or ctx.project.channels):
         plugins.prewarm()  # most likely needed: on its thread while the state is read
 
@@ -73,10 +76,27 @@ def run_now(
     prepared, job = in_session(ctx, create)
     if detach:
         return job
-    return run_here(ctx, job, prepared, owner, on_start, on_progress, stop)
+    return alerted(ctx, run_here(ctx, job, prepared, owner, on_start, on_progress, stop))
+
+
+def alerted(ctx: Context, job: Job) -> Job:
+    """`job` as a run here left it, once the alerts of what it went through are sent."""
+    from cxrun.ops import alerts
+
+    if job.notify:
+        alerts.deliver(ctx)
+    return job
 
 
 _QUEUED = frozenset({JobStatus.QUEUED})
+
+
+def with_priority(start: Start | None, priority: str | None) -> Start | None:
+    """How a job starts, with the priority a run asks for (CxrunError for a bad one)."""
+    from dataclasses import replace
+
+    chosen = Priority.parse(priority)
+    return start if chosen is None else replace(start or Start(), priority=chosen)
 
 
 _RESUMABLE = frozenset({JobStatus.PAUSED, JobStatus.QUEUED, JobStatus.RUNNING})
@@ -100,6 +120,7 @@ def runtime(
 ) -> int:
     """The long-lived runtime (or, with `once`, until nothing is runnable); it fires due
     schedules every few seconds unless `schedules` is False."""
+    from cxrun.ops import alerts
     from cxrun.runtime import worker
     from cxrun.runtime.runner import Runner
     from cxrun.triggers.schedules import runtime_hook as schedules_hook
@@ -119,8 +140,21 @@ def runtime(
         runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
         return runner.run(job_id)
 
-    tick = schedules_hook(ctx, on_event) if schedules else None
-    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick)
+    fire = schedules_hook(ctx, on_event) if schedules else None
+    pace = worker.Pace(aging=ctx.project.aging)
+    courier = alerts.Courier(ctx, on_event)
+
+    def tick() -> None:
+        if fire is not None:
+            fire()
+        courier.poke()  # what the last turn's jobs went through
+
+    try:
+        return worker.serve(
+            ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, pace, tick
+        )
+    finally:
+        courier.stop()
 
 
 def handed_back(ctx: Context, job: Job) -> list[str]:
@@ -194,9 +228,8 @@ def resume(
         taken = _take(con, job_id, owner, now, _RESUMABLE, detach)
     if detach:
         return taken
-    return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop).run(
-        job_id
-    )
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
+    return alerted(ctx, runner.run(job_id))
 
 
 def _take(
@@ -274,4 +307,4 @@ def retry(
     if detach:
         return taken
     runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
-    return runner.run(job_id)
+    return alerted(ctx, runner.run(job_id))

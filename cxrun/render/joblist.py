@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cxrun.base.enums import Priority
 from cxrun.base.models import Job, JobsPage
 from cxrun.render import style
 
@@ -18,6 +19,7 @@ _ALL = (
     "spinner",
     "ver",
     "trigger",
+    "priority",
     "progress",
     "ok",
     "failed",
@@ -29,7 +31,18 @@ _ALL = (
     "tokens",
     "reason",
 )
-_NARROW = ("job", "spinner", "trigger", "progress", "failed", "status", "started", "took", "reason")
+_NARROW = (
+    "job",
+    "spinner",
+    "trigger",
+    "prio",
+    "progress",
+    "failed",
+    "status",
+    "started",
+    "took",
+    "reason",
+)
 _SPINNER_ROOM = 18  # the spinner column's most room in the narrow columns
 _REASON_ROOM = 24  # the reason's least room before the narrow columns are used instead
 
@@ -74,6 +87,8 @@ def _cells(job: Job, wide: bool) -> dict[str, str]:
         "spinner": job.spinner if wide else f"{job.spinner} v{job.version}",
         "ver": str(job.version),
         "trigger": job.trigger,
+        "priority": str(job.priority),
+        "prio": "" if job.priority == Priority.NORMAL else str(job.priority),  # the exceptions
         "progress": bar(done, job.total, 8 if wide else 4),
         "ok": str(job.completed),
         "failed": str(job.failed),
@@ -94,9 +109,10 @@ def _widths(columns: Sequence[str], rows: list[dict[str, str]]) -> dict[str, int
 
 def _layout(rows_of: Callable[[bool], list[dict[str, str]]], width: int) -> tuple[Any, ...]:
     """Every column when they fit with room for the reason, else the narrow ones (the reason
-    takes what is left and is cut short)."""
-    for wide, columns in ((True, _ALL), (False, _NARROW)):
+    takes what is left and is cut short; `prio` only when a job is not of normal priority)."""
+    for wide, every in ((True, _ALL), (False, _NARROW)):
         rows = rows_of(wide)
+        columns = tuple(c for c in every if c != "prio" or any(row["prio"] for row in rows))
         widths = _widths(columns, rows)
         if not wide:  # a long spinner name is cut rather than squeezing out the reason
             widths["spinner"] = min(widths["spinner"], _SPINNER_ROOM)

@@ -112,6 +112,7 @@ def job_detail(data: dict[str, Any]) -> None:
     console.print(
         f"job {data['job']} · {data['spinner']} v{data['version']} · {style.status(data['status'])}"
         f" · {data['processed']}/{data['total']} rows · {_seconds(data['duration_s'])}"
+        f" · {data['priority']} priority"
     )
     if data["reason"]:
         console.print(f"reason: {style.escape(data['reason'])}")
@@ -132,6 +133,45 @@ def job_detail(data: dict[str, Any]) -> None:
         ["step", "completed", "failed", "skipped", "waiting", "attempts", "median_ms"],
         "no steps",
     )
+    for alert in data.get("alerts") or []:
+        console.print(f"alert: {style.escape(_alert(alert))}")
+
+
+def _alert(alert: dict[str, Any]) -> str:
+    """One alert of a job, as `cxrun job` lists it."""
+    to = f" to {alert['to']}" if alert["to"] else ""
+    what = f"{alert['status']} (#{alert['n']}) through {alert['channel']}{to}"
+    if alert["state"] == "sent":
+        return f"{what}: sent {alert['sent_at']}"
+    if alert["state"] == "failed":
+        return f"{what}: FAILED after {alert['attempts']} attempt(s): {alert['error']}"
+    return f"{what}: {alert['state']}"
+
+
+_SCHEDULE_COLUMNS = (
+    "spinner",
+    "trigger",
+    "cron",
+    "timezone",
+    "catchup",
+    "state",
+    "last_fire",
+    "last_job",
+    "next_fire",
+)
+
+
+def schedules(rows: Sequence[dict[str, Any]]) -> None:
+    """`cxrun schedule list`, and the schedules a pause, resume or remove named: each with its
+    place in the spinner's triggers, its state (paused or removed since when), last and next
+    fire."""
+    shown = [
+        {**row, "state": f"{row['state']} since {str(row['state_since'])[:19]}Z"}
+        if row.get("state_since")
+        else row
+        for row in rows
+    ]
+    out.dict_table(shown, _SCHEDULE_COLUMNS, "no schedules: add `triggers: [{schedule: CRON}]`")
 
 
 def fires(fired: Sequence[Any]) -> None:

@@ -6,9 +6,12 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import timedelta
 
+from cxrun.base import project
 from cxrun.base.clock import utcnow
+from cxrun.base.durations import seconds
 from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import LEASE, Owner, alive, new_owner
@@ -17,16 +20,30 @@ from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 
 POLL = 1.0  # seconds between looks at the queue when there is nothing to run
-__all__ = ["LEASE", "POLL", "alive", "claim_next", "new_owner", "serve"]
+AGING = seconds(project.AGING)
+__all__ = ["LEASE", "POLL", "Pace", "alive", "claim_next", "new_owner", "serve"]
 
 
-def claim_next(state: State, owner: Owner, busy: set[int], lease: float) -> Job | None:
-    """Take the oldest runnable job not already running here, in one write transaction:
-    queued, orphaned, or waiting with parked records whose time or answer has come."""
+@dataclass(frozen=True)
+class Pace:
+    """The runtime's timing: how long its claim on a job holds without a heartbeat, how
+    often it looks at an empty queue, and how many seconds of waiting lift a queued job one
+    priority level (cxrun.yaml's runtime.aging)."""
+
+    lease: float = LEASE
+    poll: float = POLL
+    aging: float = AGING
+
+
+def claim_next(
+    state: State, owner: Owner, busy: set[int], lease: float, aging: float = AGING
+) -> Job | None:
+    """Take the first runnable job not already running here, in one write transaction:
+    queued, orphaned, or waiting with parked records whose time or answer has come; by
+    priority, then by age, each `aging` seconds of waiting lifting a job one level."""
     now = utcnow()
     with state.write() as con:
-        found = claim_store.claimable(con, now, owner.host, alive) + claim_store.due_jobs(con, now)
-        for job in found:
+        for job in claim_store.runnable(con, now, owner.host, aging, alive):
             if job not in busy:
                 statuses = claim_store.CLAIMABLE | {JobStatus.WAITING}
                 until = now + timedelta(seconds=lease)
@@ -43,8 +60,7 @@ def serve(
     max_jobs: int = 1,
     stop: threading.Event | None = None,
     on_event: Callable[[str], None] = lambda text: None,
-    lease: float = LEASE,
-    poll: float = POLL,
+    pace: Pace = Pace(),
     tick: Callable[[], None] | None = None,
 ) -> int:
     """Run jobs until stopped (or, with `once`, until nothing is runnable); jobs run.
@@ -58,9 +74,7 @@ def serve(
     on_event(f"runtime {owner.id} started")
     with ThreadPoolExecutor(max_workers=max_jobs) as pool:
         try:
-            ran = _loop(
-                state, owner, pool, run_job, once, max_jobs, stop, on_event, lease, poll, tick
-            )
+            ran = _loop(state, owner, pool, run_job, once, max_jobs, stop, on_event, pace, tick)
         except BaseException:
             stop.set()  # the jobs running here hand themselves back between two calls
             raise
@@ -78,8 +92,7 @@ def _loop(
     max_jobs: int,
     stop: threading.Event,
     on_event: Callable[[str], None],
-    lease: float,
-    poll: float,
+    pace: Pace,
     tick: Callable[[], None] | None,
 ) -> int:
     """Turns until stopped; a state busy for longer than the lock timeout skips a turn's beat
@@ -95,19 +108,19 @@ def _loop(
             if tick is not None and not stop.is_set():
                 tick()
             while not stop.is_set() and len(active) < max_jobs:
-                job = claim_next(state, owner, set(active), lease)
+                job = claim_next(state, owner, set(active), pace.lease, pace.aging)
                 if job is None:
                     break
-                on_event(f"job {job.job}: claimed ({job.spinner} v{job.version})")
+                on_event(f"job {job.job}: claimed ({job.spinner} v{job.version}, {job.priority})")
                 active[job.job] = pool.submit(run_job, job.job, owner, stop.is_set)
         except StateBusy as busy:
             on_event(f"state busy, trying again next turn: {busy.message}")
         if not active and (once or stop.is_set()):
             return ran
         if active:
-            wait(list(active.values()), timeout=poll, return_when=FIRST_COMPLETED)
+            wait(list(active.values()), timeout=pace.poll, return_when=FIRST_COMPLETED)
         else:
-            stop.wait(poll)
+            stop.wait(pace.poll)
 
 
 def _give_up(state: State, owner: Owner, job: int, error: BaseException) -> str:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxrun.base.enums import Priority
+from cxrun.base.notify import Rule
 from cxrun.base.sql import Template
 
 
@@ -270,6 +272,8 @@ class Spinner:
     child: bool = False
     eligible: Eligible | None = None
     triggers: tuple[TriggerSpec, ...] = ()
+    priority: Priority = Priority.NORMAL  # of its jobs, unless a run says otherwise
+    notify: tuple[Rule, ...] = ()  # alert rules of its own (cxrun.yaml's apply too)
 
     @property
     def required_fields(self) -> tuple[str, ...]:
@@ -282,6 +286,13 @@ class Spinner:
     @property
     def schedules(self) -> tuple[ScheduleTrigger, ...]:
         return tuple(t for t in self.triggers if isinstance(t, ScheduleTrigger))
+
+    @property
+    def numbered_schedules(self) -> tuple[tuple[int, ScheduleTrigger], ...]:
+        """The schedules, each with its place in `triggers:` (counting from 1)."""
+        return tuple(
+            (n, t) for n, t in enumerate(self.triggers, 1) if isinstance(t, ScheduleTrigger)
+        )
 
     def listens_to(self, event: str) -> EventTrigger | None:
         return next(

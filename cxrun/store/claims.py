@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -11,29 +10,15 @@ from cxrun.base.clock import from_db, to_db
 from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
+from cxrun.store.alerts import on_status
 from cxrun.store.jobs import NO_OWNER, get
 
 if TYPE_CHECKING:
     import duckdb
 
-Alive = Callable[[int], bool]
+Alive = owners.Alive
 CLAIMABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED})
 _OWNED = "owner, owner_pid, owner_host, lease_until"
-
-
-def _gone(
-    pid: int | None,
-    host: str | None,
-    lease: datetime | None,
-    now: datetime,
-    here: str,
-    alive: Alive,
-) -> bool:
-    """Whether an owner is gone: a dead process on this host, or elsewhere a lease run out (a live
-    process here keeps its job whatever its lease says)."""
-    if host == here and pid is not None:
-        return not alive(pid)
-    return lease is None or lease < to_db(now)
 
 
 def claimable(
@@ -48,7 +33,7 @@ def claimable(
     return [
         int(job)
         for job, status, owner, pid, owner_host, lease in rows
-        if owner is None or _gone(pid, owner_host, lease, now, host, alive)
+        if owner is None or owners.gone(pid, owner_host, lease, now, host, alive)
     ]
 
 
@@ -61,6 +46,35 @@ def due_jobs(con: duckdb.DuckDBPyConnection, now: datetime) -> list[int]:
         [to_db(now)],
     ).fetchall()
     return [int(r[0]) for r in rows]
+
+
+# A job's place in the queue: its priority's rank (0 high, 1 normal, 2 low), lifted one level
+# for each full `$aging` seconds it has waited since it was created, then its age.
+_BY_PRIORITY = (
+    "greatest(0, CASE priority WHEN 'high' THEN 0 WHEN 'low' THEN 2 ELSE 1 END "
+    "- floor(greatest(0, epoch($now - created_at)) / $aging)), created_at, job"
+)
+
+
+def runnable(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    host: str,
+    aging: float,
+    alive: Alive = owners.alive,
+) -> list[int]:
+    """What a runtime may take (`claimable` and `due_jobs`) in the order it takes them: by
+    priority, then by age; each full `aging` period a job has waited lifts it one level (low,
+    normal, high), so a low job ranks with high ones once it has waited two periods."""
+    found = claimable(con, now, host, alive) + due_jobs(con, now)
+    if len(found) < 2:
+        return found
+    rows = con.execute(
+        "SELECT job FROM cx_jobs SEMI JOIN (SELECT unnest($jobs) AS wanted) ON job = wanted "
+        f"ORDER BY {_BY_PRIORITY}",
+        {"jobs": found, "now": to_db(now), "aging": aging},
+    ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def claim(
@@ -83,7 +97,7 @@ def claim(
     if status not in statuses:
         return None
     held = holder is not None and holder != owner.id
-    if held and not _gone(pid, host, lease, now, owner.host, alive):
+    if held and not owners.gone(pid, host, lease, now, owner.host, alive):
         return None
     con.execute(
         "UPDATE cx_jobs SET status = 'running', reason = NULL, paused_at = NULL, owner = ?, "
@@ -92,7 +106,7 @@ def claim(
         "WHERE job = ?",
         [owner.id, owner.pid, owner.host, to_db(lease_until), to_db(now), job],
     )
-    return get(con, job)
+    return on_status(con, get(con, job), now)
 
 
 def queue(
@@ -108,14 +122,16 @@ def queue(
     row = con.execute(f"SELECT status, {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
     if row is None or row[0] not in statuses:
         return None
-    if row[1] is not None and not _gone(row[2], row[3], row[4], now, owners.this_host(), alive):
+    if row[1] is not None and not owners.gone(
+        row[2], row[3], row[4], now, owners.this_host(), alive
+    ):
         return None
     con.execute(
         f"UPDATE cx_jobs SET status = 'queued', reason = NULL, ended_at = NULL, {NO_OWNER} "
         "WHERE job = ?",
         [job],
     )
-    return get(con, job)
+    return on_status(con, get(con, job), now)
 
 
 def holder(
@@ -125,7 +141,7 @@ def holder(
     row = con.execute(f"SELECT {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
     if row is None or row[0] is None:
         return None
-    if _gone(row[1], row[2], row[3], now, owners.this_host(), alive):
+    if owners.gone(row[1], row[2], row[3], now, owners.this_host(), alive):
         return None
     return Owner(str(row[0]), int(row[1] or 0), str(row[2]))
 
@@ -152,6 +168,7 @@ def requeue(con: duckdb.DuckDBPyConnection, job: int, owner: Owner) -> None:
         "WHERE job = ? AND owner = ? AND status IN ('running', 'paused')",
         [job, owner.id],
     )
+    on_status(con, get(con, job))
 
 
 def runtime_beat(

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import from_db, to_db, utcnow
-from cxrun.base.enums import JobStatus
+from cxrun.base.enums import JobStatus, Priority
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
 from cxrun.store.tables import ROW, TableInfo
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _JOB_COLUMNS = (
     "job, spinner, version, trigger, status, reason, table_name, total, cursor, completed, "
     "failed, skipped, waiting, cancelled, prompt_tokens, completion_tokens, cost, "
-    "created_at, started_at, ended_at, paused_at"
+    "created_at, started_at, ended_at, paused_at, priority, alert_rules IS NOT NULL"
 )
 
 
@@ -28,12 +28,12 @@ def _job(row: tuple[Any, ...]) -> Job:
     values = dict(zip((f.name for f in fields(Job)), row, strict=True))
     try:
         values["status"] = JobStatus(values["status"])
+        values["priority"] = Priority(values["priority"])
     except ValueError:
         from cxrun.base.errors import StateDamaged
 
-        raise StateDamaged(
-            f"job {values['job']} has the unknown status {values['status']!r}"
-        ) from None
+        what = "priority" if isinstance(values["status"], JobStatus) else "status"
+        raise StateDamaged(f"job {values['job']} has the unknown {what} {values[what]!r}") from None
     for moment in ("created_at", "started_at", "ended_at", "paused_at"):
         values[moment] = from_db(values[moment])
     return Job(**values)
@@ -51,9 +51,12 @@ def create(
     status: JobStatus,
     now: datetime,
     bindings: dict[str, Any] | None = None,
+    priority: Priority = Priority.NORMAL,
+    alert_rules: list[dict[str, Any]] | None = None,
 ) -> Job:
     """A new job over the rows of `table` that meet every condition (its snapshot of rows);
-    `bindings` are the values of the parameters ($name) the conditions use."""
+    `bindings` are the values of the parameters ($name) the conditions use; `alert_rules`: the
+    rules its statuses are matched against (kept with it, as its spinner version is)."""
     row = con.execute("SELECT nextval('cx_job_ids')").fetchone()
     job = int(row[0]) if row else 0
     if conditions:
@@ -71,8 +74,8 @@ def create(
     con.execute(
         "INSERT INTO cx_jobs (job, spinner, version, trigger, status, reason, table_name, "
         "table_version, filtered, total, cursor, completed, failed, skipped, waiting, cancelled, "
-        "params, created_at, started_at, ended_at) "
-        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL)",
+        "params, created_at, started_at, ended_at, priority, alert_rules) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?, NULL, ?, ?)",
         [
             job,
             spinner,
@@ -86,9 +89,11 @@ def create(
             json.dumps(params),
             to_db(now),
             to_db(now) if status == JobStatus.RUNNING else None,
+            str(priority),
+            json.dumps(alert_rules) if alert_rules else None,
         ],
     )
-    return get(con, job)
+    return _on_status(con, get(con, job), now)
 
 
 def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
@@ -205,7 +210,7 @@ def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
         "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
         [reason, job],
     )
-    return get(con, job)
+    return _on_status(con, get(con, job))
 
 
 # A job that becomes paused notes when (a paused one keeps its moment; any other status has none).
@@ -227,7 +232,7 @@ def set_status(
         f"UPDATE cx_jobs SET {PAUSED_AT}, status = $status, reason = $reason WHERE job = $job",
         {"status": str(status), "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return get(con, job)
+    return _on_status(con, get(con, job), now)
 
 
 def finish(
@@ -240,7 +245,7 @@ def finish(
         "WHERE job = ?",
         [str(status), reason, to_db(now), job],
     )
-    return get(con, job)
+    return _on_status(con, get(con, job), now)
 
 
 NO_OWNER = "owner = NULL, owner_pid = NULL, owner_host = NULL, lease_until = NULL"
@@ -262,7 +267,7 @@ def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
         f"control = NULL, {NO_OWNER}, ended_at = ?, paused_at = NULL WHERE job = ?",
         [to_db(now), job],
     )
-    return get(con, job)
+    return _on_status(con, get(con, job), now)
 
 
 def _cancel_unreached(con: duckdb.DuckDBPyConnection, job: Job, now: datetime) -> None:
@@ -297,4 +302,10 @@ def pause_now(
         f"{NO_OWNER} WHERE job = $job",
         {"status": "paused", "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return get(con, job)
+    return _on_status(con, get(con, job), now)
+
+
+def _on_status(con: duckdb.DuckDBPyConnection, job: Job, now: datetime | None = None) -> Job:
+    from cxrun.store.alerts import on_status
+
+    return on_status(con, job, now)

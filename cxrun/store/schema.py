@@ -155,7 +155,44 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    # 12: null and repeated keys of each table version and key column, counted once (a version
+    # 12: which queued jobs a runtime takes first (high, normal, low); jobs before it are normal
+    """
+    ALTER TABLE cx_jobs ADD COLUMN priority VARCHAR DEFAULT 'normal';
+    UPDATE cx_jobs SET priority = 'normal' WHERE priority IS NULL;
+    """
+)
+
+MIGRATIONS.append(
+    # 13: schedules an operator paused or removed, keyed like a schedule (spinner, cron,
+    # timezone): the state, since when, and the moment before which its due times never fire
+    # (a removed schedule published again counts from that publish)
+    """
+    CREATE TABLE cx_schedule_states (
+        spinner VARCHAR, cron VARCHAR, timezone VARCHAR, state VARCHAR, since TIMESTAMP,
+        floor TIMESTAMP, PRIMARY KEY (spinner, cron, timezone)
+    );
+    """
+)
+
+MIGRATIONS.append(
+    # 14: alerts: the rules a job was created with (cxrun.yaml's and its spinner's), the last
+    # status they were matched against, and each alert to send
+    """
+    ALTER TABLE cx_jobs ADD COLUMN alert_rules JSON;
+    ALTER TABLE cx_jobs ADD COLUMN alerted_status VARCHAR;
+    CREATE SEQUENCE cx_alert_ids START 1;
+    CREATE TABLE cx_alerts (
+        id BIGINT DEFAULT nextval('cx_alert_ids'), job INTEGER, status VARCHAR, n INTEGER,
+        channel VARCHAR, recipient VARCHAR,
+        idempotency_key VARCHAR, state VARCHAR, attempts INTEGER DEFAULT 0, error VARCHAR,
+        document JSON, retry JSON, created_at TIMESTAMP, sent_at TIMESTAMP,
+        owner VARCHAR, owner_pid INTEGER, owner_host VARCHAR, lease_until TIMESTAMP
+    );
+    """
+)
+
+MIGRATIONS.append(
+    # 15: null and repeated keys of each table version and key column, counted once (a version
     # never changes; counting reads the whole table) and read by every later job's checks
     """
     CREATE TABLE cx_key_counts (

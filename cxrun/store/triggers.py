@@ -1,10 +1,11 @@
-"""What starts jobs besides an operator: schedule fires, events received, and this month's usage."""
+"""What starts jobs besides an operator: schedule fires and the schedules paused or removed,
+events received, and this month's usage."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cxrun.base.clock import from_db, to_db
 from cxrun.base.sql import embed
@@ -82,6 +83,70 @@ def record_fire(
         "INSERT INTO cx_fires VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [spinner, *schedule, to_db(due), job, status, message, to_db(now)],
     )
+
+
+class ScheduleState(NamedTuple):
+    """What an operator made of a schedule: `paused` or `removed` (or `active` again) since a
+    moment; due times at or before `floor` never fire (a removal lifted by a publish)."""
+
+    state: str
+    since: datetime
+    floor: datetime | None
+
+
+def schedule_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], ScheduleState]:
+    """The schedules an operator acted on, by (spinner, cron, timezone)."""
+    rows = con.execute(
+        "SELECT spinner, cron, timezone, state, since, floor FROM cx_schedule_states"
+    ).fetchall()
+    return {
+        (name, cron, zone): ScheduleState(state, _moment(since), from_db(floor))
+        for name, cron, zone, state, since, floor in rows
+    }
+
+
+def schedule_state(
+    con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]
+) -> ScheduleState | None:
+    """What an operator made of the schedule (spinner, cron, timezone); None: nothing."""
+    row = con.execute(
+        "SELECT state, since, floor FROM cx_schedule_states WHERE spinner = ? AND cron = ? "
+        "AND timezone = ?",
+        list(key),
+    ).fetchone()
+    return None if row is None else ScheduleState(row[0], _moment(row[1]), from_db(row[2]))
+
+
+def _moment(value: Any) -> datetime:
+    moment = from_db(value)
+    assert moment is not None
+    return moment
+
+
+def set_schedule_state(
+    con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], state: str, since: datetime
+) -> None:
+    """The schedule (spinner, cron, timezone) is `state` from `since` on (its floor is kept)."""
+    con.execute(
+        "INSERT INTO cx_schedule_states VALUES (?, ?, ?, ?, ?, NULL) "
+        "ON CONFLICT (spinner, cron, timezone) DO UPDATE SET state = excluded.state, "
+        "since = excluded.since",
+        [*key, state, to_db(since)],
+    )
+
+
+def lift_removed(
+    con: duckdb.DuckDBPyConnection, spinner: str, schedules: list[tuple[str, str]], at: datetime
+) -> None:
+    """A version published `at` has these (cron, timezone) schedules: those removed are active
+    again, counting from `at` (the due times before it never fire)."""
+    for cron, zone in schedules:
+        con.execute(
+            "UPDATE cx_schedule_states SET state = 'active', since = $at, floor = $at "
+            "WHERE spinner = $spinner AND cron = $cron AND timezone = $zone "
+            "AND state = 'removed'",
+            {"at": to_db(at), "spinner": spinner, "cron": cron, "zone": zone},
+        )
 
 
 # ---- events -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cxrun.base.clock import utcnow
-from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.enums import JobStatus, Priority, Trigger
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.models import Job
 from cxrun.spec.build import build
@@ -25,7 +25,7 @@ from cxrun.spec.model import EventTrigger
 from cxrun.store import jobs as job_store
 from cxrun.store import spinners as spinner_store
 from cxrun.store import triggers as trigger_store
-from cxrun.triggers.starts import Prepared, Start, create_job, selecting, take
+from cxrun.triggers.starts import Prepared, Start, alert_rules, create_job, selecting, take
 
 if TYPE_CHECKING:
     import duckdb
@@ -228,10 +228,13 @@ def trigger(
     now: datetime | None = None,
     stop: Callable[[], bool] = lambda: False,
     may_start: Callable[[str], None] = lambda spinner: None,
+    priority: str | None = None,
 ) -> Received:
     """Start a job for each spinner listening to `event` (in one write transaction with the
     event itself), then run them here one after the other, or leave them queued (`detach`).
-    `may_start(spinner)` is asked first for each listener, and may refuse by raising."""
+    `may_start(spinner)` is asked first for each listener, and may refuse by raising;
+    `priority` overrides each spinner's for its job."""
+    chosen = Priority.parse(priority)
     found = listeners(ctx, event)
     for name, _ in found:
         may_start(name)
@@ -240,7 +243,7 @@ def trigger(
             seen = _received(con, event, event_id)
         if seen is not None:
             return seen
-    plans = [_plan(ctx, event, event_id, payload, name, t, detach) for name, t in found]
+    plans = [_plan(ctx, (event, event_id), payload, name, t, detach, chosen) for name, t in found]
     now = now or utcnow()
     with selecting(f"event '{event}'"), ctx.state.write() as con:
         seen = _received(con, event, event_id) if event_id is not None else None
@@ -280,23 +283,26 @@ def _run(
 
 def _plan(
     ctx: Context,
-    event: str,
-    event_id: str | None,
+    received: tuple[str, str | None],
     payload: dict[str, Any],
     name: str,
     listener: EventTrigger,
     detach: bool,
+    priority: Priority | None,
 ) -> tuple[Prepared, Errors]:
-    """One listener's job, prepared, with the payload's validation errors against its schema."""
+    """One listener's job, prepared, with the payload's validation errors against its schema
+    (`received`: the event's name and id)."""
     from cxrun.triggers.prepare import prepare
 
     errors = payload_errors(listener.schema, payload)
     values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in payload.items()}
+    event, event_id = received
     start = Start(
         Trigger.EVENT,
         None if errors else listener.select,
         values=values,
         params={"event": event, "event_id": event_id},
+        priority=priority,
     )
     return prepare(ctx, name, start=start, here=not (detach or errors)), errors
 
@@ -316,7 +322,7 @@ def _create(
     jobs = []
     for prepared, errors in plans:
         if errors:
-            job = _invalid(con, prepared, errors, now)
+            job = _invalid(con, ctx, prepared, errors, now)
         else:
             job = create_job(con, ctx, prepared, JobStatus.QUEUED, now)
         trigger_store.link_job(con, number, job.job, prepared.name, errors or None)
@@ -325,9 +331,10 @@ def _create(
 
 
 def _invalid(
-    con: duckdb.DuckDBPyConnection, prepared: Prepared, errors: Errors, now: datetime
+    con: duckdb.DuckDBPyConnection, ctx: Context, prepared: Prepared, errors: Errors, now: datetime
 ) -> Job:
-    """A finished job over no rows that keeps why the payload did not fit."""
+    """A finished job over no rows that keeps why the payload did not fit (created queued, and
+    ended in the same transaction: its alerts say why)."""
     job = job_store.create(
         con,
         prepared.name,
@@ -337,8 +344,9 @@ def _invalid(
         ["false"],
         None,
         prepared.params,
-        JobStatus.INVALID_PAYLOAD,
+        JobStatus.QUEUED,
         now,
+        alert_rules=alert_rules(ctx, prepared),
     )
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

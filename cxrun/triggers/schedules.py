@@ -4,6 +4,7 @@ A schedule is a spinner's (cron, timezone) pair: changing either makes a new sch
 from the moment the spinner version that introduced it was published, and from its last fire on.
 Which due times fire is decided again inside the write transaction that records them, so two
 ticks at the same moment (two processes, or the same tick run twice) start one job per due time.
+A schedule an operator paused or removed fires nothing (see `schedule_control`).
 """
 
 from __future__ import annotations
@@ -32,16 +33,19 @@ if TYPE_CHECKING:
 TICK_EVERY = 5.0  # seconds between two looks at the schedules in a long-lived runtime
 SKIP_WINDOW = timedelta(minutes=2)  # catchup: skip still fires a due time this recent
 CATCHUP_BATCH = 100  # due times one tick fires for catchup: all (the next tick goes on)
+ACTIVE, PAUSED, REMOVED = "active", "paused", "removed"  # what an operator made of a schedule
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A schedule of the latest published version of a spinner, and since when it counts."""
+    """A schedule of the latest published version of a spinner, and since when it counts;
+    `number` is its place in the spinner's `triggers:` list, counting from 1."""
 
     spinner: str
     version: int
     trigger: ScheduleTrigger
     since: datetime
+    number: int = 1
 
     @property
     def key(self) -> tuple[str, str]:
@@ -88,9 +92,9 @@ def schedules(ctx: Context) -> list[Schedule]:
             if spinner.child or not spinner.schedules:
                 continue
             history = spinner_store.history(con, name)
-            for trigger in spinner.schedules:
+            for number, trigger in spinner.numbered_schedules:
                 since = _introduced(history, name, (trigger.cron.strip(), trigger.timezone))
-                found.append(Schedule(name, version.version, trigger, since))
+                found.append(Schedule(name, version.version, trigger, since, number))
     return found
 
 
@@ -106,10 +110,15 @@ def _introduced(history: list[spinner_store.Version], name: str, key: tuple[str,
 
 
 def due(con: duckdb.DuckDBPyConnection, schedule: Schedule, now: datetime) -> list[datetime]:
-    """The due times to fire now, oldest first, by the schedule's catch-up rule."""
+    """The due times to fire now, oldest first, by the schedule's catch-up rule: none while it
+    is paused or removed; after a resume, the times missed meanwhile by that rule."""
     expr, zone = schedule.key
+    state = trigger_store.schedule_state(con, (schedule.spinner, expr, zone))
+    if state is not None and state.state != ACTIVE:
+        return []
     last = trigger_store.last_fire(con, schedule.spinner, expr, zone)
-    start = max(schedule.since, last[0]) if last else schedule.since
+    later = (last[0] if last else None, state.floor if state else None)
+    start = max([schedule.since, *(moment for moment in later if moment is not None)])
     if schedule.trigger.catchup == "all":
         return cron.due_between(expr, zone, start, now, CATCHUP_BATCH)
     latest = cron.latest(expr, zone, start, now)
@@ -173,22 +182,39 @@ def _start(
 
 @dataclass(frozen=True)
 class Listed:
-    """`cxrun schedule list`: a schedule, its last fire and its next due time."""
+    """`cxrun schedule list`: a schedule, its last fire, its next due time (None while paused
+    or removed), and what an operator made of it."""
 
     schedule: Schedule
     last: tuple[datetime, int | None, str] | None
     next_fire: datetime | None
+    state: trigger_store.ScheduleState | None = None
+
+    @property
+    def status(self) -> str:
+        """active, paused or removed."""
+        return self.state.state if self.state else ACTIVE
+
+    @property
+    def counts_from(self) -> datetime:
+        """The moment its due times count from: its introduction, or a later publish that
+        lifted its removal."""
+        floor = self.state.floor if self.state else None
+        return max(self.schedule.since, floor) if floor else self.schedule.since
 
     def to_json(self) -> dict[str, Any]:
-        trigger = self.schedule.trigger
+        trigger, state = self.schedule.trigger, self.state
         return {
             "spinner": self.schedule.spinner,
             "version": self.schedule.version,
+            "trigger": self.schedule.number,
             "cron": trigger.cron,
             "timezone": trigger.timezone,
             "catchup": trigger.catchup,
             "select": trigger.select,
-            "since": iso(self.schedule.since),
+            "state": self.status,
+            "state_since": iso(state.since) if state and self.status != ACTIVE else None,
+            "since": iso(self.counts_from),
             "last_fire": iso(self.last[0]) if self.last else None,
             "last_job": self.last[1] if self.last else None,
             "last_outcome": self.last[2] if self.last else None,
@@ -197,14 +223,29 @@ class Listed:
 
 
 def listing(ctx: Context, now: datetime | None = None) -> list[Listed]:
+    """Every schedule with its last fire, next due time and state."""
     now = now or utcnow()
     found = schedules(ctx)
     with ctx.state.read() as con:
         lasts = [trigger_store.last_fire(con, s.spinner, *s.key) for s in found]
+        states = trigger_store.schedule_states(con)
     return [
-        Listed(s, last, cron.next_after(*s.key, max(now, s.since, *(last[:1] if last else ()))))
+        _listed(s, last, states.get((s.spinner, *s.key)), now)
         for s, last in zip(found, lasts, strict=True)
     ]
+
+
+def _listed(
+    schedule: Schedule,
+    last: tuple[datetime, int | None, str] | None,
+    state: trigger_store.ScheduleState | None,
+    now: datetime,
+) -> Listed:
+    listed = Listed(schedule, last, None, state)
+    if listed.status != ACTIVE:
+        return listed
+    later = max(now, listed.counts_from, *(last[:1] if last else ()))
+    return replace(listed, next_fire=cron.next_after(*schedule.key, later))
 
 
 def runtime_hook(ctx: Context, on_event: Callable[[str], None]) -> Callable[[], None]:

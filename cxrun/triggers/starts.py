@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cxrun.base import sql
+from cxrun.base import notify, sql
 from cxrun.base.clock import from_db, to_db, utcnow
-from cxrun.base.enums import JobStatus, Trigger
+from cxrun.base.enums import JobStatus, Priority, Trigger
 from cxrun.base.errors import CxrunError
 from cxrun.base.models import Job, iso
 from cxrun.spec.model import Spinner
@@ -39,6 +39,7 @@ class Start:
     # A schedule's due time and the one it fired before; otherwise now and the last job's time.
     times: tuple[datetime, datetime | None] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    priority: Priority | None = None  # the run's own, over the spinner's
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,14 @@ def create_job(
         status,
         now,
         bound,
+        alert_rules=alert_rules(ctx, prepared),
+        priority=prepared.start.priority or prepared.spinner.priority,
     )
+
+
+def alert_rules(ctx: Context, prepared: Prepared) -> list[dict[str, Any]] | None:
+    """The alert rules a new job keeps: cxrun.yaml's, then its spinner's."""
+    return notify.to_json([*ctx.project.alert_rules, *prepared.spinner.notify])
 
 
 def bindings(con: duckdb.DuckDBPyConnection, prepared: Prepared, now: datetime) -> dict[str, Any]:

@@ -8,7 +8,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-NAV = (("/", "Jobs"), ("/live", "Live Ops"), ("/approvals", "Approvals"))
+NAV = (
+    ("/", "Jobs"),
+    ("/live", "Live Ops"),
+    ("/approvals", "Approvals"),
+    ("/schedules", "Schedules"),
+)
 
 
 class Safe(str):

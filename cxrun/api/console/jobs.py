@@ -11,7 +11,7 @@ from cxrun.api.console import records
 from cxrun.api.console.html import Safe, badge, duration, join, link, page, tag, when
 from cxrun.api.console.session import csrf_of
 from cxrun.api.console.web import html
-from cxrun.base.enums import JobStatus, RecordStatus, Trigger
+from cxrun.base.enums import JobStatus, Priority, RecordStatus, Trigger
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -137,7 +137,7 @@ def _select(name: str, chosen: str | None, choices: list[str]) -> Safe:
 def _run(shown: View, job: Job) -> Safe:
     head = join([tag("b", f"#{job.job} {job.spinner}"), f" v{job.version} · {job.trigger}"])
     lines = [
-        tag("div", join([head, " ", badge(job.status)]), class_="run-head"),
+        tag("div", join([head, " ", badge(job.status), _priority(job)]), class_="run-head"),
         progress(job),
         tag("div", _reason(job), class_="reason") if job.reason else "",
         tag("div", _timing(job), class_="timing"),
@@ -145,6 +145,13 @@ def _run(shown: View, job: Job) -> Safe:
     selected = "run selected" if shown.job == job.job else "run"
     target = shown.href(job=job.job, rstatus=None, rpage=1, record=None)
     return tag("li", tag("a", join(lines), href=target), class_=selected)
+
+
+def _priority(job: Job) -> Safe:
+    """A label for a job whose priority is not normal (the exceptions stand out)."""
+    if job.priority == Priority.NORMAL:
+        return Safe("")
+    return tag("span", f"{job.priority} priority", class_=f"priority p-{job.priority}")
 
 
 def _reason(job: Job) -> str:
