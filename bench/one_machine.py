@@ -491,10 +491,21 @@ def run_io(folder: Path, args: argparse.Namespace, memory: str) -> list[Section]
         server.stop()
 
 
+def compile_cxrun() -> None:
+    """cxrun's modules byte-compiled, as pip does when it installs a package: an editable
+    install run with PYTHONDONTWRITEBYTECODE set would compile every module at every start."""
+    import compileall
+
+    import cxrun
+
+    compileall.compile_dir(Path(cxrun.__file__).parent, quiet=1)
+
+
 def main() -> int:
     args = arguments()
     if not CXRUN.exists():
         sys.exit(f"no cxrun executable at {CXRUN}: run `make setup` first")
+    compile_cxrun()
     memory, method = rss_method()
     started = load_average()
     tick = time.perf_counter()
