@@ -259,8 +259,23 @@ def pure_section(runs: Sequence[PureRun]) -> Section:
             of(large, "cxrun", lambda m: m.cpu_s),
             " s",
         ),
+        Line(
+            "baseline CPU (s)",
+            of(small, "base", lambda m: m.cpu_s),
+            of(large, "base", lambda m: m.cpu_s),
+            " s",
+        ),
+        Line("ratio cxrun / baseline (CPU)", cpu_ratio(small), cpu_ratio(large), "x", work=None),
     ]
     return section
+
+
+def cpu_ratio(run: PureRun) -> float | None:
+    """The ratio of the median CPU times (user + sys): on a shared machine, less sensitive to
+    what else runs than the wall time."""
+    ours = median([m.cpu_s for m in run.ours])
+    base = median([m.cpu_s for m in run.base])
+    return ours / base if ours and base else None
 
 
 # ---- 2. reads ------------------------------------------------------------------------------
@@ -291,31 +306,36 @@ def read_commands(project: Path, rows: int) -> list[tuple[str, list[str], float 
     ]
 
 
-def reads_size(project: Path, rows: int, reads: int) -> dict[str, list[float]]:
+def reads_size(project: Path, rows: int, reads: int) -> dict[str, list[Measured]]:
     """Each read command `reads` times in a fresh process, the commands in turns."""
     commands = read_commands(project, rows)
-    times: dict[str, list[float]] = {label: [] for label, _, _ in commands}
+    times: dict[str, list[Measured]] = {label: [] for label, _, _ in commands}
     for _ in range(reads):
         for label, args, _ in commands:
             done = measure([str(CXRUN), *args], project)
             if done.code not in (0, 1) or (label != "doctor" and done.code != 0):
                 sys.exit(f"cxrun {' '.join(args)} failed (exit {done.code}): {done.stderr}")
-            times[label].append(done.wall_s)
+            times[label].append(done)
     print(f"  reads on {rows:,} records done; {load_average()}", flush=True)
     return times
 
 
 def reads_section(
-    sizes: Sequence[int], found: Sequence[dict[str, list[float]]], targets: dict[str, float | None]
+    sizes: Sequence[int],
+    found: Sequence[dict[str, list[Measured]]],
+    targets: dict[str, float | None],
 ) -> Section:
     section = Section(
         f"reads: each command a fresh process, on a state of one job ({len(found[0]['job 1'])} "
-        "runs each, in turns, medians)",
+        "runs each, in turns, medians): wall time, then CPU time (user + sys)",
         (f"{sizes[0]:,} records", f"{sizes[1]:,} records"),
     )
     for label, target in targets.items():
-        small, large = (median(times[label]) for times in found)
+        small, large = (median([m.wall_s for m in times[label]]) for times in found)
         section.lines.append(Line(label, small, large, " s", target))
+    for label in targets:
+        small, large = (median([m.cpu_s for m in times[label]]) for times in found)
+        section.lines.append(Line(f"{label} (CPU)", small, large, " s"))
     return section
 
 
@@ -457,7 +477,7 @@ def arguments() -> argparse.Namespace:
 def run_pure_and_reads(folder: Path, args: argparse.Namespace, memory: str) -> list[Section]:
     sizes = [args.rows, args.rows * SCALE]
     done: list[PureRun] = []
-    reads: list[dict[str, list[float]]] = []
+    reads: list[dict[str, list[Measured]]] = []
     targets: dict[str, float | None] = {}
     for rows in sizes:
         print(f"pure steps at {rows:,} rows; {load_average()}", flush=True)
