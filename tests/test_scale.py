@@ -249,3 +249,27 @@ def test_a_failed_kept_session_rolls_back_and_lets_the_file_go(tmp_path: Path) -
         assert _probe(state, 0.0).wait(60) == 0  # let go at once: the probe got in
         with state.read() as con:
             assert _count(con, 1) == 0 and _count(con, 9) == 1
+
+
+# ---- what a pure job imports -----------------------------------------------------------------
+
+NO_HTTP = (
+    "import sys\n"
+    "from cxrun.cli import main\n"
+    "sys.argv = ['cxrun', 'run-now', 'welcome', '--json']\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit as exit:\n"
+    "    code = exit.code\n"
+    "print('httpx' in sys.modules, code)\n"
+)
+
+
+def test_a_job_of_pure_steps_runs_without_importing_an_http_client(project: Path, cli) -> None:
+    """httpx (and what it imports) cost a short run-now a good part of its start: a spinner
+    without I/O steps never loads it."""
+    assert cli(project, "publish").code == 0
+    done = subprocess.run(
+        [sys.executable, "-c", NO_HTTP], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False 3", done

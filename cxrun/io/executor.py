@@ -16,28 +16,13 @@ from cxrun.base.clock import to_db, utcnow
 from cxrun.base.secrets import EXCERPT, excerpt, scrub_json
 from cxrun.io.base import CallError, Pause
 from cxrun.io.calls import Call, Outcome, Sleep, Target, ask, cost, paid, request, send
+from cxrun.io.stops import JobHalted, JobPaused, JobTimedOut
 from cxrun.io.watchdog import Watchdog
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RATE_LIMIT_WAITS = 20
 ERROR_EXCERPT = 400  # characters kept of an error (its first line, and the start of a body)
-
-
-class JobPaused(Exception):
-    """A call said the job cannot go on (credentials, credits): nothing new is started."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class JobTimedOut(Exception):
-    """The job's deadline passed: nothing new is started."""
-
-
-class JobHalted(Exception):
-    """Someone asked the job to stop (cancel, pause, a runtime shutting down)."""
 
 
 async def _nothing() -> None:

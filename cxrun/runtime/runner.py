@@ -15,7 +15,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
 from cxrun.base.sql import duckdb_message
-from cxrun.io.executor import Executor, JobHalted, JobPaused, JobTimedOut
+from cxrun.io.stops import JobHalted, JobPaused, JobTimedOut
 from cxrun.runtime import signals
 from cxrun.runtime.batches import Batch, Batching, BatchWork
 from cxrun.runtime.hold import Hold, LostJob, Stopped
@@ -34,6 +34,7 @@ from cxrun.store.tables import TableInfo
 if TYPE_CHECKING:
     import duckdb
 
+    from cxrun.io.executor import Executor
     from cxrun.io.plugins import Plugins
 
 _PASSES = 100  # passes of one run at most: parked records that are due go on in the next one
@@ -284,6 +285,8 @@ class Runner:
     async def _executor(self, stack: AsyncExitStack, job: Job) -> Executor | None:
         if not self.spinner.has_io:
             return None
+        from cxrun.io.executor import Executor  # not for pure steps: it brings in httpx
+
         assert self.plugins is not None, "a spinner with I/O steps needs its plugins"
         limits = self.spinner.limits
         http = await stack.enter_async_context(self.plugins.client(limits.concurrency))

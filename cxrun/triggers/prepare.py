@@ -100,8 +100,6 @@ def _selection(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[int, Spinner, TableInfo, list[str]]:
     """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
-    from cxrun.io import plugins
-
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
     number, spinner = published_spinner(ctx, name, con)
     if spinner.child:
@@ -110,6 +108,8 @@ def _selection(
             "run the spinner that calls it",
         )
     if warm and spinner.has_io:
+        from cxrun.io import plugins
+
         plugins.prewarm()
     table = _current_table(ctx, name, number, spinner, con)
     if where is not None:
@@ -220,10 +220,10 @@ def plugin_problems(ctx: Context, spinner: Spinner) -> list[str]:
 
 def plugins_for(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
     """The providers and channels of a published spinner, checked again before a run."""
-    from cxrun.io import plugins
-
     if not spinner.has_io:
         return None
+    from cxrun.io import plugins
+
     problems = plugin_problems(ctx, spinner)
     if problems:
         raise ValidationFailed(
