@@ -255,6 +255,9 @@ class Runner:
                     await previous  # batches are written in order
                 job = await self._db(work.write_batch, batch, stage.index, started)
                 spool.drop(name, batch.rows[-1] if batch.rows else batch.last)
+                for results in batch.results.values():  # written: no longer kept in memory
+                    for entry in results:
+                        done.pop((entry["row"], entry["pos"]), None)
                 return job
             calls = await self._db(work.stage_calls, batch, stage.index, stage.io)
             # Calls finished before a pause or a crash are in the spool: never made twice.
