@@ -273,3 +273,19 @@ def test_a_job_of_pure_steps_runs_without_importing_an_http_client(project: Path
         [sys.executable, "-c", NO_HTTP], cwd=project, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.strip().splitlines()[-1] == "False 3", done
+
+
+def test_a_session_inside_a_kept_session_shares_its_connection_and_leaves_it_open(
+    tmp_path: Path,
+) -> None:
+    state = State(tmp_path / ".cxrun")
+    with state.write():
+        pass
+    with state.kept():
+        with state.session() as outer:
+            for _ in range(state_db.KEPT_SESSIONS + 1):
+                with state.write() as inner:
+                    assert inner is outer
+            assert outer.execute("SELECT count(*) FROM cx_jobs").fetchone() == (0,)
+    other = duckdb.connect(str(state.path))  # let go once the outer session ended
+    other.close()

@@ -78,6 +78,7 @@ class State:
         self._kept_con: duckdb.DuckDBPyConnection | None = None
         self._keeper: int | None = None  # the thread whose sessions are kept
         self._kept_for = 0  # sessions the kept connection served
+        self._kept_depth = 0  # kept sessions open now (one inside another shares it)
 
     def _prepare(self) -> None:
         try:
@@ -158,13 +159,17 @@ class State:
                 self._kept_for = 0
         assert self._kept_con is not None
         self._kept_for += 1
+        self._kept_depth += 1
         try:
             with self._errors():
                 yield self._kept_con
         except BaseException:
-            self._let_go()
+            self._kept_depth -= 1
+            if not self._kept_depth:
+                self._let_go()
             raise
-        if self._kept_for >= KEPT_SESSIONS or self.lock.wanted():
+        self._kept_depth -= 1  # a session inside another lets the outer one finish first
+        if not self._kept_depth and (self._kept_for >= KEPT_SESSIONS or self.lock.wanted()):
             self._let_go()
 
     @contextmanager
