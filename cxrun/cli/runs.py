@@ -16,6 +16,10 @@ from cxrun.cli.app import (
     context,
 )
 
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
+]
+
 
 def run_now(
     spinner: Annotated[str, typer.Argument(help="Spinner name.")],
@@ -26,9 +30,7 @@ def run_now(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; call nothing.")
     ] = False,
-    detach: Annotated[
-        bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
-    ] = False,
+    detach: DetachOpt = False,
     priority: PriorityOpt = None,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
@@ -164,13 +166,22 @@ def runtime(
         bool, typer.Option("--once", help="Stop when nothing is runnable (for cron).")
     ] = False,
     max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="Jobs at a time.")] = 1,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            metavar="tcp://HOST:8786",
+            help="Hand the I/O calls to this Dask scheduler's workers (cxrun[dask]).",
+        ),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Run queued jobs, take over orphaned ones; stops cleanly on Ctrl-C or SIGTERM."""
-    from cxrun.ops import runs
+    from cxrun.ops import runtime as loop
     from cxrun.render import out
 
-    runs.runtime(context(project), once, max_jobs, stop_on_signals(), out.note)
+    ctx = context(project)
+    loop.runtime(ctx, once, max_jobs, stop_on_signals(), out.note, cluster=cluster)
 
 
 def stop_on_signals() -> Any:
@@ -186,12 +197,19 @@ def stop_on_signals() -> Any:
 
 def resume(
     job: Annotated[int, typer.Argument(help="Job number.")],
+    detach: DetachOpt = False,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Continue a paused job here: unfinished records only, no call made twice."""
     from cxrun.ops import runs
+    from cxrun.render import out
 
+    if detach:
+        queued = runs.resume(context(project), job, detach=True)
+        if json_:
+            return out.print_json(queued.to_json())
+        return out.lines([f"job {queued.job} queued: `cxrun runtime` continues it"])
     run_job(
         json_, lambda view, stop: runs.resume(context(project), job, view.update, stop), project
     )

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -38,6 +38,27 @@ class JobTimedOut(Exception):
 
 class JobHalted(Exception):
     """Someone asked the job to stop (cancel, pause, a runtime shutting down)."""
+
+
+class JobFailed(Exception):
+    """The calls cannot be made at all (a cluster's worker lacks a secret, no worker is left):
+    the job fails with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CallMaker(Protocol):
+    """What runs a job's calls: this module's Executor, or a cluster's (io/cluster.py)."""
+
+    async def run(
+        self, calls: Sequence[Call], keep: Callable[[dict[str, Any]], None]
+    ) -> list[dict[str, Any]]: ...
+
+    def halt(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 async def _nothing() -> None:

@@ -203,25 +203,33 @@ def key_problems(
     return problems
 
 
-def plugin_problems(ctx: Context, spinner: Spinner) -> list[str]:
-    """Unknown providers or channels, and the cxrun.yaml entries and secrets they need."""
+def plugin_problems(ctx: Context, spinner: Spinner, secrets_here: bool = True) -> list[str]:
+    """Unknown providers or channels, and the cxrun.yaml entries and secrets they need (the
+    secrets only when the calls are made here)."""
     from cxrun.io import plugins
 
     problems = checks.plugin_problems(spinner, ctx.project.providers, ctx.project.channels)
+    if not secrets_here:
+        return problems
     return problems + plugins.config_problems(ctx.project, spinner, ctx.secrets)
 
 
-def plugins_for(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
-    """The providers and channels of a published spinner, checked again before a run."""
+def plugins_for(
+    ctx: Context, name: str, spinner: Spinner, secrets_here: bool = True
+) -> Plugins | None:
+    """The providers and channels of a published spinner, checked again before a run; when a
+    cluster's workers make the calls (`secrets_here` False), only named."""
     from cxrun.io import plugins
 
     if not spinner.has_io:
         return None
-    problems = plugin_problems(ctx, spinner)
+    problems = plugin_problems(ctx, spinner, secrets_here)
     if problems:
         raise ValidationFailed(
             [f"spinner '{name}': {p}" for p in problems], "fix cxrun.yaml or set the secrets"
         )
+    if not secrets_here:
+        return plugins.names_only(ctx.project, spinner, ctx.secrets)
     return plugins.build(ctx.project, spinner, ctx.secrets)
 
 
