@@ -6,14 +6,17 @@ import math
 import os
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from cxrun import __version__
-from cxrun.base.enums import JobStatus, RecordStatus
+from cxrun.base.enums import JobStatus, RecordStatus, Trigger
 from cxrun.base.errors import CxrunError
+
+if TYPE_CHECKING:
+    from cxrun.base.filters import JobFilter
 
 INTERNAL_ERROR = 70
 
@@ -114,6 +117,39 @@ PageOpt = Annotated[
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Rows a page.")]
 JobStatusOpt = Annotated[JobStatus | None, typer.Option("--status", help="Only this status.")]
 RecordStatusOpt = Annotated[RecordStatus | None, typer.Option("--status", help="Only this status.")]
+# The filters of `cxrun jobs`, shared by the bulk forms of retry, cancel and resume.
+SpinnerOpt = Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")]
+TriggerOpt = Annotated[
+    Trigger | None, typer.Option("--trigger", help="Only jobs started this way.")
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only jobs created since: a duration back from now (7d, 24h, 90m) or an ISO date.",
+        show_default=False,
+    ),
+]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option("--reason", help="Only jobs whose reason contains this text (any case)."),
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Act on the matching jobs without asking.")
+]
+
+
+def job_filter(
+    status: str | None,
+    spinner: str | None,
+    trigger: str | None,
+    since: str | None,
+    reason: str | None,
+) -> JobFilter:
+    """The JobFilter of the filter options (a bad --since is a CxrunError: exit 2)."""
+    from cxrun.base.filters import job_filter as parsed
+
+    return parsed(status, spinner, trigger, since, reason)
 
 
 def _version(value: bool) -> None:

@@ -84,13 +84,13 @@ def routes(api: Api) -> list[BaseRoute]:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from cxrun.api.console import actions, jobs, live, signin
+    from cxrun.api.console import actions, bulk, jobs, live, signin
 
     session = Session(api)
     static = StaticFiles(directory=str(resources.files("cxrun.api.console") / "static"))
     table: list[BaseRoute] = [
         Route(path, endpoint(session, handler, scope), methods=[method])
-        for method, path, scope, handler in (*jobs.TABLE, *live.TABLE, *actions.TABLE)
+        for method, path, scope, handler in (*jobs.TABLE, *live.TABLE, *actions.TABLE, *bulk.TABLE)
     ]
     table += signin.routes(session)
     return [*table, Mount("/static", app=static, name="static")]
