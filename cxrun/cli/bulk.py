@@ -51,7 +51,7 @@ def run(action: str, filters: JobFilter, yes: bool, project: str | None, json_: 
     ctx = context(project)
     planned = bulk.plan(ctx, action, filters)
     if not planned.targets:
-        out.print_json(planned.to_json()) if json_ else out.lines([shown.nothing(planned)])
+        out.print_json(planned.to_json()) if json_ else shown.say(shown.nothing(planned))
         raise typer.Exit(0)
     if json_:
         out.note(shown.summary(planned))

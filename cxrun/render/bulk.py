@@ -52,20 +52,25 @@ def question(plan: Plan) -> str:
     return _QUESTIONS[plan.action.name].format(these=these)
 
 
+def say(line: str) -> None:
+    """A line on stdout, never cut into several (a terminal wraps it; a script reads it whole)."""
+    style.console().print(line, markup=False, soft_wrap=True)
+
+
 def plan(shown: Plan) -> None:
-    out.lines([summary(shown)])
+    say(summary(shown))
 
 
 def outcome(done: Outcome) -> None:
     """A line per job, then how many went through and which were refused."""
     for result in done.results:
-        style.console().print(_line(done, result), markup=False)
+        say(_line(done, result))
     name, total = done.plan.action.name, len(done.results)
     went = total - len(done.refused)
     line = f"{name}: {went} of {_jobs(total)} {_done(done)}"
     if done.refused:
         line += f"; refused: {', '.join(str(job) for job in done.refused)}"
-    out.lines([line])
+    say(line)
     if done.queued and not done.runtime_up:
         out.note(NO_RUNTIME)
 
