@@ -72,9 +72,9 @@ def test_jobs_filters_by_trigger_since_and_reason(dated: Path, cli) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (("--since", "soon"), "since 'soon' is neither a duration nor an ISO date or time"),
-        (("--since", "36501d"), "since '36501d' is neither"),
-        (("--since", "-2h"), "since '-2h' is neither"),
+        (("--since", "soon"), "since='soon' is neither a duration nor an ISO date or time"),
+        (("--since", "36501d"), "since='36501d' is neither"),
+        (("--since", "-2h"), "since='-2h' is neither"),
         (("--trigger", "cron"), "'cron' is not one of"),
     ],
 )

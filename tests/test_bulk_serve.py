@@ -63,8 +63,8 @@ def test_the_api_answers_the_plan_then_acts(tmp_path: Path) -> None:
 
         for body, error in (
             ({}, "a bulk action needs at least one filter"),
-            ({"since": "soon"}, "since 'soon' is neither a duration nor an ISO date or time"),
-            ({"status": "done"}, "status 'done' is not one of"),
+            ({"since": "soon"}, "since='soon' is neither a duration nor an ISO date or time"),
+            ({"status": "done"}, "status='done' is not one of"),
             ({"status": "partial", "jobs": [1, "2"]}, "field 'jobs' must be a list of job"),
             ({"status": "partial", "everything": True}, "unknown field 'everything'"),
         ):

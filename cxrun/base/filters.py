@@ -76,7 +76,7 @@ def _known(name: str, value: str | None, kind: type[StrEnum]) -> str | None:
         return str(kind(value))
     except ValueError:
         known = ", ".join(item.value for item in kind)
-        raise CxrunError(f"{name} {value!r} is not one of {known}") from None
+        raise CxrunError(f"{name}={value!r} is not one of {known}") from None
 
 
 def since_moment(text: str, now: datetime) -> datetime:
@@ -89,6 +89,6 @@ def since_moment(text: str, now: datetime) -> datetime:
         return parse_moment(text)
     except (ValueError, OverflowError):
         raise CxrunError(
-            f"since {text!r} is neither a duration nor an ISO date or time",
+            f"since={text!r} is neither a duration nor an ISO date or time",
             "write how far back (7d, 24h, 90m) or from when (2026-11-01, 2026-11-01T09:00:00Z)",
         ) from None
