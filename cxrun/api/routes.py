@@ -57,7 +57,7 @@ async def post_event(api: Api, request: Request, key: ApiKey) -> Response:
             )
 
     result = await api.call(
-        lambda ctx: automation.trigger(
+        lambda ctx: automation.start_jobs(  # the server's alerts go out from its courier
             ctx, name, payload, event_id, detach=True, may_start=may_start
         ),
         hold=True,

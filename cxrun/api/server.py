@@ -9,9 +9,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrun.base.errors import CxrunError
+
+if TYPE_CHECKING:
+    from cxrun.ops.alerts import Courier
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def serve(project_dir: str | None, options: Options, on_event: Callable[[str], N
         worker = (
             _runtime(project_dir, max_jobs, stop, on_event, runtime_failed) if runtime else None
         )
+        courier = None if runtime else _courier(project_dir, on_event)  # a runtime has its own
         bound = listening.getsockname()[1]
         done = "the runtime runs here" if runtime else "start `cxrun runtime` to run jobs"
         console = f"the console at http://{host}:{bound}/"
@@ -69,6 +73,8 @@ def serve(project_dir: str | None, options: Options, on_event: Callable[[str], N
             stop.set()
             if worker is not None:
                 worker.join()
+            if courier is not None:
+                courier.stop()
     if failures:
         raise failures[0]
 
@@ -101,6 +107,14 @@ def listen(host: str, port: int) -> socket.socket:
         ) from None
     sock.set_inheritable(True)
     return sock
+
+
+def _courier(project_dir: str | None, on_event: Callable[[str], None]) -> Courier:
+    """Alerts sent from a thread of their own, when no runtime here sends them."""
+    from cxrun.ops import open_context
+    from cxrun.ops.alerts import Courier
+
+    return Courier(open_context(project_dir), on_event)
 
 
 def _runtime(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrun import __version__
+from cxrun.base import notify
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.yamlfile import parse_yaml, read_text
 
@@ -32,6 +33,14 @@ _CONFIG_SCHEMA: dict[str, Any] = {
             "properties": {
                 "jobs_per_month": {"type": "integer", "minimum": 0},
                 "records_per_month": {"type": "integer", "minimum": 0},
+            },
+        },
+        "notify": notify.SCHEMA,
+        "serve": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "public_url": {"type": "string", "pattern": "^https?://[^\\s]+$"},
             },
         },
     },
@@ -81,6 +90,17 @@ class Project:
     @property
     def limits(self) -> Mapping[str, int]:
         return self.config.get("limits") or {}
+
+    @property
+    def alert_rules(self) -> list[notify.Rule]:
+        """The project's `notify:` rules (a spinner's own add to them)."""
+        return notify.rules(self.config.get("notify"))
+
+    @property
+    def public_url(self) -> str | None:
+        """Where `cxrun serve` is reached from outside (`serve: {public_url}`), if configured."""
+        url = (self.config.get("serve") or {}).get("public_url")
+        return str(url).rstrip("/") if url else None
 
     @property
     def state_dir(self) -> Path:
@@ -161,3 +181,7 @@ def _check_config(raw: Any) -> None:
             f"{CONFIG_FILE}: {where + ': ' if where else ''}{errors[0].message}",
             f"fix {CONFIG_FILE} and try again",
         )
+    rules = notify.rules(raw.get("notify"))
+    found = notify.problems(rules, raw.get("channels") or {}, f"{CONFIG_FILE}: notify")
+    if found:
+        raise CxrunError(found[0], f"fix {CONFIG_FILE} and try again")

@@ -7,6 +7,7 @@ aliases is a few hundred bytes that would expand to more values than memory hold
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,19 @@ def _loader() -> type:
                 _check_aliases(node)
             return node
 
+    # YAML 1.2's booleans: only true and false. YAML 1.1 also reads on, off, yes and no as
+    # booleans, which would turn `notify: [{on: [failed]}]` into {True: [failed]}.
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
     return Loader
+
+
+_BOOL = "tag:yaml.org,2002:bool"
 
 
 def _check_aliases(root: Any) -> None:

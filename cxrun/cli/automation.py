@@ -74,10 +74,10 @@ def trigger_event(
                 ctx,
                 event,
                 body,
-                event_id,
-                detach,
-                warn_edited(ctx, view.start),
-                view.update,
+                event_id=event_id,
+                detach=detach,
+                on_start=warn_edited(ctx, view.start),
+                on_progress=view.update,
                 stop=interrupt.stop,
             )
         finally:

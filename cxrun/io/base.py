@@ -94,6 +94,7 @@ class Message:
     job: int
     record: str
     step: str
+    alert: Mapping[str, Any] | None = None  # an alert's document (a webhook posts it whole)
 
 
 @dataclass(frozen=True)

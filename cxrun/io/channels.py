@@ -86,6 +86,8 @@ class Webhook:
 
 
 def _payload(message: Message) -> dict[str, Any]:
+    if message.alert is not None:
+        return {**message.alert, "subject": message.subject, "text": message.text}
     return {
         "job": message.job,
         "record": message.record,

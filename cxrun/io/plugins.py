@@ -119,7 +119,13 @@ def _common_problems(where: str, options: Mapping[str, Any]) -> list[str]:
 
 def build(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
     """Instances of the providers and channels the spinner uses (their config already checked)."""
-    providers, channels = used(spinner)
+    return build_named(project, *used(spinner), secrets)
+
+
+def build_named(
+    project: Project, providers: set[str], channels: set[str], secrets: Secrets
+) -> Plugins:
+    """Instances of these providers and channels of cxrun.yaml (their config already checked)."""
     targets: dict[str, Target] = {}
     outbox: set[str] = set()
     for section, names in (("providers", providers), ("channels", channels)):

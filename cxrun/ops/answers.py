@@ -12,6 +12,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.errors import CxrunError, NotFound
 from cxrun.base.models import Job
 from cxrun.base.owners import lease_until
+from cxrun.ops.runs import alerted
 from cxrun.ops.views import job, job_table
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
@@ -101,7 +102,7 @@ def answer(
         current = job_store.get(con, job_id)
     if claimed:
         runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
-        current = runner.run(job_id)
+        current = alerted(ctx, runner.run(job_id))
     return Answered(current, decision, [key for _, key in pending], already)
 
 

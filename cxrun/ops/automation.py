@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from cxrun.base.models import Job
 from cxrun.ops.runs import runtime
 from cxrun.store import jobs as job_store
 from cxrun.store.context import Context
-from cxrun.triggers.events import Received, listeners, parse_payload, read_payload, trigger
+from cxrun.triggers.events import Received, listeners, parse_payload, read_payload
+from cxrun.triggers.events import trigger as start_jobs
 from cxrun.triggers.limits import Usage, usage
 from cxrun.triggers.schedules import Fire, Listed, exit_code, fire_due, listing
 
@@ -25,6 +27,7 @@ __all__ = [
     "listing",
     "parse_payload",
     "read_payload",
+    "start_jobs",
     "tick",
     "trigger",
     "usage",
@@ -52,3 +55,13 @@ def tick(
     fired = fire_due(ctx, now)
     on_fired(fired)
     return fired, runtime(ctx, True, 1, stop, on_event, schedules=False)
+
+
+def trigger(ctx: Context, event: str, payload: dict[str, Any], **options: Any) -> Received:
+    """`cxrun trigger`: the event's jobs started (and run here unless detached, see
+    `triggers.events.trigger`), then the alerts of what they went through sent."""
+    from cxrun.ops import alerts
+
+    received = start_jobs(ctx, event, payload, **options)
+    alerts.deliver(ctx)
+    return received

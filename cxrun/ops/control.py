@@ -8,6 +8,7 @@ from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus
 from cxrun.base.errors import Conflict
 from cxrun.base.models import Job
+from cxrun.ops import alerts
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store.context import Context
@@ -49,9 +50,14 @@ def ask(ctx: Context, job_id: int, action: str) -> Job | None:
             raise Conflict(f"job {job_id} is {found.status} already", "there is nothing to do")
         if live is None:  # nobody runs it: done here
             if action == "cancel":
-                return job_store.cancel_now(con, job_id, now)
-            return job_store.pause_now(con, job_id, "paused by an operator", now)
-        claim_store.request(con, job_id, action)
+                done = job_store.cancel_now(con, job_id, now)
+            else:
+                done = job_store.pause_now(con, job_id, "paused by an operator", now)
+        else:
+            claim_store.request(con, job_id, action)
+    if live is None:
+        alerts.deliver(ctx)
+        return done
     signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
     return None
 

@@ -73,7 +73,15 @@ def run_now(
     prepared, job = in_session(ctx, create)
     if detach:
         return job
-    return run_here(ctx, job, prepared, owner, on_start, on_progress, stop)
+    return alerted(ctx, run_here(ctx, job, prepared, owner, on_start, on_progress, stop))
+
+
+def alerted(ctx: Context, job: Job) -> Job:
+    """`job` as a run here left it, once the alerts of what it went through are sent."""
+    from cxrun.ops import alerts
+
+    alerts.deliver(ctx)
+    return job
 
 
 _QUEUED = frozenset({JobStatus.QUEUED})
@@ -100,6 +108,7 @@ def runtime(
 ) -> int:
     """The long-lived runtime (or, with `once`, until nothing is runnable); it fires due
     schedules every few seconds unless `schedules` is False."""
+    from cxrun.ops import alerts
     from cxrun.runtime import worker
     from cxrun.runtime.runner import Runner
     from cxrun.triggers.schedules import runtime_hook as schedules_hook
@@ -119,8 +128,20 @@ def runtime(
         runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
         return runner.run(job_id)
 
-    tick = schedules_hook(ctx, on_event) if schedules else None
-    return worker.serve(ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick)
+    fire = schedules_hook(ctx, on_event) if schedules else None
+    courier = alerts.Courier(ctx, on_event)
+
+    def tick() -> None:
+        if fire is not None:
+            fire()
+        courier.poke()  # what the last turn's jobs went through
+
+    try:
+        return worker.serve(
+            ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, tick=tick
+        )
+    finally:
+        courier.stop()
 
 
 def handed_back(ctx: Context, job: Job) -> list[str]:
@@ -194,9 +215,8 @@ def resume(
         taken = _take(con, job_id, owner, now, _RESUMABLE, detach)
     if detach:
         return taken
-    return Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop).run(
-        job_id
-    )
+    runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
+    return alerted(ctx, runner.run(job_id))
 
 
 def _take(
@@ -274,4 +294,4 @@ def retry(
     if detach:
         return taken
     runner = Runner(ctx.state, spinner, built, on_progress=on_progress, owner=owner, stop=stop)
-    return runner.run(job_id)
+    return alerted(ctx, runner.run(job_id))

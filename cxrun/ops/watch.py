@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from cxrun.base import owners
 from cxrun.base.clock import utcnow
 from cxrun.base.enums import JobStatus, RecordStatus
 from cxrun.base.models import Job, iso
+from cxrun.store import alerts as alert_store
 from cxrun.store import jobs as job_store
 from cxrun.store import monitor as monitor_store
 from cxrun.store import spinners as spinner_store
@@ -33,6 +34,7 @@ class JobDetail:
     eta_s: float | None
     now: datetime
     errors: list[dict[str, str]] | None = None  # why an event's payload did not fit
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # sent of its statuses
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,10 @@ class JobDetail:
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             **self.lease.to_json(),
             **({"errors": self.errors} if self.errors is not None else {}),
+            "alerts": [
+                {k: iso(v) if isinstance(v, datetime) else v for k, v in alert.items()}
+                for alert in self.alerts
+            ],
         }
 
 
@@ -58,10 +64,12 @@ def job_detail(ctx: Context, job_id: int, now: datetime | None = None) -> JobDet
         done = monitor_store.progress(con, job_id) if running else Progress(0, None, None)
         lease = monitor_store.lease(con, job_id)
         errors = trigger_store.payload_errors(con, job_id)
+        alerts = alert_store.of_job(con, job_id)
     rate, eta = _eta(job, done, now)
     ids = [str(step["id"]) for step in version.spec["steps"]] if version else []
     counted = _record_counts(job)
-    return JobDetail(job, counted, _all_steps(ids, stats), lease, rate, eta, now, errors)
+    steps = _all_steps(ids, stats)
+    return JobDetail(job, counted, steps, lease, rate, eta, now, errors, alerts)
 
 
 def _record_counts(job: Job) -> dict[str, int]:

@@ -132,6 +132,19 @@ def job_detail(data: dict[str, Any]) -> None:
         ["step", "completed", "failed", "skipped", "waiting", "attempts", "median_ms"],
         "no steps",
     )
+    for alert in data.get("alerts") or []:
+        console.print(f"alert: {style.escape(_alert(alert))}")
+
+
+def _alert(alert: dict[str, Any]) -> str:
+    """One alert of a job, as `cxrun job` lists it."""
+    to = f" to {alert['to']}" if alert["to"] else ""
+    what = f"{alert['status']} (#{alert['n']}) through {alert['channel']}{to}"
+    if alert["state"] == "sent":
+        return f"{what}: sent {alert['sent_at']}"
+    if alert["state"] == "failed":
+        return f"{what}: FAILED after {alert['attempts']} attempt(s): {alert['error']}"
+    return f"{what}: {alert['state']}"
 
 
 def fires(fired: Sequence[Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cxrun.base import notify
 from cxrun.base.durations import seconds
 from cxrun.base.sql import Template, compile_template
 from cxrun.spec.model import (
@@ -53,6 +54,7 @@ def build(raw: dict[str, Any], name: str) -> Spinner:
         child=bool(raw.get("child", False)),
         eligible=eligible,
         triggers=tuple(_build_trigger(t) for t in raw.get("triggers") or ()),
+        notify=tuple(notify.rules(raw.get("notify"))),
         steps=tuple(steps),
         limits=Limits(
             concurrency=int(limits.get("concurrency", Limits.concurrency)),

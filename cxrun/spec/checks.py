@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from cxrun.base import notify
 from cxrun.base.cron import cron_problem, zone_problem
 from cxrun.base.sql import (
     ExpressionError,
@@ -277,7 +278,7 @@ def plugin_problems(
             )
         if isinstance(step, AIStep) and step.schema is not None:
             problems += _schema_problem(index, step.schema)
-    return problems
+    return problems + notify.problems(spinner.notify, channels, "notify")
 
 
 def _schema_problem(index: str, schema: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cxrun.base.notify import Rule
 from cxrun.base.sql import Template
 
 
@@ -270,6 +271,7 @@ class Spinner:
     child: bool = False
     eligible: Eligible | None = None
     triggers: tuple[TriggerSpec, ...] = ()
+    notify: tuple[Rule, ...] = ()  # alert rules of its own (cxrun.yaml's apply too)
 
     @property
     def required_fields(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from cxrun.base.clock import from_db, to_db
 from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
+from cxrun.store.history import log_status
 from cxrun.store.jobs import NO_OWNER, get
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ CLAIMABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED})
 _OWNED = "owner, owner_pid, owner_host, lease_until"
 
 
-def _gone(
+def gone(
     pid: int | None,
     host: str | None,
     lease: datetime | None,
@@ -48,7 +49,7 @@ def claimable(
     return [
         int(job)
         for job, status, owner, pid, owner_host, lease in rows
-        if owner is None or _gone(pid, owner_host, lease, now, host, alive)
+        if owner is None or gone(pid, owner_host, lease, now, host, alive)
     ]
 
 
@@ -83,7 +84,7 @@ def claim(
     if status not in statuses:
         return None
     held = holder is not None and holder != owner.id
-    if held and not _gone(pid, host, lease, now, owner.host, alive):
+    if held and not gone(pid, host, lease, now, owner.host, alive):
         return None
     con.execute(
         "UPDATE cx_jobs SET status = 'running', reason = NULL, paused_at = NULL, owner = ?, "
@@ -92,7 +93,7 @@ def claim(
         "WHERE job = ?",
         [owner.id, owner.pid, owner.host, to_db(lease_until), to_db(now), job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def queue(
@@ -108,14 +109,14 @@ def queue(
     row = con.execute(f"SELECT status, {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
     if row is None or row[0] not in statuses:
         return None
-    if row[1] is not None and not _gone(row[2], row[3], row[4], now, owners.this_host(), alive):
+    if row[1] is not None and not gone(row[2], row[3], row[4], now, owners.this_host(), alive):
         return None
     con.execute(
         f"UPDATE cx_jobs SET status = 'queued', reason = NULL, ended_at = NULL, {NO_OWNER} "
         "WHERE job = ?",
         [job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def holder(
@@ -125,7 +126,7 @@ def holder(
     row = con.execute(f"SELECT {_OWNED} FROM cx_jobs WHERE job = ?", [job]).fetchone()
     if row is None or row[0] is None:
         return None
-    if _gone(row[1], row[2], row[3], now, owners.this_host(), alive):
+    if gone(row[1], row[2], row[3], now, owners.this_host(), alive):
         return None
     return Owner(str(row[0]), int(row[1] or 0), str(row[2]))
 
@@ -152,6 +153,7 @@ def requeue(con: duckdb.DuckDBPyConnection, job: int, owner: Owner) -> None:
         "WHERE job = ? AND owner = ? AND status IN ('running', 'paused')",
         [job, owner.id],
     )
+    log_status(con, get(con, job))
 
 
 def runtime_beat(

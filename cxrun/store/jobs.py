@@ -12,6 +12,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.filters import JobFilter
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
+from cxrun.store.history import log_status
 from cxrun.store.tables import ROW, TableInfo
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def create(
             to_db(now) if status == JobStatus.RUNNING else None,
         ],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
@@ -211,7 +212,7 @@ def park(con: duckdb.DuckDBPyConnection, job: int, reason: str | None) -> Job:
         "owner_host = NULL, lease_until = NULL, control = NULL WHERE job = ?",
         [reason, job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job))
 
 
 # A job that becomes paused notes when (a paused one keeps its moment; any other status has none).
@@ -233,7 +234,7 @@ def set_status(
         f"UPDATE cx_jobs SET {PAUSED_AT}, status = $status, reason = $reason WHERE job = $job",
         {"status": str(status), "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def finish(
@@ -246,7 +247,7 @@ def finish(
         "WHERE job = ?",
         [str(status), reason, to_db(now), job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 NO_OWNER = "owner = NULL, owner_pid = NULL, owner_host = NULL, lease_until = NULL"
@@ -268,7 +269,7 @@ def cancel_now(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> Job:
         f"control = NULL, {NO_OWNER}, ended_at = ?, paused_at = NULL WHERE job = ?",
         [to_db(now), job],
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)
 
 
 def _cancel_unreached(con: duckdb.DuckDBPyConnection, job: Job, now: datetime) -> None:
@@ -303,4 +304,4 @@ def pause_now(
         f"{NO_OWNER} WHERE job = $job",
         {"status": "paused", "reason": reason, "job": job, "now": to_db(now or utcnow())},
     )
-    return get(con, job)
+    return log_status(con, get(con, job), now)

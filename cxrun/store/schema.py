@@ -154,4 +154,23 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 12: every status a job took (the nth time it took it), and the alerts sent of them
+    """
+    CREATE SEQUENCE cx_status_ids START 1;
+    CREATE TABLE cx_status_log (
+        id BIGINT DEFAULT nextval('cx_status_ids'), job INTEGER, status VARCHAR, n INTEGER,
+        reason VARCHAR, taken_at TIMESTAMP, considered BOOLEAN DEFAULT false
+    );
+    CREATE SEQUENCE cx_alert_ids START 1;
+    CREATE TABLE cx_alerts (
+        id BIGINT DEFAULT nextval('cx_alert_ids'), job INTEGER, status VARCHAR, n INTEGER,
+        channel VARCHAR, recipient VARCHAR,
+        idempotency_key VARCHAR, state VARCHAR, attempts INTEGER DEFAULT 0, error VARCHAR,
+        document JSON, retry JSON, created_at TIMESTAMP, sent_at TIMESTAMP,
+        owner VARCHAR, owner_pid INTEGER, owner_host VARCHAR, lease_until TIMESTAMP
+    );
+    """
+)
+
 LATEST = len(MIGRATIONS)

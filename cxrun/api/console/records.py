@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cxrun.api.console.html import Safe, badge, duration, join, notice, tag, value
 from cxrun.base.enums import JobStatus, RecordStatus
@@ -55,7 +55,19 @@ def _header(detail: JobDetail) -> Safe:
     title = tag("h2", join([f"Job {job.job} · {job.spinner} v{job.version} ", badge(job.status)]))
     eta = f" · about {duration(detail.eta_s)} left" if detail.eta_s is not None else ""
     lines = [title, progress(job), tag("div", (job.reason or "") + eta, class_="reason")]
+    lines += [_alerts(detail.alerts)] if detail.alerts else []
     return tag("div", join([*lines, controls(job)]), class_="job-head")
+
+
+def _alerts(alerts: list[dict[str, Any]]) -> Safe:
+    """The alerts sent of the job's statuses; one that failed says why."""
+    items = []
+    for alert in alerts:
+        what = f"{alert['status']} #{alert['n']} → {alert['channel']}: {alert['state']}"
+        failed = alert["state"] == "failed"
+        text = f"{what} ({alert['error']})" if failed else what
+        items.append(tag("li", text, class_="alert failed" if failed else "alert"))
+    return tag("ul", join(items), class_="alerts")
 
 
 def controls(job: Job) -> Safe:
