@@ -75,10 +75,24 @@ def act(ctx: Context, planned: Plan, wait: float = control.CONTROL_WAIT) -> Outc
     if planned.action.name == "cancel":
         results = _cancel(ctx, planned.jobs, wait)
     else:
-        results = [_queue(ctx, planned.action.name, job) for job in planned.jobs]
+        results = _queue_all(ctx, planned.action.name, planned.jobs)
     with ctx.state.read() as con:
         up = bool(monitor_store.runtimes_up(con, utcnow()))
     return Outcome(planned, results, up)
+
+
+HELD_JOBS = 10  # jobs queued on one opening of the state; other processes go between two
+
+
+def _queue_all(ctx: Context, name: str, job_ids: list[int]) -> list[Result]:
+    """Each job retried or resumed, HELD_JOBS at a time on one opening of the state file (each
+    job still in its own transaction): opening it costs more than queuing a job, and holding it
+    for all of them would keep a runtime waiting for as long."""
+    results = []
+    for first in range(0, len(job_ids), HELD_JOBS):
+        with ctx.state.held():
+            results += [_queue(ctx, name, job) for job in job_ids[first : first + HELD_JOBS]]
+    return results
 
 
 def _queue(ctx: Context, name: str, job_id: int) -> Result:
