@@ -14,6 +14,7 @@ from conftest import EXECUTABLE, set_now, write_project
 from cxrun import ops
 from cxrun.base import cron
 from cxrun.base.enums import Trigger
+from cxrun.base.filters import JobFilter
 from cxrun.ops import publishing, runs, runtime, views
 from cxrun.triggers import schedules
 
@@ -53,7 +54,7 @@ def publish(root: Path, when: str, monkeypatch: pytest.MonkeyPatch) -> ops.Conte
 
 def fired_jobs(ctx: ops.Context) -> list[dict[str, object]]:
     """Every scheduled job, oldest first, with the due time it keeps."""
-    jobs = sorted(views.jobs(ctx, None, None, 1, 500), key=lambda j: j.job)
+    jobs = sorted(views.jobs(ctx, JobFilter(), 1, 500), key=lambda j: j.job)
     with ctx.state.read() as con:
         params = dict(con.execute("SELECT job, params FROM cx_jobs").fetchall())
     return [
