@@ -20,13 +20,12 @@ from typing import Any
 from cxrun.base.errors import CxrunError
 from cxrun.io.calls import Call
 from cxrun.io.cluster_worker import Task, forget, work
-from cxrun.io.executor import JobFailed, JobHalted, JobPaused, JobTimedOut
+from cxrun.io.executor import JobFailed, JobHalted, JobPaused, JobTimedOut, Keep
 
 INSTALL = "pip install 'cxrun[dask]'"
 NO_WORKER_WAIT = 60.0  # seconds a batch waits for a worker when the cluster has none
 LOOK_EVERY = 0.1  # seconds between two looks at the batch's queue, tasks and workers
 
-Keep = Callable[[dict[str, Any]], None]
 Targets = dict[str, tuple[str, dict[str, Any]]]
 
 
@@ -242,7 +241,9 @@ class _Batch:
         for result in await asyncio.to_thread(self._drain):
             key = (result["row"], result["pos"])
             if self.left.pop(key, None) is not None:  # a lost worker's late answer: kept once
-                self.keep(result)
+                kept = self.keep(result)
+                if kept is not None:
+                    await kept
                 self.results.append(result)
 
     def _drain(self) -> list[dict[str, Any]]:

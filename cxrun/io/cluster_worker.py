@@ -133,8 +133,12 @@ class _JobCalls:
         return cls(executor, http, watcher, client)
 
     async def run(self, task: Task, flusher: _Flusher) -> dict[str, Any]:
-        def keep(result: dict[str, Any]) -> None:
-            flusher.put(task.queue, result)
+        loop = asyncio.get_running_loop()
+
+        def keep(result: dict[str, Any]) -> asyncio.Future[None]:
+            # The call's slot is free once the runtime's queue has the result: a worker that
+            # dies loses no more than its slots' worth of calls.
+            return flusher.put(task.queue, result, loop)
 
         outcome: dict[str, Any] = {"calls": len(task.calls)}
         stop, _ = await asyncio.to_thread(_look, self.client, _names(task.executor))
@@ -240,15 +244,20 @@ class _Flusher:
     def __init__(self, client: Any) -> None:
         self.client = client
         self._queues: dict[str, Any] = {}  # made once each: making one asks the scheduler
-        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._pending: list[tuple[str, dict[str, Any], _Done]] = []
         self._busy = False
         self._cond = threading.Condition()
         threading.Thread(target=self._loop, name="cxrun-flush", daemon=True).start()
 
-    def put(self, queue: str, result: dict[str, Any]) -> None:
+    def put(
+        self, queue: str, result: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[None]:
+        """Hand a result over; the future is done once it is on its queue."""
+        done: asyncio.Future[None] = loop.create_future()
         with self._cond:
-            self._pending.append((queue, result))
+            self._pending.append((queue, result, (loop, done)))
             self._cond.notify_all()
+        return done
 
     def drain(self) -> None:
         """Wait until every call handed over so far is on its queue."""
@@ -265,12 +274,22 @@ class _Flusher:
                     self._cond.wait()
                 taken, self._pending, self._busy = self._pending, [], True
             by_queue: dict[str, list[dict[str, Any]]] = {}
-            for queue, result in taken:
+            for queue, result, _ in taken:
                 by_queue.setdefault(queue, []).append(result)
             for name, results in by_queue.items():
                 if name not in self._queues:
                     self._queues[name] = Queue(name, client=self.client)
                 self._queues[name].put(results)
+            for _, _, (loop, done) in taken:
+                loop.call_soon_threadsafe(_set, done)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+
+_Done = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _set(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
