@@ -23,6 +23,7 @@ from cxrun.io.calls import Call, Target
 from cxrun.io.executor import Executor, JobHalted, JobPaused, JobTimedOut
 
 WATCH_EVERY = 0.25  # seconds between two looks at the job's stop event and provider holds
+FLUSHERS = 4  # puts of finished calls on their way at once
 
 
 @dataclass(frozen=True)
@@ -238,16 +239,18 @@ def _stop_everywhere(client: Any, executor: str) -> None:
 
 
 class _Flusher:
-    """Puts finished calls on their queues from a thread of its own, each put carrying every
-    call that finished while the last one was on its way."""
+    """Puts finished calls on their queues from threads of their own (FLUSHERS of them, so
+    that a result waits for at most one put on its way, not for the one before it too), each
+    put carrying every call that finished meanwhile."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._queues: dict[str, Any] = {}  # made once each: making one asks the scheduler
         self._pending: list[tuple[str, dict[str, Any], _Done]] = []
-        self._busy = False
+        self._busy = 0
         self._cond = threading.Condition()
-        threading.Thread(target=self._loop, name="cxrun-flush", daemon=True).start()
+        for number in range(FLUSHERS):
+            threading.Thread(target=self._loop, name=f"cxrun-flush-{number}", daemon=True).start()
 
     def put(
         self, queue: str, result: dict[str, Any], loop: asyncio.AbstractEventLoop
@@ -256,7 +259,7 @@ class _Flusher:
         done: asyncio.Future[None] = loop.create_future()
         with self._cond:
             self._pending.append((queue, result, (loop, done)))
-            self._cond.notify_all()
+            self._cond.notify()
         return done
 
     def drain(self) -> None:
@@ -266,25 +269,33 @@ class _Flusher:
                 self._cond.wait()
 
     def _loop(self) -> None:
-        from distributed import Queue
-
         while True:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
-                taken, self._pending, self._busy = self._pending, [], True
-            by_queue: dict[str, list[dict[str, Any]]] = {}
-            for queue, result, _ in taken:
-                by_queue.setdefault(queue, []).append(result)
-            for name, results in by_queue.items():
+                taken, self._pending = self._pending, []
+                self._busy += 1
+            try:
+                self._put(taken)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _put(self, taken: list[tuple[str, dict[str, Any], _Done]]) -> None:
+        from distributed import Queue
+
+        by_queue: dict[str, list[dict[str, Any]]] = {}
+        for queue, result, _ in taken:
+            by_queue.setdefault(queue, []).append(result)
+        for name, results in by_queue.items():
+            with self._cond:
                 if name not in self._queues:
                     self._queues[name] = Queue(name, client=self.client)
-                self._queues[name].put(results)
-            for _, _, (loop, done) in taken:
-                loop.call_soon_threadsafe(_set, done)
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+                queue = self._queues[name]
+            queue.put(results)
+        for _, _, (loop, done) in taken:
+            loop.call_soon_threadsafe(_set, done)
 
 
 _Done = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]

@@ -172,7 +172,8 @@ def resume(
     if found.status not in _RESUMABLE:
         raise Conflict(f"job {job_id} is {found.status}, not paused", _not_resumable(found))
     spinner = job_spinner(ctx, found)
-    built = plugins_for(ctx, found.spinner, spinner)
+    # checked (detached: as the runtime will, its workers' secrets on a cluster), built here
+    built = plugins_for(ctx, found.spinner, spinner, None if detach else True)
     owner = owners.new_owner("resume")
     now = utcnow()
     with ctx.state.write() as con:
@@ -245,7 +246,8 @@ def retry(
         raise Conflict(f"job {job_id} is {found.status}", "retry a job once it has finished")
     spinner = job_spinner(ctx, found)
     table = job_table(ctx, job_id, where)
-    built = plugins_for(ctx, found.spinner, spinner)
+    # checked (detached: as the runtime will, its workers' secrets on a cluster), built here
+    built = plugins_for(ctx, found.spinner, spinner, None if detach else True)
     owner = owners.new_owner("retry")
     now = utcnow()
     with ctx.state.write() as con:
