@@ -39,6 +39,8 @@ class Endpoints:
         self.delay = delay
         self.slow_after = slow_after  # records past this one take 2 s (the job is surely busy)
         self.deny: set[str] = set()
+        self.limit_once: str | None = None  # this record's first call: 429, Retry-After 2
+        self.limited_at: float | None = None
         self.ai: Counter[str] = Counter()
         self.sends: Counter[str] = Counter()
         self.starts: list[float] = []
@@ -58,6 +60,9 @@ class Endpoints:
             if record in self.deny:
                 self.denied_at = self.denied_at or time.monotonic()
                 return OpenAI.unauthorized()
+            if record == self.limit_once and self.limited_at is None:
+                self.limited_at = time.monotonic()
+                return Reply(429, {"error": {"message": "slow down"}}, {"retry-after": "2"})
             self.in_flight += 1
         try:
             slow = self.slow_after is not None and int(record) > self.slow_after
@@ -171,6 +176,24 @@ def test_a_401_on_one_worker_pauses_the_job_on_every_worker(tmp_path, http_serve
     late = [t for t in endpoints.starts if t > denied + 1.0]
     assert late == []  # neither worker started a call a second after the 401
     assert sum(endpoints.ai.values()) < ROWS
+
+
+def test_a_429_on_one_worker_holds_the_provider_on_every_worker(tmp_path, http_server):
+    endpoints = Endpoints(delay=0.05)
+    endpoints.limit_once = "40"
+    http_server.handler = endpoints
+    root = project(tmp_path, http_server)
+    assert cxrun(root, "run-now", "s", "--detach").returncode == 0
+
+    with local_cluster(2, env={"LLM_KEY": KEY}) as cluster:
+        finished(runtime(root, cluster.address, "--once"))
+
+    limited = endpoints.limited_at
+    assert limited is not None
+    during = [t for t in endpoints.starts if limited + 0.8 < t < limited + 1.8]
+    assert during == []  # the other worker held back too, within a second
+    assert _status(root) == "completed"
+    assert sorted(endpoints.ai.values()) == [1] * (ROWS - 1) + [2]  # the 429 made again
 
 
 def test_an_operators_pause_stops_the_workers_and_resume_finishes_once(tmp_path, http_server):

@@ -288,16 +288,16 @@ class Runner:
         # A job's time limit counts its running time: parked records going on start afresh.
         began = self.clock() if self._woken else (job.started_at or self.clock())
         elapsed = (self.clock() - began).total_seconds()
-        time_left = None if limits.job_timeout is None else limits.job_timeout - elapsed
+        # While a 429's Retry-After runs the job says so (paused, until when), then runs again.
+        paused: dict[str, Any] = {
+            "on_rate_limit": lambda until: self._db(self._hold.rate_limited, job.job, until),
+            "on_resume": lambda: self._db(self._hold.set_status, job.job, JobStatus.RUNNING, None),
+            "record_timeout": limits.record_timeout,
+            "time_left": None if limits.job_timeout is None else limits.job_timeout - elapsed,
+        }
         if self.cluster is not None:
             made = self.cluster.executor(
-                job.job,
-                self.plugins.options,
-                limits.concurrency,
-                on_rate_limit=lambda until: self._db(self._hold.rate_limited, job.job, until),
-                on_resume=lambda: self._db(self._hold.set_status, job.job, JobStatus.RUNNING, None),
-                record_timeout=limits.record_timeout,
-                time_left=time_left,
+                job.job, self.plugins.options, limits.concurrency, **paused
             )
             stack.push_async_callback(made.close)
             return made
@@ -308,10 +308,7 @@ class Runner:
             http=http,
             concurrency=limits.concurrency,
             redact=self.plugins.redact,
-            on_rate_limit=lambda until: self._db(self._hold.rate_limited, job.job, until),
-            on_resume=lambda: self._db(self._hold.set_status, job.job, JobStatus.RUNNING, None),
-            record_timeout=limits.record_timeout,
-            time_left=time_left,
+            **paused,
             **self.executor_options,
         )
         stack.push_async_callback(executor.close)
