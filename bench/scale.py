@@ -12,6 +12,11 @@ local 50 ms server of bench/common.py. Each run queues the job (`run-now --detac
   of worker processes (2 threads each) started beforehand, the model's key in the workers'
   environment only.
 
+Then, for the pure steps: three steps (a log text, a tag, a computed field) over one batch of
+rows (245,760) done by DuckDB where the rows are, against the same rows taken out of DuckDB,
+shipped to a worker, computed there in Python and shipped back (what handing pure steps to
+the cluster would cost at the least).
+
 It prints, medians of the runs: calls a second over the job's own duration (started to ended:
 the runtime's start-up and its connection to the cluster are left out), the ratio to the local
 executor (the goal: at least 0.8x on this 2-core machine, where the workers, the runtime and
@@ -30,9 +35,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from common import Server, child_env, machine, measure
+from common import Server, child_env, machine, measure, write_contacts
 
 CXRUN = Path(sys.executable).parent / "cxrun"
 KEY = "sk-bench-key-not-real"
@@ -132,6 +138,41 @@ def one_run(root: Path, cluster: str | None) -> tuple[float, float, int]:
     return detail["completed"] / detail["duration_s"], ran.cpu_s, detail["completed"]
 
 
+PURE_ROWS = 245_760
+PURE_SQL = (
+    "SELECT id, 'Welcome ' || first_name AS message, lifetime_value > 1000 AS vip, "
+    "lifetime_value / 100 AS score FROM read_parquet(?)"
+)
+
+
+def steps_in_python(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The three pure steps, row by row, as a worker would compute them."""
+    return [(i, f"Welcome {n}", float(v) > 1000, float(v) / 100) for i, n, v in rows]  # type: ignore[arg-type]
+
+
+def pure(folder: Path, address: str, runs: int) -> tuple[float, float]:
+    """Seconds (medians) for the pure steps over one batch: in DuckDB, and shipped to a worker."""
+    import duckdb
+    from distributed import Client
+
+    table = folder / "pure.parquet"
+    write_contacts(table, PURE_ROWS)
+    here, shipped = [], []
+    with Client(address, set_as_default=False) as client, duckdb.connect() as con:
+        for _ in range(runs):
+            started = time.perf_counter()
+            con.execute(f"CREATE OR REPLACE TABLE done AS {PURE_SQL}", [str(table)])
+            here.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            rows = con.execute(
+                "SELECT id, first_name, lifetime_value FROM read_parquet(?)", [str(table)]
+            ).fetchall()
+            sent = client.scatter(rows, direct=True)  # straight to a worker, not via the graph
+            client.submit(steps_in_python, sent, pure=False).result()
+            shipped.append(time.perf_counter() - started)  # not even written back yet
+    return statistics.median(here), statistics.median(shipped)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="calls a job makes (20,000)")
@@ -156,11 +197,17 @@ def main() -> int:
                     print(
                         f"  run {run + 1} {name:>18}: {rate:7.0f} calls/s, runtime CPU {cpu:.2f} s"
                     )
+            in_duckdb, shipped = pure(Path(folder), clusters[1].address, options.runs)
         finally:
             for cluster in clusters.values():
                 cluster.close()
             server.stop()
     report(results, options.rows)
+    print(
+        f"pure steps over {PURE_ROWS:,} rows: {in_duckdb:.3f} s in DuckDB where the rows are, "
+        f"{shipped:.3f} s taken out, shipped to a worker and computed there "
+        f"({shipped / in_duckdb:.1f}x, before writing anything back): they stay on the runtime"
+    )
     return 0
 
 
