@@ -238,12 +238,13 @@ class Executor:
         delay = error.retry_after if error.retry_after is not None else call.step.retry.backoff
         until = self.clock() + delay
         target = self.targets.get(call.step.target)
-        if target is not None and target.limit is not None:
-            target.limit.hold(until)  # the other jobs calling it wait too
         if self._limited_until is None or until > self._limited_until + 1:
             self._limited_until = until
             await self.on_rate_limit(self.wall() + timedelta(seconds=delay))
-        await self._nap(delay)
+        if target is not None and target.limit is not None:
+            target.limit.hold(until)  # this call and every other one to it wait in `slot`
+        else:
+            await self._nap(delay)
 
     async def _rate_limit_over(self) -> None:
         if self._limited_until is not None and self.clock() >= self._limited_until:
