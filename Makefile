@@ -60,6 +60,7 @@ bench: setup
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/limits.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .cxrun .pytest_cache .mypy_cache .ruff_cache

@@ -84,7 +84,7 @@ class FakeServer:
         self.requests: list[Request] = []
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _RequestHandler)
+        self._http = _Listening(("127.0.0.1", 0), _RequestHandler)
         self._http.daemon_threads = True
         self._http.fake = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._http.serve_forever, args=(0.01,), daemon=True)
@@ -122,6 +122,14 @@ class FakeServer:
         self._http.shutdown()
         self._http.server_close()
         self._thread.join(timeout=5)
+
+
+class _Listening(ThreadingHTTPServer):
+    """A backlog for a job's worth of connections at once: with socketserver's 5, a burst of
+    connects overflows it and the dropped ones come back a second later (TCP's first
+    retransmission), which shows as calls that start late."""
+
+    request_queue_size = 1024
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -14,7 +14,8 @@ from conftest import EXECUTABLE, set_now, write_project
 from cxrun import ops
 from cxrun.base import cron
 from cxrun.base.enums import Trigger
-from cxrun.ops import publishing, runs, views
+from cxrun.base.filters import JobFilter
+from cxrun.ops import publishing, runs, runtime, views
 from cxrun.triggers import schedules
 
 PARIS = "Europe/Paris"
@@ -53,7 +54,7 @@ def publish(root: Path, when: str, monkeypatch: pytest.MonkeyPatch) -> ops.Conte
 
 def fired_jobs(ctx: ops.Context) -> list[dict[str, object]]:
     """Every scheduled job, oldest first, with the due time it keeps."""
-    jobs = sorted(views.jobs(ctx, None, None, 1, 500), key=lambda j: j.job)
+    jobs = sorted(views.jobs(ctx, JobFilter(), 1, 500), key=lambda j: j.job)
     with ctx.state.read() as con:
         params = dict(con.execute("SELECT job, params FROM cx_jobs").fetchall())
     return [
@@ -353,7 +354,7 @@ def test_the_runtime_fires_due_schedules_through_its_hook(tmp_path, monkeypatch)
     ctx = publish(root, "2026-11-21T12:00:00Z", monkeypatch)
     set_now(monkeypatch, "2026-11-22T09:00:05Z")
     notes: list[str] = []
-    assert runs.runtime(ctx, once=True, max_jobs=1, on_event=notes.append) == 1
+    assert runtime.runtime(ctx, once=True, max_jobs=1, on_event=notes.append) == 1
     assert any("due 2026-11-22T09:00:00Z: job 1 queued" in n for n in notes), notes
     assert views.job(ctx, 1).status == "completed"
 
@@ -375,7 +376,7 @@ def test_timestamp_and_last_timestamp_are_the_due_times(tmp_path, monkeypatch):
         "2026-03-01T00:00:00Z",
     ]
     assert [j["total"] for j in jobs] == [1, 1, 1]  # 2025-11-20; 2026-01-10; 2026-02-01
-    runs.runtime(ctx, once=True, max_jobs=1, schedules=False)
+    runtime.runtime(ctx, once=True, max_jobs=1, schedules=False)
     keys = [[r.record for r in views.records(ctx, j["job"], None, 1)] for j in jobs]
     assert keys == [["4"], ["1"], ["2"]]
 

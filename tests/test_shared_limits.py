@@ -5,6 +5,7 @@ a local server that times every call."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -216,3 +217,29 @@ def test_a_429_on_one_job_holds_the_other_job_back_too(tmp_path, http_server):
     assert refused is not None
     during = [t for t in model.times if refused + 0.3 < t < refused + 1.7]
     assert during == []  # neither job called while the Retry-After ran
+
+
+def test_a_cancel_while_a_job_waits_out_a_429_acts_at_once(tmp_path, http_server):
+    http_server.handler = lambda request: Reply(
+        429, {"error": {"message": "slow down"}}, {"retry-after": "60"}
+    )
+    root = two_jobs(tmp_path, http_server, {}, rows=5)
+    assert cxrun(root, "run-now", "a", "--detach").returncode == 0
+    runtime = start(root, "runtime")
+    try:
+        assert wait_until(lambda: "rate limited" in _reason(root), 60)
+        asked = time.monotonic()
+        cancelled = cxrun(root, "cancel", "1", "--json")
+        took = time.monotonic() - asked
+    finally:
+        runtime.send_signal(signal.SIGTERM)
+        _, err = runtime.communicate(timeout=60)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert '"status": "cancelled"' in cancelled.stdout
+    assert took < 30, took  # not the 60 s Retry-After
+    assert runtime.returncode == 0, err
+
+
+def _reason(root: Path) -> str:
+    listed = cxrun(root, "jobs", "--json")
+    return str(json.loads(listed.stdout)[0]["reason"] or "") if listed.returncode == 0 else ""

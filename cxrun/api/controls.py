@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from cxrun.api.app import Api
+    from cxrun.base.bulk import Outcome, Plan
+    from cxrun.ops import Context
     from cxrun.ops.keys import ApiKey
 
 CONTROL_WAIT = 5.0  # seconds a cancel or pause waits for the job's owner to carry it out
@@ -55,6 +57,48 @@ async def retry(api: Api, request: Request, key: ApiKey) -> Response:
     record, where = body.get("record"), body.get("where")
     found = await api.call(lambda ctx: runs.retry(ctx, job, record, where=where, detach=True))
     return reply(found.to_json(), 202)
+
+
+BULK_OPTIONS = {
+    "status": str,
+    "spinner": str,
+    "trigger": str,
+    "since": str,
+    "reason": str,
+    "jobs": list,
+    "confirm": bool,
+}
+
+
+async def bulk_retry(api: Api, request: Request, key: ApiKey) -> Response:
+    """`cxrun retry` with filters: the failed records of every finished job they match."""
+    return await _bulk(api, request, "retry")
+
+
+async def bulk_cancel(api: Api, request: Request, key: ApiKey) -> Response:
+    """`cxrun cancel` with filters: every unfinished job they match."""
+    return await _bulk(api, request, "cancel")
+
+
+async def bulk_resume(api: Api, request: Request, key: ApiKey) -> Response:
+    """`cxrun resume` with filters: every paused job they match, queued for the runtime."""
+    return await _bulk(api, request, "resume")
+
+
+async def _bulk(api: Api, request: Request, action: str) -> Response:
+    """The plan, changing nothing; with `"confirm": true`, the plan carried out (`"jobs"`: only
+    these of the jobs it takes, the numbers of a plan answered before)."""
+    from cxrun.ops import bulk
+
+    body = await params.options(request, BULK_OPTIONS)
+    filters, only, confirm = params.filters(body), body.get("jobs"), bool(body.get("confirm"))
+
+    def work(ctx: Context) -> Plan | Outcome:
+        planned = bulk.plan(ctx, action, filters, only)
+        return bulk.act(ctx, planned, CONTROL_WAIT) if confirm else planned
+
+    done = await api.call(work)
+    return reply(done.to_json())
 
 
 async def approve_record(api: Api, request: Request, key: ApiKey) -> Response:

@@ -9,9 +9,13 @@ import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cxrun.api.errors import ApiError
+from cxrun.api.errors import ApiError, from_cxrun
+from cxrun.base.errors import CxrunError
+from cxrun.base.filters import JobFilter, job_filter
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from starlette.requests import Request
 
 MAX_BODY = 1024 * 1024
@@ -67,6 +71,17 @@ def choice(request: Request, name: str, kind: type[E]) -> E | None:
         raise ApiError(400, f"{name}={raw!r} is not one of {known}") from None
 
 
+FILTERS = ("status", "spinner", "trigger", "since", "reason")  # as `cxrun jobs` takes them
+
+
+def filters(values: Mapping[str, Any]) -> JobFilter:
+    """The jobs filter of a query or a body (each of FILTERS, or none); a bad value is a 400."""
+    try:
+        return job_filter(*(values.get(name) for name in FILTERS))
+    except CxrunError as exc:
+        raise from_cxrun(exc) from None
+
+
 def page(request: Request) -> tuple[int, int]:
     """`page` and `limit`, as the CLI's --page and --limit."""
     return number(request, "page", 1, 1, MAX_PAGE), number(request, "limit", 50, 1, MAX_LIMIT)
@@ -112,10 +127,17 @@ async def options(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
     return value
 
 
-_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
+_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    bool: "true or false",
+    list: "a list of job numbers",
+}
 
 
 def _fits(item: Any, kind: type) -> bool:
+    if kind is list:
+        return isinstance(item, list) and all(_fits(job, int) for job in item)
     if kind is int and isinstance(item, int) and not isinstance(item, bool):
         return 0 <= item <= MAX_ROWS
     return isinstance(item, kind) and (kind is bool or not isinstance(item, bool))

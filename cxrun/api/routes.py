@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from cxrun.api import controls, params
 from cxrun.api.app import reply
 from cxrun.api.errors import ApiError
-from cxrun.base.enums import JobStatus, RecordStatus
+from cxrun.base.enums import RecordStatus
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -90,13 +90,13 @@ async def post_run(api: Api, request: Request, key: ApiKey) -> Response:
 
 
 async def get_jobs(api: Api, request: Request, key: ApiKey) -> Response:
-    """`cxrun jobs [--status S] [--spinner NAME] [--page N] [--limit N]`."""
+    """`cxrun jobs [--status S] [--spinner NAME] [--trigger T] [--since 7d] [--reason TEXT]
+    [--page N] [--limit N]`."""
     from cxrun.ops import views
 
-    status = params.choice(request, "status", JobStatus)
-    spinner = request.query_params.get("spinner")
+    filters = params.filters(request.query_params)
     page, limit = params.page(request)
-    found = await api.call(lambda ctx: views.jobs(ctx, status, spinner, page, limit))
+    found = await api.call(lambda ctx: views.jobs(ctx, filters, page, limit))
     return reply([job.to_json() for job in found])
 
 
@@ -175,6 +175,9 @@ TABLE = (  # method, path under /api/v1, the scope it needs (None: no key), hand
     ("GET", "/jobs/{job}/records", "read", get_records),
     ("GET", "/jobs/{job}/records/{key}/journey", "read", get_journey),
     ("GET", "/live", "read", get_live),
+    ("POST", "/jobs/bulk/retry", "control", controls.bulk_retry),  # before /jobs/{job}/...
+    ("POST", "/jobs/bulk/cancel", "control", controls.bulk_cancel),
+    ("POST", "/jobs/bulk/resume", "control", controls.bulk_resume),
     ("POST", "/jobs/{job}/cancel", "control", controls.cancel),
     ("POST", "/jobs/{job}/pause", "control", controls.pause),
     ("POST", "/jobs/{job}/resume", "control", controls.resume),

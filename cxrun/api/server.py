@@ -126,13 +126,14 @@ def _runtime(
 ) -> threading.Thread:
     """The runtime loop on its own thread (it stops, handing its jobs back, when `stop` is set;
     `failed` hears of an error that stopped it, a busy state say)."""
-    from cxrun.ops import open_context, runs
+    from cxrun.ops import open_context
+    from cxrun.ops.runtime import runtime
 
     ctx = open_context(project_dir)
 
     def loop() -> None:
         try:
-            runs.runtime(ctx, False, max_jobs, stop, on_event)
+            runtime(ctx, False, max_jobs, stop, on_event)
         except Exception as exc:
             on_event("runtime stopped by an error: the server stops too")
             failed(exc)

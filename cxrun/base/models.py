@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrun.base.enums import JobStatus, Priority
+
+if TYPE_CHECKING:
+    from cxrun.base.filters import JobFilter
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -140,14 +143,12 @@ class JobsPage:
     when it was read, and whether a runtime is up."""
 
     jobs: list[Job]
-    status: str | None
-    spinner: str | None
+    filters: JobFilter
     page: int
     limit: int
     matching: int
     read_at: datetime
     runtime: str | None  # the runtime that is up ("pid 123"), or None
-    trigger: str | None = None
 
     @property
     def pages(self) -> int:

@@ -52,6 +52,17 @@ _CONFIG_SCHEMA: dict[str, Any] = {
                 "aging": {"type": "string", "pattern": DURATION_PATTERN},
             },
         },
+        "executor": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["kind"],
+            "properties": {
+                "kind": {"enum": ["local", "dask"]},
+                "address": {"type": "string", "pattern": "^(tcp|tls|ucx|inproc)://\\S+$"},
+            },
+            "if": {"properties": {"kind": {"const": "dask"}}},
+            "then": {"required": ["address"]},
+        },
     },
 }
 
@@ -115,6 +126,12 @@ class Project:
     def aging(self) -> float:
         """Seconds a queued job waits before it moves up one priority level (runtime.aging)."""
         return seconds((self.config.get("runtime") or {}).get("aging", AGING))
+
+    @property
+    def cluster_address(self) -> str | None:
+        """The Dask scheduler a runtime hands its I/O calls to (`executor: {kind: dask}`)."""
+        executor = self.config.get("executor") or {}
+        return str(executor["address"]) if executor.get("kind") == "dask" else None
 
     @property
     def state_dir(self) -> Path:

@@ -6,14 +6,17 @@ import math
 import os
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from cxrun import __version__
-from cxrun.base.enums import JobStatus, Priority, RecordStatus
+from cxrun.base.enums import JobStatus, Priority, RecordStatus, Trigger
 from cxrun.base.errors import CxrunError
+
+if TYPE_CHECKING:
+    from cxrun.base.filters import JobFilter
 
 INTERNAL_ERROR = 70
 
@@ -120,6 +123,39 @@ PriorityOpt = Annotated[
     Priority | None,
     typer.Option("--priority", help="The job's priority, over the spinner's.", show_default=False),
 ]
+# The filters of `cxrun jobs`, shared by the bulk forms of retry, cancel and resume.
+SpinnerOpt = Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")]
+TriggerOpt = Annotated[
+    Trigger | None, typer.Option("--trigger", help="Only jobs started this way.")
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only jobs created since: a duration back from now (7d, 24h, 90m) or an ISO date.",
+        show_default=False,
+    ),
+]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option("--reason", help="Only jobs whose reason contains this text (any case)."),
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Act on the matching jobs without asking.")
+]
+
+
+def job_filter(
+    status: str | None,
+    spinner: str | None,
+    trigger: str | None,
+    since: str | None,
+    reason: str | None,
+) -> JobFilter:
+    """The JobFilter of the filter options (a bad --since is a CxrunError: exit 2)."""
+    from cxrun.base.filters import job_filter as parsed
+
+    return parsed(status, spinner, trigger, since, reason)
 
 
 def _version(value: bool) -> None:

@@ -8,13 +8,28 @@ from typing import Annotated, Any
 import typer
 
 from cxrun.base.enums import JobStatus
+from cxrun.cli import bulk
 from cxrun.cli.app import (
     MAX_ROWS,
+    JobStatusOpt,
     JsonOpt,
     PriorityOpt,
     ProjectOpt,
+    ReasonOpt,
+    SinceOpt,
+    SpinnerOpt,
+    TriggerOpt,
+    YesOpt,
     context,
+    job_filter,
 )
+
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
+]
+JobOrFilters = Annotated[
+    int | None, typer.Argument(help="Job number (or, instead, filters: every job they match).")
+]
 
 
 def run_now(
@@ -26,9 +41,7 @@ def run_now(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; call nothing.")
     ] = False,
-    detach: Annotated[
-        bool, typer.Option("--detach", help="Only queue the job, for `cxrun runtime`.")
-    ] = False,
+    detach: DetachOpt = False,
     priority: PriorityOpt = None,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
@@ -164,13 +177,22 @@ def runtime(
         bool, typer.Option("--once", help="Stop when nothing is runnable (for cron).")
     ] = False,
     max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="Jobs at a time.")] = 1,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            metavar="tcp://HOST:8786",
+            help="Hand the I/O calls to this Dask scheduler's workers (cxrun[dask]).",
+        ),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Run queued jobs, take over orphaned ones; stops cleanly on Ctrl-C or SIGTERM."""
-    from cxrun.ops import runs
+    from cxrun.ops import runtime as loop
     from cxrun.render import out
 
-    runs.runtime(context(project), once, max_jobs, stop_on_signals(), out.note)
+    ctx = context(project)
+    loop.runtime(ctx, once, max_jobs, stop_on_signals(), out.note, cluster=cluster)
 
 
 def stop_on_signals() -> Any:
@@ -185,49 +207,89 @@ def stop_on_signals() -> Any:
 
 
 def resume(
-    job: Annotated[int, typer.Argument(help="Job number.")],
+    job: JobOrFilters = None,
+    detach: DetachOpt = False,
+    status: JobStatusOpt = None,
+    spinner: SpinnerOpt = None,
+    trigger: TriggerOpt = None,
+    since: SinceOpt = None,
+    reason: ReasonOpt = None,
+    yes: YesOpt = False,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Continue a paused job here: unfinished records only, no call made twice."""
+    """Continue a paused job here: unfinished records only, no call made twice. With filters
+    instead of JOB: every paused job they match, queued for the runtime."""
     from cxrun.ops import runs
+    from cxrun.render import out
 
+    filters = job_filter(status, spinner, trigger, since, reason)
+    one = bulk.one_job("resume", job, filters)
+    if one is None:
+        return bulk.run("resume", filters, yes, project, json_)
+    if detach:
+        queued = runs.resume(context(project), one, detach=True)
+        if json_:
+            return out.print_json(queued.to_json())
+        return out.lines([f"job {queued.job} queued: `cxrun runtime` continues it"])
     run_job(
-        json_, lambda view, stop: runs.resume(context(project), job, view.update, stop), project
+        json_, lambda view, stop: runs.resume(context(project), one, view.update, stop), project
     )
 
 
 def retry(
-    job: Annotated[int, typer.Argument(help="Job number.")],
+    job: JobOrFilters = None,
     record: Annotated[str | None, typer.Option("--record", help="Only this record.")] = None,
     where: Annotated[
         str | None, typer.Option("--where", help="Only failed records whose row meets this SQL.")
     ] = None,
+    status: JobStatusOpt = None,
+    spinner: SpinnerOpt = None,
+    trigger: TriggerOpt = None,
+    since: SinceOpt = None,
+    reason: ReasonOpt = None,
+    yes: YesOpt = False,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run a job's failed records again from their failed step, reusing earlier outputs."""
+    """Run a job's failed records again from their failed step, reusing earlier outputs. With
+    filters instead of JOB: those of every finished job they match, queued for the runtime."""
     from cxrun.ops import publishing, runs
     from cxrun.render import out
 
+    filters = job_filter(status, spinner, trigger, since, reason)
+    one = bulk.one_job("retry", job, filters, **{"--record": record, "--where": where})
+    if one is None:
+        return bulk.run("retry", filters, yes, project, json_)
     ctx = context(project)
-    changed = publishing.table_note(ctx, job)
+    changed = publishing.table_note(ctx, one)
     if changed:
         out.note(changed)
     run_job(
-        json_, lambda view, stop: runs.retry(ctx, job, record, view.update, where, stop), project
+        json_, lambda view, stop: runs.retry(ctx, one, record, view.update, where, stop), project
     )
 
 
 def cancel(
-    job: Annotated[int, typer.Argument(help="Job number.")],
+    job: JobOrFilters = None,
+    status: JobStatusOpt = None,
+    spinner: SpinnerOpt = None,
+    trigger: TriggerOpt = None,
+    since: SinceOpt = None,
+    reason: ReasonOpt = None,
+    yes: YesOpt = False,
     project: ProjectOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Cancel a queued, running or paused job (wherever it runs)."""
+    """Cancel a queued, running, waiting or paused job (wherever it runs). With filters instead
+    of JOB: every unfinished job they match."""
     from cxrun.ops import control
 
-    _answer(control.cancel(context(project), job), json_)
+    filters = job_filter(status, spinner, trigger, since, reason)
+    one = bulk.one_job("cancel", job, filters)
+    if one is None:
+        return bulk.run("cancel", filters, yes, project, json_)
+    _answer(control.cancel(context(project), one), json_)
 
 
 def pause(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,15 +12,26 @@ from cxrun.cli.app import (
     LimitOpt,
     PageOpt,
     ProjectOpt,
+    ReasonOpt,
     RecordStatusOpt,
+    SinceOpt,
+    SpinnerOpt,
+    TriggerOpt,
     context,
     finite,
+    job_filter,
 )
+
+if TYPE_CHECKING:
+    from cxrun.base.filters import JobFilter
 
 
 def jobs(
     status: JobStatusOpt = None,
-    spinner: Annotated[str | None, typer.Option("--spinner", help="Only this spinner.")] = None,
+    spinner: SpinnerOpt = None,
+    trigger: TriggerOpt = None,
+    since: SinceOpt = None,
+    reason: ReasonOpt = None,
     page: PageOpt = 1,
     limit: LimitOpt = 50,
     watch: Annotated[bool, typer.Option("--watch", help="Redraw in place until Ctrl-C.")] = False,
@@ -40,13 +51,17 @@ def jobs(
     from cxrun.render import joblist, jobs, out
 
     ctx = context(project)
-    if watch:
+
+    def chosen() -> JobFilter:
+        return job_filter(status, spinner, trigger, since, reason)
+
+    if watch:  # --since counts back from each redraw's now
         # Ctrl-C only sets a flag: a query in flight finishes instead of being interrupted.
         with Interrupt() as interrupt:
-            fetch = lambda: views.jobs_page(ctx, status, spinner, page, limit)  # noqa: E731
+            fetch = lambda: views.jobs_page(ctx, chosen(), page, limit)  # noqa: E731
             joblist.watch(fetch, interval, StateBusy, interrupt.stop)
         return
-    found = views.jobs_page(ctx, status, spinner, page, limit)
+    found = views.jobs_page(ctx, chosen(), page, limit)
     if json_:
         return out.print_json([j.to_json() for j in found.jobs])
     jobs.jobs_table(found)

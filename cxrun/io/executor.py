@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -16,13 +16,31 @@ from cxrun.base.clock import to_db, utcnow
 from cxrun.base.secrets import EXCERPT, excerpt, scrub_json
 from cxrun.io.base import CallError, Pause
 from cxrun.io.calls import Call, Outcome, Sleep, Target, ask, cost, paid, request, send
-from cxrun.io.stops import JobHalted, JobPaused, JobTimedOut
+from cxrun.io.stops import JobFailed as JobFailed  # the stops, named here too
+from cxrun.io.stops import JobHalted as JobHalted
+from cxrun.io.stops import JobPaused as JobPaused
+from cxrun.io.stops import JobTimedOut as JobTimedOut
 from cxrun.io.watchdog import Watchdog
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RATE_LIMIT_WAITS = 20
 ERROR_EXCERPT = 400  # characters kept of an error (its first line, and the start of a body)
+
+
+# Where a finished call goes: spooled at once, or (a cluster's worker) an awaitable that is
+# done once the runtime has it, which the call's slot waits for.
+Keep = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class CallMaker(Protocol):
+    """What runs a job's calls: this module's Executor, or a cluster's (io/cluster.py)."""
+
+    async def run(self, calls: Sequence[Call], keep: Keep) -> list[dict[str, Any]]: ...
+
+    def halt(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 async def _nothing() -> None:
@@ -32,7 +50,7 @@ async def _nothing() -> None:
 class _Work:
     """The calls of one `run`: counts down as workers finish them."""
 
-    def __init__(self, count: int, keep: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, count: int, keep: Keep) -> None:
         self.left = count
         self.keep = keep
         self.results: list[dict[str, Any]] = []
@@ -73,6 +91,7 @@ class Executor:
     _limited_until: float | None = None
     _deadline: float | None = None
     _halted: bool = False
+    _napping: set[asyncio.Task[Any]] = field(default_factory=set)  # woken by halt()
     _queue: asyncio.Queue[tuple[Call, _Work]] = field(default_factory=asyncio.Queue)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _watchdog: Watchdog = field(default_factory=lambda: Watchdog())
@@ -81,9 +100,7 @@ class Executor:
         if self.time_left is not None:
             self._deadline = self.clock() + self.time_left
 
-    async def run(
-        self, calls: Sequence[Call], keep: Callable[[dict[str, Any]], None] = lambda r: None
-    ) -> list[dict[str, Any]]:
+    async def run(self, calls: Sequence[Call], keep: Keep = lambda r: None) -> list[dict[str, Any]]:
         """Make every call; return their results, each handed to `keep` the moment it is done.
 
         `concurrency` workers serve every `run` of this executor, so two batches share the
@@ -125,7 +142,9 @@ class Executor:
                 if not (self._paused or self._halted or self._expired()):
                     result = await self._call(call)
                     if not result["paused"]:  # a paused call is made again on resume
-                        work.keep(result)
+                        kept = work.keep(result)
+                        if kept is not None:  # kept elsewhere: the slot waits till it is
+                            await kept
                         work.results.append(result)
             except asyncio.CancelledError:
                 work.cancel()
@@ -136,8 +155,27 @@ class Executor:
                 work.finish()
 
     def halt(self) -> None:
-        """Start no new call; the calls in flight finish (and are spooled)."""
+        """Start no new call; the calls in flight finish (and are spooled); a call waiting
+        (a 429's Retry-After, a backoff, a rate) gives up its wait and is made again later."""
         self._halted = True
+        for task in self._napping:
+            task.cancel()
+
+    async def _nap(self, seconds: float) -> None:
+        """`sleep`, cut short when the job is halted (a cancel acts within a second, even
+        while a 429's Retry-After runs)."""
+        task = asyncio.current_task()
+        if self._halted or task is None:
+            return
+        self._napping.add(task)
+        try:
+            await self.sleep(seconds)
+        except asyncio.CancelledError:
+            if not self._halted:
+                raise
+            task.uncancel()  # woken by halt(): the caller sees the job halted
+        finally:
+            self._napping.discard(task)
 
     def _expired(self) -> bool:
         if self._deadline is not None and self.clock() >= self._deadline:
@@ -152,7 +190,11 @@ class Executor:
         self._row_started.setdefault(call.row, self.clock())
         while True:
             tries += 1
-            error, outcome, attempt = await self._attempt(call, len(attempts) + 1)
+            number = len(attempts) + 1
+            tried = None if attempts and self._halted else await self._attempt(call, number)
+            if tried is None:  # halted while it waited to try (again): made when it goes on
+                return {"row": call.row, "pos": call.pos, "paused": True}
+            error, outcome, attempt = tried
             attempts.append(attempt)
             if error is None:
                 await self._rate_limit_over()
@@ -167,7 +209,7 @@ class Executor:
                 continue
             if not error.retryable or tries >= call.step.retry.attempts:
                 break
-            await self.sleep(self._backoff(call.step, tries))
+            await self._nap(self._backoff(call.step, tries))
         return self._result(call, outcome, error, attempts)
 
     async def _wait_out(self, call: Call, error: CallError) -> None:
@@ -175,12 +217,13 @@ class Executor:
         delay = error.retry_after if error.retry_after is not None else call.step.retry.backoff
         until = self.clock() + delay
         target = self.targets.get(call.step.target)
-        if target is not None and target.limit is not None:
-            target.limit.hold(until)  # the other jobs calling it wait too
         if self._limited_until is None or until > self._limited_until + 1:
             self._limited_until = until
             await self.on_rate_limit(self.wall() + timedelta(seconds=delay))
-        await self.sleep(delay)
+        if target is not None and target.limit is not None:
+            target.limit.hold(until)  # this call and every other one to it wait in `slot`
+        else:
+            await self._nap(delay)
 
     async def _rate_limit_over(self) -> None:
         if self._limited_until is not None and self.clock() >= self._limited_until:
@@ -193,16 +236,19 @@ class Executor:
 
     async def _attempt(
         self, call: Call, number: int
-    ) -> tuple[CallError | None, Outcome, dict[str, Any]]:
-        """One try, within the target's limits shared with the other jobs of this process:
-        a call in flight of its `concurrency`, then a start under its `rate`."""
+    ) -> tuple[CallError | None, Outcome, dict[str, Any]] | None:
+        """One try (None: halted before it started), within the target's limits shared with
+        the other jobs of this process: a call in flight of its `concurrency`, then a start
+        under its `rate`."""
         target = self.targets.get(call.step.target)
         limit = target.limit if target is not None else None
         if limit is None:
             return await self._try(call, number, target)
         await limit.enter()
         try:
-            await limit.slot(self.clock, self.sleep)
+            await limit.slot(self.clock, self._nap)
+            if self._halted:  # halted while it waited for its turn: not made
+                return None
             return await self._try(call, number, target)
         finally:
             limit.leave()

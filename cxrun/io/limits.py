@@ -32,18 +32,19 @@ class SharedLimit:
         self._waiters: deque[_Waiter] = deque()
 
     async def slot(self, clock: Callable[[], float], sleep: Sleep) -> None:
-        """Wait for the next start under the rate and any hold a 429 put on the provider."""
-        while True:
-            with self._lock:
-                now = clock()
-                held = self._held_until > now
-                start = self._held_until if held else max(now, self._next)
-                if not held and self.rate:
-                    self._next = start + 1.0 / self.rate
-            if start > now:
-                await sleep(start - now)
-            if not held:
-                return
+        """Wait out any hold a 429 put on the provider, then for the next start under the rate
+        (a hold put meanwhile is for the calls after this one)."""
+        with self._lock:
+            held = self._held_until - clock()
+        if held > 0:
+            await sleep(held)
+        with self._lock:
+            now = clock()
+            start = max(now, self._next)
+            if self.rate:
+                self._next = start + 1.0 / self.rate
+        if start > now:
+            await sleep(start - now)
 
     def hold(self, until: float) -> None:
         """A 429: no caller starts a call before `until` (on the callers' clock)."""

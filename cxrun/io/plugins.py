@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,9 @@ class Plugins:
     redact: Callable[[str], str] = lambda text: text
     outbox: set[str] = field(default_factory=set)
     transport: str = "default"
+    # cxrun.yaml's options by name (section, options), secrets unresolved: what a cluster's
+    # workers are sent to build the targets themselves
+    options: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     def client(self, concurrency: int) -> httpx.AsyncClient:
         return http_client(concurrency, self.transport)
@@ -133,20 +136,38 @@ def build_named(
         configured = project.providers if section == "providers" else project.channels
         for name in sorted(names):
             options = dict(configured[name])
-            secrets.resolve(options)  # so that the redactor knows every value in use
-            kind = options["kind"]
-            if kind == "outbox":
+            if options["kind"] == "outbox":
                 outbox.add(name)
-            plugin = _registry(section)[kind](name, options, secrets.resolve)
-            targets[name] = Target(
-                name=name,
-                plugin=plugin,
-                limit=shared_limit((str(project.root), section, name), options),
-                timeout=seconds(options["timeout"]) if "timeout" in options else None,
-                prices=options.get("prices") or {},
-            )
+            key = (str(project.root), section, name)
+            targets[name] = target(key, section, name, options, secrets)
     redactor = secrets.redactor()
     return Plugins(targets, redactor.redact, outbox, os.environ.get(TRANSPORT_ENV, "default"))
+
+
+def target(
+    key: Hashable, section: str, name: str, options: dict[str, Any], secrets: Secrets
+) -> Target:
+    """One provider or channel, ready to call: its secrets resolved (MissingSecret when one is
+    not set), its limits those every job of this process shares under `key`."""
+    secrets.resolve(options)  # so that the redactor knows every value in use
+    plugin = _registry(section)[options["kind"]](name, options, secrets.resolve)
+    return Target(
+        name=name,
+        plugin=plugin,
+        limit=shared_limit(key, options),
+        timeout=seconds(options["timeout"]) if "timeout" in options else None,
+        prices=options.get("prices") or {},
+    )
+
+
+def names_only(project: Project, spinner: Spinner, secrets: Secrets) -> Plugins:
+    """What a runtime whose calls a cluster makes needs of the plugins: which channels are
+    outboxes, and a redactor of the secrets it has (the workers resolve their own)."""
+    providers, channels = used(spinner)
+    outbox = {name for name in channels if project.channels[name].get("kind") == "outbox"}
+    options = {name: ("providers", dict(project.providers[name])) for name in providers}
+    options |= {name: ("channels", dict(project.channels[name])) for name in channels}
+    return Plugins({}, secrets.redactor().redact, outbox, options=options)
 
 
 _warm: dict[str, Any] = {}

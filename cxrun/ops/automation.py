@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from cxrun.base.models import Job
-from cxrun.ops.runs import runtime
+from cxrun.ops.runtime import runtime
 from cxrun.store import jobs as job_store
 from cxrun.store.context import Context
 from cxrun.triggers.events import Received, listeners, parse_payload, read_payload

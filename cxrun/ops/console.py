@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cxrun.base.bulk import Plan
 from cxrun.base.clock import utcnow
+from cxrun.base.filters import JobFilter
 from cxrun.base.models import JobsPage
-from cxrun.ops import views
+from cxrun.ops import bulk, views
 from cxrun.store import console as console_store
 from cxrun.store.context import Context
 
@@ -30,17 +32,14 @@ class Throughput:
 
 
 def runs(
-    ctx: Context,
-    filters: tuple[str | None, str | None, str | None],
-    page: int,
-    per_page: int,
-) -> tuple[JobsPage, list[str]]:
-    """The Jobs page's runs by status, spinner and trigger (None: any), `per_page` a page, and
-    the spinners that have jobs (its filter's choices), in one read."""
-    status, spinner, trigger = filters
+    ctx: Context, filters: JobFilter, page: int, per_page: int
+) -> tuple[JobsPage, list[str], dict[str, Plan]]:
+    """The Jobs page's runs by filter, `per_page` a page, the spinners that have jobs (its
+    filter's choices) and, when a filter is set, the plan of each bulk action over its jobs."""
     with ctx.state.read() as con:
-        found = views.page_of(con, status, spinner, page, per_page, trigger)
-        return found, console_store.spinner_names(con)
+        found = views.page_of(con, filters, page, per_page)
+        spinners = console_store.spinner_names(con)
+    return found, spinners, ({} if filters.empty else bulk.plans(ctx, filters))
 
 
 def throughput(

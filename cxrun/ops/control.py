@@ -29,6 +29,15 @@ def pause(ctx: Context, job_id: int, wait: float = CONTROL_WAIT) -> Job:
 def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
     """Done here when nobody runs the job; otherwise asked of its live owner, which acts
     between two calls (the state and a file beside it say what was asked)."""
+    done = ask(ctx, job_id, action)
+    if done is not None:
+        return done
+    return answered(ctx, [job_id], wait)[job_id]
+
+
+def ask(ctx: Context, job_id: int, action: str) -> Job | None:
+    """Cancel or pause the job here when nobody runs it (the job as it is now), or ask its live
+    owner to (None: `answered` says when it has)."""
     from cxrun.runtime import signals
 
     now = utcnow()
@@ -51,13 +60,22 @@ def _control(ctx: Context, job_id: int, action: str, wait: float) -> Job:
             alerts.deliver(ctx)
         return done
     signals.ask(ctx.project.state_dir, job_id, action)  # what the owner watches while it calls
+    return None
+
+
+def answered(ctx: Context, job_ids: list[int], wait: float) -> dict[int, Job]:
+    """The jobs whose owners were asked, once each has carried the request out (or the job
+    ended, or its owner died), or as they are after `wait` seconds."""
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:  # the owner notices within a second
-        time.sleep(0.1)
+    left, found = set(job_ids), {}
+    while True:  # the owners notice within a second
         with ctx.state.read() as con:
-            found = job_store.get(con, job_id)
-            if claim_store.control_of(con, job_id) is None:  # carried out (or the job ended)
-                break
-            if claim_store.holder(con, job_id, utcnow()) is None:  # its owner died meanwhile
-                break
-    return found
+            for job_id in sorted(left):
+                found[job_id] = job_store.get(con, job_id)
+                if claim_store.control_of(con, job_id) is None or (
+                    claim_store.holder(con, job_id, utcnow()) is None  # its owner died meanwhile
+                ):
+                    left.discard(job_id)
+        if not left or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)

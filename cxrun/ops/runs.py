@@ -3,7 +3,6 @@ and what to tell an operator whose command handed its job back."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,7 +14,6 @@ from cxrun.base.errors import Conflict, CxrunError
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner, lease_until
 from cxrun.ops.views import job, job_table
-from cxrun.store import State
 from cxrun.store import claims as claim_store
 from cxrun.store import jobs as job_store
 from cxrun.store import records as record_store
@@ -110,53 +108,6 @@ def _claimed(job: Job | None) -> Job:
     return job
 
 
-def runtime(
-    ctx: Context,
-    once: bool,
-    max_jobs: int,
-    stop: threading.Event | None = None,
-    on_event: Callable[[str], None] = lambda text: None,
-    schedules: bool = True,
-) -> int:
-    """The long-lived runtime (or, with `once`, until nothing is runnable); it fires due
-    schedules every few seconds unless `schedules` is False."""
-    from cxrun.ops import alerts
-    from cxrun.runtime import worker
-    from cxrun.runtime.runner import Runner
-    from cxrun.triggers.schedules import runtime_hook as schedules_hook
-
-    def run_job(job_id: int, owner: Owner, stopping: Callable[[], bool]) -> Job:
-        # Each job on its own thread, with its own handle on the state.
-        here = Context(ctx.project, State(ctx.project.state_dir))
-        found = job(here, job_id)
-        spinner = job_spinner(here, found)
-        try:
-            built = plugins_for(here, found.spinner, spinner)
-        except CxrunError as exc:  # paused for `cxrun resume` once fixed: no longer ours
-            with here.state.write() as con:
-                if not claim_store.holds(con, job_id, owner):
-                    return job_store.get(con, job_id)
-                return job_store.pause_now(con, job_id, exc.message)
-        runner = Runner(here.state, spinner, built, owner=owner, stop=stopping)
-        return runner.run(job_id)
-
-    fire = schedules_hook(ctx, on_event) if schedules else None
-    pace = worker.Pace(aging=ctx.project.aging)
-    courier = alerts.Courier(ctx, on_event)
-
-    def tick() -> None:
-        if fire is not None:
-            fire()
-        courier.poke()  # what the last turn's jobs went through
-
-    try:
-        return worker.serve(
-            ctx.project.state_dir, run_job, once, max_jobs, stop, on_event, pace, tick
-        )
-    finally:
-        courier.stop()
-
-
 def handed_back(ctx: Context, job: Job) -> list[str]:
     """What to tell an operator whose command stopped (Ctrl-C, SIGTERM) before its job ended:
     `job` as this command left it, and who finishes it (a runtime may have taken it already)."""
@@ -221,7 +172,8 @@ def resume(
     if found.status not in _RESUMABLE:
         raise Conflict(f"job {job_id} is {found.status}, not paused", _not_resumable(found))
     spinner = job_spinner(ctx, found)
-    built = plugins_for(ctx, found.spinner, spinner)
+    # checked (detached: as the runtime will, its workers' secrets on a cluster), built here
+    built = plugins_for(ctx, found.spinner, spinner, None if detach else True)
     owner = owners.new_owner("resume")
     now = utcnow()
     with ctx.state.write() as con:
@@ -294,7 +246,8 @@ def retry(
         raise Conflict(f"job {job_id} is {found.status}", "retry a job once it has finished")
     spinner = job_spinner(ctx, found)
     table = job_table(ctx, job_id, where)
-    built = plugins_for(ctx, found.spinner, spinner)
+    # checked (detached: as the runtime will, its workers' secrets on a cluster), built here
+    built = plugins_for(ctx, found.spinner, spinner, None if detach else True)
     owner = owners.new_owner("retry")
     now = utcnow()
     with ctx.state.write() as con:

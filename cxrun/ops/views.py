@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, NotWrittenYet
+from cxrun.base.filters import JobFilter
 from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
 from cxrun.store import jobs as job_store
 from cxrun.store import monitor as monitor_store
@@ -22,41 +23,25 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50
 
 
-def jobs(
-    ctx: Context, status: str | None, spinner: str | None, page: int, limit: int = PAGE_SIZE
-) -> list[Job]:
+def jobs(ctx: Context, filters: JobFilter, page: int, limit: int = PAGE_SIZE) -> list[Job]:
     with ctx.state.read() as con:
-        return job_store.listing(con, status, spinner, limit, (page - 1) * limit)
+        return job_store.listing(con, filters, limit, (page - 1) * limit)
 
 
-def jobs_page(
-    ctx: Context,
-    status: str | None,
-    spinner: str | None,
-    page: int,
-    limit: int = PAGE_SIZE,
-    trigger: str | None = None,
-) -> JobsPage:
+def jobs_page(ctx: Context, filters: JobFilter, page: int, limit: int = PAGE_SIZE) -> JobsPage:
     """A page of jobs, newest first, with the count of all that match and the runtime's state."""
     with ctx.state.read() as con:
-        return page_of(con, status, spinner, page, limit, trigger)
+        return page_of(con, filters, page, limit)
 
 
-def page_of(
-    con: duckdb.DuckDBPyConnection,
-    status: str | None,
-    spinner: str | None,
-    page: int,
-    limit: int,
-    trigger: str | None = None,
-) -> JobsPage:
+def page_of(con: duckdb.DuckDBPyConnection, filters: JobFilter, page: int, limit: int) -> JobsPage:
     """`jobs_page` on an open state connection."""
     now = utcnow()
-    found = job_store.listing(con, status, spinner, limit, (page - 1) * limit, trigger)
-    matching = job_store.count(con, status, spinner, trigger)
+    found = job_store.listing(con, filters, limit, (page - 1) * limit)
+    matching = job_store.count(con, filters)
     up = monitor_store.runtimes_up(con, now)
     runtime = f"{up[0].id} (pid {up[0].pid})" if up else None
-    return JobsPage(found, status, spinner, page, limit, matching, now, runtime, trigger)
+    return JobsPage(found, filters, page, limit, matching, now, runtime)
 
 
 def job(ctx: Context, job_id: int) -> Job:

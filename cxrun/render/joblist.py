@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cxrun.base.enums import Priority
+from cxrun.base.filters import JobFilter
 from cxrun.base.models import Job, JobsPage
 from cxrun.render import style
 
@@ -136,14 +137,11 @@ def table(jobs: Sequence[Job], width: int) -> RenderableType:
     return shown
 
 
-def empty(status: str | None, spinner: str | None, page: int = 1, matching: int = 0) -> str:
+def empty(filters: JobFilter, page: int = 1, matching: int = 0) -> str:
     """What a listing with no jobs says: which filter matched nothing, or past which page."""
     if matching:
         return f"no jobs on page {page}: {matching} job(s) match, on earlier pages"
-    what = f"{status} jobs" if status else "jobs"
-    if spinner:
-        return f"no {what} of spinner {spinner}"
-    return f"no {what}" if status else "no jobs yet"
+    return "no jobs yet" if filters.empty else f"no {filters.describe()}"
 
 
 def frame(page: JobsPage, width: int) -> RenderableType:
@@ -162,7 +160,7 @@ def frame(page: JobsPage, width: int) -> RenderableType:
 
 def empty_of(page: JobsPage) -> str:
     """The empty message for a JobsPage."""
-    return empty(page.status, page.spinner, page.page, page.matching)
+    return empty(page.filters, page.page, page.matching)
 
 
 def watch(

@@ -45,6 +45,14 @@ def note(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+def ask(question: str) -> bool:
+    """A yes-or-no question on stderr (stdout keeps only data), answered on stdin; anything but
+    y or yes, an empty line and the end of input included, is no."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def lines(items: Sequence[str]) -> None:
     style.console().print("\n".join(items), markup=False)
 

@@ -15,7 +15,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
 from cxrun.base.sql import duckdb_message
-from cxrun.io.stops import JobHalted, JobPaused, JobTimedOut
+from cxrun.io.stops import JobFailed, JobHalted, JobPaused, JobTimedOut
 from cxrun.runtime import signals
 from cxrun.runtime.batches import Batch, Batching, BatchWork
 from cxrun.runtime.hold import Hold, LostJob, Stopped
@@ -34,7 +34,8 @@ from cxrun.store.tables import TableInfo
 if TYPE_CHECKING:
     import duckdb
 
-    from cxrun.io.executor import Executor
+    from cxrun.io.cluster import Cluster
+    from cxrun.io.executor import CallMaker
     from cxrun.io.plugins import Plugins
 
 _PASSES = 100  # passes of one run at most: parked records that are due go on in the next one
@@ -59,6 +60,7 @@ class Runner:
     # Who runs the job: its lease is renewed with every batch written (and by a heartbeat while
     # calls are in flight); `stop` is asked between batches (a runtime shutting down).
     owner: Owner | None = None
+    cluster: Cluster | None = None  # its calls made by a Dask cluster's workers
     lease: float = 30.0
     stop: Callable[[], bool] = lambda: False
     _requested: str | None = None
@@ -126,6 +128,8 @@ class Runner:
             return await self._db(self._hold.obey_now, job_id, self._requested or "stop")
         except JobPaused as paused:
             return await self._db(self._hold.release, job_id, JobStatus.PAUSED, paused.reason)
+        except JobFailed as failed:
+            return await self._db(self._hold.release, job_id, JobStatus.FAILED, failed.reason)
         except JobTimedOut:
             limit = self.spinner.limits.job_timeout
             reason = f"job_timeout of {limit:g}s reached"
@@ -174,7 +178,7 @@ class Runner:
         self,
         job: Job,
         batches: Iterator[Batch],
-        executor: Executor,
+        executor: CallMaker,
         spool: Spool,
         done: dict[tuple[int, int], dict[str, Any]],
     ) -> Job:
@@ -212,7 +216,7 @@ class Runner:
             await asyncio.gather(*running, heartbeat, watcher, return_exceptions=True)
         return job
 
-    async def _watch(self, job: int, executor: Executor) -> None:
+    async def _watch(self, job: int, executor: CallMaker) -> None:
         """While calls are in flight: notice a cancel or pause request, or a stopping runtime,
         within half a second, and start no new call."""
         while True:
@@ -235,7 +239,7 @@ class Runner:
     async def _io_batch(
         self,
         batch: Batch,
-        executor: Executor,
+        executor: CallMaker,
         spool: Spool,
         done: dict[tuple[int, int], dict[str, Any]],
         previous: asyncio.Task[Job] | None,
@@ -285,27 +289,37 @@ class Runner:
         if self.on_progress:
             self.on_progress(job)
 
-    async def _executor(self, stack: AsyncExitStack, job: Job) -> Executor | None:
+    async def _executor(self, stack: AsyncExitStack, job: Job) -> CallMaker | None:
         if not self.spinner.has_io:
             return None
         from cxrun.io.executor import Executor  # not for pure steps: it brings in httpx
 
         assert self.plugins is not None, "a spinner with I/O steps needs its plugins"
         limits = self.spinner.limits
-        http = await stack.enter_async_context(self.plugins.client(limits.concurrency))
         # A job's time limit counts its running time: parked records going on start afresh.
         began = self.clock() if self._woken else (job.started_at or self.clock())
         elapsed = (self.clock() - began).total_seconds()
+        # While a 429's Retry-After runs the job says so (paused, until when), then runs again.
+        paused: dict[str, Any] = {
+            "on_rate_limit": lambda until: self._db(self._hold.rate_limited, job.job, until),
+            "on_resume": lambda: self._db(self._hold.set_status, job.job, JobStatus.RUNNING, None),
+            "record_timeout": limits.record_timeout,
+            "time_left": None if limits.job_timeout is None else limits.job_timeout - elapsed,
+        }
+        if self.cluster is not None:
+            made = self.cluster.executor(
+                job.job, self.plugins.options, limits.concurrency, **paused
+            )
+            stack.push_async_callback(made.close)
+            return made
+        http = await stack.enter_async_context(self.plugins.client(limits.concurrency))
         executor = Executor(
             job=job.job,
             targets=self.plugins.targets,
             http=http,
             concurrency=limits.concurrency,
             redact=self.plugins.redact,
-            on_rate_limit=lambda until: self._db(self._hold.rate_limited, job.job, until),
-            on_resume=lambda: self._db(self._hold.set_status, job.job, JobStatus.RUNNING, None),
-            record_timeout=limits.record_timeout,
-            time_left=None if limits.job_timeout is None else limits.job_timeout - elapsed,
+            **paused,
             **self.executor_options,
         )
         stack.push_async_callback(executor.close)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxrun.base.clock import from_db, to_db, utcnow
 from cxrun.base.enums import JobStatus, Priority
+from cxrun.base.filters import JobFilter
 from cxrun.base.models import Job, iso
 from cxrun.base.sql import embed, quote_ident
 from cxrun.store.tables import ROW, TableInfo
@@ -105,41 +106,46 @@ def get(con: duckdb.DuckDBPyConnection, job: int) -> Job:
     return _job(row)
 
 
-# Jobs by status, spinner and trigger, each None for any: bound as each value twice.
-_FILTER = "(? IS NULL OR status = ?) AND (? IS NULL OR spinner = ?) AND (? IS NULL OR trigger = ?)"
+# Jobs by status, spinner, trigger, creation and reason (a JobFilter), each bound twice: None
+# for any. The reason is matched as text that it contains, in any case (no LIKE wildcards).
+_FILTER = (
+    "($status IS NULL OR status = $status) AND ($spinner IS NULL OR spinner = $spinner) "
+    "AND ($trigger IS NULL OR trigger = $trigger) "
+    "AND ($since IS NULL OR created_at >= $since) "
+    "AND ($reason IS NULL OR strpos(lower(reason), lower($reason)) > 0)"
+)
 
 
 def listing(
     con: duckdb.DuckDBPyConnection,
-    status: str | None,
-    spinner: str | None,
-    limit: int,
-    offset: int,
-    trigger: str | None = None,
+    filters: JobFilter,
+    limit: int | None,
+    offset: int = 0,
 ) -> list[Job]:
-    """A page of the jobs that match, newest first."""
+    """A page of the jobs that match, newest first (every one of them with no `limit`)."""
     rows = con.execute(
-        f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE {_FILTER} ORDER BY job DESC LIMIT ? OFFSET ?",
-        [*_twice(status, spinner, trigger), limit, offset],
+        f"SELECT {_JOB_COLUMNS} FROM cx_jobs WHERE {_FILTER} "
+        "ORDER BY job DESC LIMIT $limit OFFSET $offset",
+        {**_bound(filters), "limit": limit, "offset": offset},
     ).fetchall()
     return [_job(row) for row in rows]
 
 
-def count(
-    con: duckdb.DuckDBPyConnection,
-    status: str | None,
-    spinner: str | None,
-    trigger: str | None = None,
-) -> int:
+def count(con: duckdb.DuckDBPyConnection, filters: JobFilter) -> int:
     """How many jobs `listing` pages through."""
-    found = con.execute(
-        f"SELECT count(*) FROM cx_jobs WHERE {_FILTER}", _twice(status, spinner, trigger)
-    ).fetchone()
+    found = con.execute(f"SELECT count(*) FROM cx_jobs WHERE {_FILTER}", _bound(filters)).fetchone()
     return int(found[0]) if found else 0
 
 
-def _twice(*values: str | None) -> list[str | None]:
-    return [value for value in values for _ in (0, 1)]
+def _bound(filters: JobFilter) -> dict[str, Any]:
+    since = to_db(filters.since) if filters.since is not None else None
+    return {
+        "status": filters.status,
+        "spinner": filters.spinner,
+        "trigger": filters.trigger,
+        "since": since,
+        "reason": filters.reason,
+    }
 
 
 def last_status(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:

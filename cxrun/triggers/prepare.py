@@ -210,25 +210,39 @@ def key_problems(
     return problems
 
 
-def plugin_problems(ctx: Context, spinner: Spinner) -> list[str]:
-    """Unknown providers or channels, and the cxrun.yaml entries and secrets they need."""
+def plugin_problems(ctx: Context, spinner: Spinner, secrets_here: bool | None = None) -> list[str]:
+    """Unknown providers or channels, and the cxrun.yaml entries and secrets they need (the
+    secrets only when the calls are made here: not, by default, when cxrun.yaml hands them to
+    a cluster, whose workers have their own)."""
     from cxrun.io import plugins
 
     problems = checks.plugin_problems(spinner, ctx.project.providers, ctx.project.channels)
+    if secrets_here is None:
+        secrets_here = ctx.project.cluster_address is None
+    if not secrets_here:
+        return problems
     return problems + plugins.config_problems(ctx.project, spinner, ctx.secrets)
 
 
-def plugins_for(ctx: Context, name: str, spinner: Spinner) -> Plugins | None:
-    """The providers and channels of a published spinner, checked again before a run."""
+def plugins_for(
+    ctx: Context, name: str, spinner: Spinner, secrets_here: bool | None = True
+) -> Plugins | None:
+    """The providers and channels of a published spinner, checked again before a run; when a
+    cluster's workers make the calls (`secrets_here` False, or None with cxrun.yaml's
+    `executor` a cluster), only named."""
     if not spinner.has_io:
         return None
     from cxrun.io import plugins
 
-    problems = plugin_problems(ctx, spinner)
+    if secrets_here is None:
+        secrets_here = ctx.project.cluster_address is None
+    problems = plugin_problems(ctx, spinner, secrets_here)
     if problems:
         raise ValidationFailed(
             [f"spinner '{name}': {p}" for p in problems], "fix cxrun.yaml or set the secrets"
         )
+    if not secrets_here:
+        return plugins.names_only(ctx.project, spinner, ctx.secrets)
     return plugins.build(ctx.project, spinner, ctx.secrets)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from cxrun.api.console.session import Session
+    from cxrun.base.bulk import Plan
     from cxrun.base.models import Job, JobsPage
     from cxrun.ops import Context
     from cxrun.ops.keys import ApiKey
@@ -81,26 +82,34 @@ async def fragment(session: Session, request: Request, key: ApiKey) -> Response:
 
 async def panes(session: Session, shown: View) -> Safe:
     """Both panes, read in one worker-thread call."""
-    runs, spinners, selected = await session.api.call(lambda ctx: _read(ctx, shown))
+    runs, spinners, plans, selected = await session.api.call(lambda ctx: _read(ctx, shown))
     chosen = replace(shown, job=selected.detail.job.job) if selected else shown
     left = tag(
-        "section", runs_pane(chosen, runs, spinners), id="runs", class_="pane", data_pane="runs"
+        "section",
+        runs_pane(chosen, runs, spinners, plans),
+        id="runs",
+        class_="pane",
+        data_pane="runs",
     )
     right = records.pane(chosen, selected)
     return tag("div", join([left, right]), class_="panes")
 
 
-def _read(ctx: Context, shown: View) -> tuple[JobsPage, list[str], Any]:
+def _read(ctx: Context, shown: View) -> tuple[JobsPage, list[str], dict[str, Plan], Any]:
+    from cxrun.base.filters import JobFilter
     from cxrun.ops import console
 
-    filters = (shown.status, shown.spinner, shown.trigger)
-    runs, spinners = console.runs(ctx, filters, shown.page, RUNS_PER_PAGE)
+    filters = JobFilter(shown.status, shown.spinner, shown.trigger)
+    runs, spinners, plans = console.runs(ctx, filters, shown.page, RUNS_PER_PAGE)
     job = shown.job or (runs.jobs[0].job if runs.jobs else None)
-    return runs, spinners, (records.read(ctx, shown, job) if job is not None else None)
+    return runs, spinners, plans, (records.read(ctx, shown, job) if job is not None else None)
 
 
-def runs_pane(shown: View, runs: JobsPage, spinners: list[str]) -> Safe:
-    """The filters, the runs of this page (the selected one marked) and the pager."""
+def runs_pane(shown: View, runs: JobsPage, spinners: list[str], plans: dict[str, Plan]) -> Safe:
+    """The filters (with a button for each bulk action that applies to the jobs they show),
+    the runs of this page (the selected one marked) and the pager."""
+    from cxrun.api.console.bulk import buttons
+
     listed = [_run(shown, job) for job in runs.jobs]
     if not listed:
         filtered = shown.status or shown.spinner or shown.trigger
@@ -110,6 +119,7 @@ def runs_pane(shown: View, runs: JobsPage, spinners: list[str]) -> Safe:
     return join(
         [
             _filters(shown, spinners),
+            buttons(plans),
             tag("ol", join(listed), class_="runs"),
             _pager(shown, runs),
         ]

@@ -73,9 +73,11 @@ async def cards_html(session: Session) -> Safe:
 
 
 def _read(ctx: Context) -> tuple[Live, list[Job], Any]:
+    from cxrun.base.filters import JobFilter
     from cxrun.ops import console, views, watch
 
-    return watch.live(ctx), views.jobs(ctx, "paused", None, 1, 20), console.throughput(ctx)
+    paused = views.jobs(ctx, JobFilter(status="paused"), 1, 20)
+    return watch.live(ctx), paused, console.throughput(ctx)
 
 
 def _card(title: str, body: object, state: str | None = None, wide: bool = False) -> Safe:

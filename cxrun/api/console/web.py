@@ -84,7 +84,7 @@ def routes(api: Api) -> list[BaseRoute]:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from cxrun.api.console import actions, jobs, live, schedules, signin
+    from cxrun.api.console import actions, bulk, jobs, live, schedules, signin
 
     session = Session(api)
     static = StaticFiles(directory=str(resources.files("cxrun.api.console") / "static"))
@@ -95,6 +95,7 @@ def routes(api: Api) -> list[BaseRoute]:
             *live.TABLE,
             *actions.TABLE,
             *schedules.TABLE,
+            *bulk.TABLE,
         )
     ]
     table += signin.routes(session)
