@@ -259,12 +259,14 @@ steps:
 """  # noqa: E501
 
 
-def make_project(root: Path, rows: int, url: str) -> None:
-    """cxrun.yaml (provider `bench`), spinners/io.yaml and tables/contacts.parquet."""
+def make_project(root: Path, rows: int, url: str, concurrency: int = CONCURRENCY) -> None:
+    """cxrun.yaml (provider `bench`), spinners/io.yaml (at `concurrency`) and
+    tables/contacts.parquet."""
     (root / "spinners").mkdir(parents=True)
     (root / "tables").mkdir()
     (root / "cxrun.yaml").write_text(CONFIG.format(url=url))
-    (root / "spinners" / "io.yaml").write_text(SPINNER)
+    spinner = SPINNER.replace(f"concurrency: {CONCURRENCY}}}", f"concurrency: {concurrency}}}")
+    (root / "spinners" / "io.yaml").write_text(spinner)
     write_contacts(root / "tables" / "contacts.parquet", rows)
 
 
@@ -303,10 +305,11 @@ def run_once(
     rows: int,
     memory: str | None,
     limit: bool = False,
+    concurrency: int = CONCURRENCY,
 ) -> tuple[Measured, int, float, str | None, float | None, int | None]:
     """One run over `rows` rows (cxrun: the whole table, or `--limit rows` with `limit`): what
     was measured, calls the server saw, its CPU s, a problem, the loop time of a baseline and the
-    job of cxrun."""
+    job of cxrun. A baseline makes its calls at `concurrency` (cxrun at its spinner's)."""
     before = server.stats()
     env = no_proxy()
     if contender.baseline:
@@ -316,14 +319,14 @@ def run_once(
             contender.name,
             server.url,
             str(rows),
-            str(CONCURRENCY),
+            str(concurrency),
         ]
-        done = measure(command, folder, memory, env)
+        done = measure(command, folder, memory, env, tree=True)
     else:
         env.update(cxrun_env(contender.transport))
         command = [str(CXRUN), "run-now", "io", "--json"]
         command += ["--limit", str(rows)] if limit else []
-        done = measure(command, project, memory, env)
+        done = measure(command, project, memory, env, tree=True)
     after = server.stats()
     served = int(after["calls"]) - int(before["calls"])
     server_cpu = float(after["cpu_s"]) - float(before["cpu_s"])

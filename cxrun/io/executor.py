@@ -16,37 +16,16 @@ from cxrun.base.clock import to_db, utcnow
 from cxrun.base.secrets import EXCERPT, excerpt, scrub_json
 from cxrun.io.base import CallError, Pause
 from cxrun.io.calls import Call, Outcome, Sleep, Target, ask, cost, paid, request, send
+from cxrun.io.stops import JobFailed as JobFailed  # the stops, named here too
+from cxrun.io.stops import JobHalted as JobHalted
+from cxrun.io.stops import JobPaused as JobPaused
+from cxrun.io.stops import JobTimedOut as JobTimedOut
 from cxrun.io.watchdog import Watchdog
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RATE_LIMIT_WAITS = 20
 ERROR_EXCERPT = 400  # characters kept of an error (its first line, and the start of a body)
-
-
-class JobPaused(Exception):
-    """A call said the job cannot go on (credentials, credits): nothing new is started."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class JobTimedOut(Exception):
-    """The job's deadline passed: nothing new is started."""
-
-
-class JobHalted(Exception):
-    """Someone asked the job to stop (cancel, pause, a runtime shutting down)."""
-
-
-class JobFailed(Exception):
-    """The calls cannot be made at all (a cluster's worker lacks a secret, no worker is left):
-    the job fails with this reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 # Where a finished call goes: spooled at once, or (a cluster's worker) an awaitable that is

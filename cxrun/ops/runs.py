@@ -53,10 +53,10 @@ def run_now(
     (or, detached, leave it queued for a runtime). When `stop` turns true the job is handed
     back to the queue between two batches. `priority` (high, normal, low) overrides the
     spinner's for this job."""
-    from cxrun.io import plugins
-
     start = with_priority(start, priority)  # a bad value is refused before anything is read
     if not detach and (ctx.project.providers or ctx.project.channels):
+        from cxrun.io import plugins  # only then: it brings in httpx
+
         plugins.prewarm()  # most likely needed: on its thread while the state is read
 
     owner = owners.new_owner("run-now")

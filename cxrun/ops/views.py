@@ -8,7 +8,6 @@ from cxrun.base.clock import utcnow
 from cxrun.base.errors import CxrunError, NotFound, NotWrittenYet
 from cxrun.base.filters import JobFilter
 from cxrun.base.models import Job, JobsPage, JourneyEntry, Record
-from cxrun.spec import checks
 from cxrun.store import jobs as job_store
 from cxrun.store import monitor as monitor_store
 from cxrun.store import records as record_store
@@ -112,6 +111,8 @@ def job_table(ctx: Context, job_id: int, where: str | None = None) -> TableInfo:
         table = table_store.version(con, name, number)
     assert table is not None
     if where is not None:
+        from cxrun.spec import checks  # not imported by the read commands, which never need it
+
         problem = checks.where_problem(table, where)
         if problem:
             raise CxrunError(f"--where: {problem}", "fix the SQL condition and try again")

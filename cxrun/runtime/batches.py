@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from cxrun.base.clock import utcnow
 from cxrun.base.models import Job
 from cxrun.base.sql import duckdb_message
-from cxrun.io.calls import Call
 from cxrun.runtime.hold import Hold, LostJob
 from cxrun.runtime.outcomes import (
     failed_step_sql,
@@ -33,6 +32,7 @@ from cxrun.store.tables import TableInfo
 if TYPE_CHECKING:
     import duckdb
 
+    from cxrun.io.calls import Call
     from cxrun.io.plugins import Plugins
 
 # Two DuckDB row groups: both cores insert in parallel, and whole row groups are never rewritten.
@@ -216,6 +216,8 @@ class BatchWork:
             journey_store.materialize(con, target, sql)
 
     def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> list[Call]:
+        from cxrun.io.calls import Call  # only jobs with I/O steps need it (and httpx)
+
         step = self.spinner.steps[pos]
         assert isinstance(step, IOStep)
         count = len(step.templates())

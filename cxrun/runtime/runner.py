@@ -15,7 +15,7 @@ from cxrun.base.enums import JobStatus
 from cxrun.base.models import Job
 from cxrun.base.owners import Owner
 from cxrun.base.sql import duckdb_message
-from cxrun.io.executor import CallMaker, Executor, JobFailed, JobHalted, JobPaused, JobTimedOut
+from cxrun.io.stops import JobFailed, JobHalted, JobPaused, JobTimedOut
 from cxrun.runtime import signals
 from cxrun.runtime.batches import Batch, Batching, BatchWork
 from cxrun.runtime.hold import Hold, LostJob, Stopped
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from cxrun.io.cluster import Cluster
+    from cxrun.io.executor import CallMaker
     from cxrun.io.plugins import Plugins
 
 _PASSES = 100  # passes of one run at most: parked records that are due go on in the next one
@@ -151,7 +152,12 @@ class Runner:
             self._woken = bool(self.retry)  # a job's time limit counts afresh when records go on
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
-        """Pure steps only: one batch after another, each one session of set-based SQL."""
+        """Pure steps only: one batch after another, each one session of set-based SQL (kept
+        open from one batch to the next while no other process waits for the state)."""
+        with self.state.kept():
+            return self._pure_batches(job, batches)
+
+    def _pure_batches(self, job: Job, batches: Iterator[Batch]) -> Job:
         work = self._work()
         for batch in batches:
             self._hold.check_stop(job)
@@ -253,6 +259,9 @@ class Runner:
                     await previous  # batches are written in order
                 job = await self._db(work.write_batch, batch, stage.index, started)
                 spool.drop(name, batch.rows[-1] if batch.rows else batch.last)
+                for results in batch.results.values():  # written: no longer kept in memory
+                    for entry in results:
+                        done.pop((entry["row"], entry["pos"]), None)
                 return job
             calls = await self._db(work.stage_calls, batch, stage.index, stage.io)
             # Calls finished before a pause or a crash are in the spool: never made twice.
@@ -283,6 +292,8 @@ class Runner:
     async def _executor(self, stack: AsyncExitStack, job: Job) -> CallMaker | None:
         if not self.spinner.has_io:
             return None
+        from cxrun.io.executor import Executor  # not for pure steps: it brings in httpx
+
         assert self.plugins is not None, "a spinner with I/O steps needs its plugins"
         limits = self.spinner.limits
         # A job's time limit counts its running time: parked records going on start afresh.

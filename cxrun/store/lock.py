@@ -138,6 +138,17 @@ class StateLock:
         if self._exclusive:
             self._let_waiters_in()
 
+    def wanted(self) -> bool:
+        """Whether another process waits for the state now (a waiter holds `want` shared)."""
+        want = os.open(self.want_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(want, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(want)  # closing it lets go of the lock just taken
+        return False
+
     def _let_waiters_in(self) -> None:
         """After a write, give processes that wait for the state a short head start."""
         want = os.open(self.want_path, os.O_RDWR | os.O_CREAT, 0o644)

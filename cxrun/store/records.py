@@ -46,6 +46,9 @@ def due_records(con: duckdb.DuckDBPyConnection, job: int, now: datetime) -> list
     ).fetchall()
 
 
+_PAGED = "job = $job AND ($status IS NULL OR status = $status) AND seq"
+
+
 def records(
     con: duckdb.DuckDBPyConnection,
     job: int,
@@ -54,10 +57,17 @@ def records(
     limit: int,
     offset: int,
 ) -> list[Record]:
+    # Seqs are distinct and not negative, so the record at place `offset` has seq >= offset: the
+    # page is read from there (the row groups before it are never scanned, nor sorted), skipping
+    # those records from there on that come before the page.
+    values = {"job": job, "status": status, "offset": offset}
+    before = con.execute(f"SELECT count(*) FROM cx_records WHERE {_PAGED} < $offset", values)
+    counted = before.fetchone()
+    skip = offset - (int(counted[0]) if counted else 0)
     rows = con.execute(
         "SELECT seq, key, status, tags, outputs, error, failed_step, attempts, duration_ms "
-        "FROM cx_records WHERE job = ? AND (? IS NULL OR status = ?) ORDER BY seq LIMIT ? OFFSET ?",
-        [job, status, status, limit, offset],
+        f"FROM cx_records WHERE {_PAGED} >= $offset ORDER BY seq LIMIT $limit OFFSET $skip",
+        {**values, "limit": limit, "skip": skip},
     ).fetchall()
     metadata = _metadata(con, table, [r[0] for r in rows])
     return [

@@ -191,4 +191,15 @@ MIGRATIONS.append(
     """
 )
 
+MIGRATIONS.append(
+    # 15: null and repeated keys of each table version and key column, counted once (a version
+    # never changes; counting reads the whole table) and read by every later job's checks
+    """
+    CREATE TABLE cx_key_counts (
+        table_name VARCHAR, table_version INTEGER, key VARCHAR, nulls BIGINT, repeats BIGINT,
+        duplicates VARCHAR[], PRIMARY KEY (table_name, table_version, key)
+    );
+    """
+)
+
 LATEST = len(MIGRATIONS)

@@ -74,15 +74,28 @@ def written(
     (at a position in `io`) can have made several attempts at a record, the last its latest."""
     io_at = ", ".join(str(p) for p in io) or "NULL"
     latest = (
-        f"SELECT pos, step, status, true AS latest FROM {entries} WHERE pos NOT IN ({io_at}) "
-        f"UNION ALL SELECT pos, step, status, attempt = max(attempt) OVER (PARTITION BY _cx_row, "
-        f"pos) FROM {entries} WHERE pos IN ({io_at})"
+        f"SELECT pos, step, status, duration_ms, true AS latest FROM {entries} "
+        f"WHERE pos NOT IN ({io_at}) UNION ALL SELECT pos, step, status, duration_ms, "
+        f"attempt = max(attempt) OVER (PARTITION BY _cx_row, pos) FROM {entries} "
+        f"WHERE pos IN ({io_at})"
+    )
+    # The entries are computed once, into their counts by step, status and duration; the
+    # counts and the timings are both read from those.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cx_written AS SELECT pos, any_value(step) AS step, status, "
+        f"{_ROUNDED} AS ms, count(*) FILTER (WHERE latest) AS latest, count(*) AS attempts "
+        f"FROM ({latest}) GROUP BY pos, status, ms",
+        {k: v for k, v in values.items() if k != "job"},
     )
     counts = (
-        "SELECT pos, any_value(step) AS step, status, count(*) FILTER (WHERE latest) AS latest, "
-        f"count(*) AS attempts FROM ({latest}) GROUP BY pos, status"
+        "SELECT pos, any_value(step) AS step, status, sum(latest) AS latest, "
+        "sum(attempts) AS attempts FROM _cx_written GROUP BY pos, status"
     )
-    _add(con, values, counts, _times(entries))
+    times = (
+        "SELECT pos, ms, sum(attempts) AS n FROM _cx_written "
+        "WHERE status IN ('completed', 'failed') AND ms IS NOT NULL GROUP BY pos, ms"
+    )
+    _add(con, {"job": values["job"]}, counts, times)
 
 
 def before(con: duckdb.DuckDBPyConnection, job: int, rows: str, seqs: Span) -> None:

@@ -170,6 +170,9 @@ def _drop_unused(con: duckdb.DuckDBPyConnection, name: str) -> None:
     for number, physical in unused:
         con.execute(f"DROP TABLE IF EXISTS {quote_ident(physical)}")
         con.execute("DELETE FROM cx_tables WHERE name = ? AND version = ?", [name, number])
+        con.execute(
+            "DELETE FROM cx_key_counts WHERE table_name = ? AND table_version = ?", [name, number]
+        )
 
 
 def preview(con: duckdb.DuckDBPyConnection, info: TableInfo, limit: int) -> list[dict[str, Any]]:
@@ -193,6 +196,35 @@ def key_counts(con: duckdb.DuckDBPyConnection, info: TableInfo, key: str) -> tup
         f"count({column}) - count(DISTINCT {column}) FROM {info.sql}"
     ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+KeySummary = tuple[int, int, list[str]]  # rows with a null key, rows repeating one, a few repeated
+
+
+def known_keys(con: duckdb.DuckDBPyConnection, info: TableInfo, key: str) -> KeySummary | None:
+    """What `key_summary` found for this table version and key column, if it was kept."""
+    row = con.execute(
+        "SELECT nulls, repeats, duplicates FROM cx_key_counts WHERE table_name = ? "
+        "AND table_version = ? AND key = ?",
+        [info.name, info.version, key],
+    ).fetchone()
+    return (int(row[0]), int(row[1]), list(row[2] or [])) if row else None
+
+
+def key_summary(con: duckdb.DuckDBPyConnection, info: TableInfo, key: str) -> KeySummary:
+    """Null and repeated keys of a table version, counted once and kept (a version never
+    changes): counting distinct keys reads the whole table into a hash table, which at ten
+    million rows costs seconds and hundreds of MB. `con` must be writable."""
+    found = known_keys(con, info, key)
+    if found is not None:
+        return found
+    nulls, repeats = key_counts(con, info, key)
+    duplicates = duplicate_keys(con, info, key) if repeats else []
+    con.execute(
+        "INSERT INTO cx_key_counts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [info.name, info.version, key, nulls, repeats, duplicates],
+    )
+    return nulls, repeats, duplicates
 
 
 def duplicate_keys(

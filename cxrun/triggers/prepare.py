@@ -100,8 +100,6 @@ def _selection(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[int, Spinner, TableInfo, list[str]]:
     """The published spinner, its (reloaded, checked) table and the row conditions of a run."""
-    from cxrun.io import plugins
-
     ctx.project.config  # noqa: B018 - a broken cxrun.yaml stops the run before it starts
     number, spinner = published_spinner(ctx, name, con)
     if spinner.child:
@@ -110,6 +108,8 @@ def _selection(
             "run the spinner that calls it",
         )
     if warm and spinner.has_io:
+        from cxrun.io import plugins
+
         plugins.prewarm()
     table = _current_table(ctx, name, number, spinner, con)
     if where is not None:
@@ -185,13 +185,20 @@ def _fit(
 def key_problems(
     ctx: Context, table: TableInfo, key: str, con: duckdb.DuckDBPyConnection | None = None
 ) -> list[str]:
+    """Null or repeated keys in the table version, counted once per version and key (on `con`,
+    a writable session, or else in a session of their own when not counted yet)."""
     if key.lower() not in {c.lower() for c in table.column_names}:
         return []
-    if con is None:
-        with ctx.state.read() as con:
-            return key_problems(ctx, table, key, con)
-    nulls, repeats = table_store.key_counts(con, table, key)
-    duplicates = table_store.duplicate_keys(con, table, key) if repeats else []
+    if con is not None:
+        found = table_store.key_summary(con, table, key)
+    else:
+        with ctx.state.read() as reading:
+            known = table_store.known_keys(reading, table, key)
+        if known is None:
+            with ctx.state.write() as writing:
+                known = table_store.key_summary(writing, table, key)
+        found = known
+    nulls, repeats, duplicates = found
     problems = []
     if nulls:
         problems.append(f'key: column "{key}" is empty in {nulls} row(s) of tables/{table.file}')
@@ -223,10 +230,10 @@ def plugins_for(
     """The providers and channels of a published spinner, checked again before a run; when a
     cluster's workers make the calls (`secrets_here` False, or None with cxrun.yaml's
     `executor` a cluster), only named."""
-    from cxrun.io import plugins
-
     if not spinner.has_io:
         return None
+    from cxrun.io import plugins
+
     if secrets_here is None:
         secrets_here = ctx.project.cluster_address is None
     problems = plugin_problems(ctx, spinner, secrets_here)
