@@ -167,7 +167,7 @@ def pure(folder: Path, address: str, runs: int) -> tuple[float, float]:
             rows = con.execute(
                 "SELECT id, first_name, lifetime_value FROM read_parquet(?)", [str(table)]
             ).fetchall()
-            sent = client.scatter(rows, direct=True)  # straight to a worker, not via the graph
+            [sent] = client.scatter([rows], direct=True)  # one object, straight to a worker
             client.submit(steps_in_python, sent, pure=False).result()
             shipped.append(time.perf_counter() - started)  # not even written back yet
     return statistics.median(here), statistics.median(shipped)

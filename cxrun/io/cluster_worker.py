@@ -241,12 +241,14 @@ def _stop_everywhere(client: Any, executor: str) -> None:
 class _Flusher:
     """Puts finished calls on their queues from threads of their own (FLUSHERS of them, so
     that a result waits for at most one put on its way, not for the one before it too), each
-    put carrying every call that finished meanwhile."""
+    put carrying every call that finished meanwhile; the calls of one put share one future,
+    done once it is on its queue."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._queues: dict[str, Any] = {}  # made once each: making one asks the scheduler
-        self._pending: list[tuple[str, dict[str, Any], _Done]] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._done: _Done | None = None  # the future of the calls pending now
         self._busy = 0
         self._cond = threading.Condition()
         for number in range(FLUSHERS):
@@ -255,12 +257,13 @@ class _Flusher:
     def put(
         self, queue: str, result: dict[str, Any], loop: asyncio.AbstractEventLoop
     ) -> asyncio.Future[None]:
-        """Hand a result over; the future is done once it is on its queue."""
-        done: asyncio.Future[None] = loop.create_future()
+        """Hand a result over (from `loop`, the host's); done once it is on its queue."""
         with self._cond:
-            self._pending.append((queue, result, (loop, done)))
+            if self._done is None:
+                self._done = (loop, loop.create_future())
+            self._pending.append((queue, result))
             self._cond.notify()
-        return done
+            return self._done[1]
 
     def drain(self) -> None:
         """Wait until every call handed over so far is on its queue."""
@@ -273,20 +276,23 @@ class _Flusher:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
-                taken, self._pending = self._pending, []
+                taken, done = self._pending, self._done
+                self._pending, self._done = [], None
                 self._busy += 1
             try:
                 self._put(taken)
+                if done is not None:
+                    done[0].call_soon_threadsafe(_set, done[1])
             finally:
                 with self._cond:
                     self._busy -= 1
                     self._cond.notify_all()
 
-    def _put(self, taken: list[tuple[str, dict[str, Any], _Done]]) -> None:
+    def _put(self, taken: list[tuple[str, dict[str, Any]]]) -> None:
         from distributed import Queue
 
         by_queue: dict[str, list[dict[str, Any]]] = {}
-        for queue, result, _ in taken:
+        for queue, result in taken:
             by_queue.setdefault(queue, []).append(result)
         for name, results in by_queue.items():
             with self._cond:
@@ -294,8 +300,6 @@ class _Flusher:
                     self._queues[name] = Queue(name, client=self.client)
                 queue = self._queues[name]
             queue.put(results)
-        for _, _, (loop, done) in taken:
-            loop.call_soon_threadsafe(_set, done)
 
 
 _Done = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
