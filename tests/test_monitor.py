@@ -126,6 +126,22 @@ def test_job_detail_counts_records_and_steps_of_a_finished_job(tmp_path, cli):
     assert data["owner"] is None and data["lease_until"] is None  # a finished job has none
 
 
+def test_the_step_counts_a_pure_job_writes_are_the_journeys_own(tmp_path, cli):
+    root, ctx = parse_project(tmp_path, cli)
+    assert cli(root, "run-now", "parse").code == 3
+
+    written = [s.to_json() for s in watch.job_detail(ctx, 1).steps]
+    with ctx.state.write() as con:
+        steps_store.rebuild(con, 1)  # the same counts, from the whole journey
+    rebuilt = [s.to_json() for s in watch.job_detail(ctx, 1).steps]
+
+    assert written == rebuilt
+    assert [(s["step"], s["completed"], s["failed"]) for s in written][:2] == [
+        ("hello", 40, 0),
+        ("parse", 38, 2),
+    ]
+
+
 def test_job_detail_of_a_running_job_has_an_eta(tmp_path, cli):
     _, ctx = parse_project(tmp_path, cli)
     job = running_job(ctx)

@@ -72,7 +72,7 @@ def written(
     just written by a first pass over their records: counted from the query itself (whose
     columns the counts do not need are never computed) rather than read back. Only an I/O step
     (at a position in `io`) can have made several attempts at a record, the last its latest."""
-    io_at = ", ".join(str(p) for p in io) or "NULL"
+    io_at = ", ".join(str(p) for p in io) or "-1"  # no step is at -1 (NOT IN (NULL) is never true)
     latest = (
         f"SELECT pos, step, status, duration_ms, true AS latest FROM {entries} "
         f"WHERE pos NOT IN ({io_at}) UNION ALL SELECT pos, step, status, duration_ms, "
