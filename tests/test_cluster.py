@@ -88,11 +88,14 @@ def project(tmp_path: Path, server: FakeServer, **provider: Any) -> Path:
 
 
 def runtime(root: Path, address: str, *more: str) -> subprocess.Popen[str]:
-    """`cxrun runtime --cluster ADDRESS`, without the model's key: only the workers have it."""
+    """`cxrun runtime --cluster ADDRESS`, without the model's key: only the workers have it.
+    Its Dask client refreshes its cached scheduler info every 20 ms (2 s by default): a look at
+    the workers that trusted that cache would, now and then, find none and take every worker
+    for lost; this makes that moment come in every test."""
     return subprocess.Popen(
         [str(EXECUTABLE), "runtime", "--cluster", address, *more],
         cwd=root,
-        env=environment(),
+        env={**environment(), "DASK_DISTRIBUTED__CLIENT__SCHEDULER_INFO_INTERVAL": "20ms"},
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -149,10 +152,11 @@ def test_a_providers_rate_holds_across_the_workers(tmp_path, http_server):
     assert cxrun(root, "run-now", "s", "--detach", "--limit", "40").returncode == 0
 
     with local_cluster(2, env={"LLM_KEY": KEY}) as cluster:
-        finished(runtime(root, cluster.address, "--once"))
+        err = finished(runtime(root, cluster.address, "--once"))
 
     starts = sorted(endpoints.starts)
-    assert len(starts) == 40
+    twice = {record: n for record, n in endpoints.ai.items() if n > 1}
+    assert len(starts) == 40, (twice, err)
     assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 10.5  # two workers at 5/s each
     busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
     assert busiest <= 12  # each worker's bucket starts a call at once: 6 + 6, not 11 + 11

@@ -55,7 +55,12 @@ class Cluster:
         self.client, self.address = client, address
 
     def workers(self) -> list[str]:
-        return sorted(self.client.scheduler_info()["workers"])
+        """The workers the scheduler has now, asked of it each time: not the client's
+        `scheduler_info()`, whose cache the client's own periodic refresh replaces with one
+        that lists no worker, so that a look at the wrong moment would take every worker for
+        lost and give their calls, still being made, to others."""
+        identity = self.client.sync(self.client.scheduler.identity, n_workers=-1)
+        return sorted(identity["workers"])
 
     def executor(
         self,
