@@ -111,8 +111,28 @@ class Cluster:
         self.process.wait(60)
 
 
-def one_run(root: Path, cluster: str | None) -> tuple[float, float, int]:
-    """(calls a second over the job's duration, the runtime's CPU seconds, calls) of one job."""
+def cpu_seconds(pid: int, part: str = "process") -> float:
+    """CPU seconds so far of a process ("process"), or of its descendants alive now
+    ("children")."""
+    import psutil
+
+    found = psutil.Process(pid)
+    total = 0.0
+    for one in [found] if part == "process" else found.children(recursive=True):
+        try:
+            times = one.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def one_run(
+    root: Path, cluster: str | None, others: dict[str, tuple[int, str]] | None = None
+) -> tuple[float, float, int]:
+    """(calls a second over the job's duration, the runtime's CPU seconds, calls) of one job;
+    the CPU seconds the `others` (name: pid and part, as `cpu_seconds` takes them) spent
+    meanwhile are printed."""
     env = {} if cluster else {"LLM_KEY": KEY}  # on a cluster, only the workers have the key
     queued = subprocess.run(
         [str(CXRUN), "run-now", "io", "--detach", "--json"],
@@ -123,7 +143,12 @@ def one_run(root: Path, cluster: str | None) -> tuple[float, float, int]:
     )
     job = json.loads(queued.stdout)["job"]
     more = ["--cluster", cluster] if cluster else []
+    before = {name: cpu_seconds(*found) for name, found in (others or {}).items()}
     ran = measure([str(CXRUN), "runtime", "--once", *more], root, env=env)
+    if others:
+        spent = {name: cpu_seconds(*found) - before[name] for name, found in others.items()}
+        print("    CPU s: " + ", ".join(f"{n} {c:.2f}" for n, c in spent.items()), end="")
+        print(f", runtime {ran.cpu_s:.2f}")
     if ran.code != 0:
         raise SystemExit(f"the runtime failed: {ran.stderr[-2000:]}")
     shown = subprocess.run(
@@ -198,7 +223,11 @@ def main() -> int:
             for run in range(options.runs):
                 for name, workers in contenders.items():
                     address = clusters[workers].address if workers else None
-                    results[name].append(one_run(root, address))
+                    others = {"server": (server.process.pid, "process")}
+                    if workers:
+                        others["scheduler"] = (clusters[workers].process.pid, "process")
+                        others["workers"] = (clusters[workers].process.pid, "children")
+                    results[name].append(one_run(root, address, others))
                     rate, cpu, _ = results[name][-1]
                     print(
                         f"  run {run + 1} {name:>18}: {rate:7.0f} calls/s, runtime CPU {cpu:.2f} s"

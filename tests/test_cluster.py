@@ -245,14 +245,15 @@ def test_a_worker_killed_mid_batch_costs_at_most_its_calls_in_flight(tmp_path, h
         assert wait_until(lambda: sum(endpoints.ai.values()) >= 40, 60)
         victim = sorted(cluster.worker_pids().items())[0][1]
         os.kill(victim, signal.SIGKILL)
-        finished(running)
+        err = finished(running)
 
     assert _status(root) == "completed"
     assert set(endpoints.ai) == {str(i) for i in range(1, ROWS + 1)}  # no record lost
     # A worker's slot is free only once the runtime has its call's result: what a worker can
     # take with it is at most its slots (its share of the concurrency), answered or not.
     repaid = sum(endpoints.ai.values()) - ROWS
-    assert repaid <= CONCURRENCY // 2
+    twice = sorted(int(record) for record, n in endpoints.ai.items() if n > 1)
+    assert repaid <= CONCURRENCY // 2, (twice, err)
     assert state_rows(root, "SELECT count(*) FROM cx_records WHERE status = 'completed'") == [
         (ROWS,)
     ]

@@ -3,14 +3,22 @@
 The runtime stays the only writer of the state and the spool: it sends each batch's rendered
 calls (never the table, never a secret's value), one task a worker, pinned to it with no
 retries (Dask's own re-runs would make a call twice), and keeps each finished call the moment
-it comes back through the batch's distributed Queue. A worker that is lost costs its calls
-in flight: the calls it had not sent back are given to the workers left, with the same
-Idempotency-Keys. A stop (cancel, pause, a runtime stopping) or a pause found by any worker
-sets the executor's stop event, which every worker watches."""
+it comes back. Results come straight back to the runtime, not through the scheduler: each job
+run listens on a port of its own (on the interface that reaches the scheduler, with the
+cluster's TLS when its address is tls://), and a worker connects to it, says the run's token,
+then sends its finished calls in chunks, each answered once kept. A worker that is lost costs
+its calls in flight: once its connection has ended, the calls it had not sent back are given
+to the workers left, with the same Idempotency-Keys. A stop (cancel, pause, a runtime
+stopping) or a pause found by any worker sets the executor's stop event, which every worker
+watches."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import pickle
+import secrets
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,12 +27,15 @@ from typing import Any
 
 from cxrun.base.errors import CxrunError
 from cxrun.io.calls import Call
-from cxrun.io.cluster_worker import Task, forget, work
+from cxrun.io.cluster_worker import ACK, MAX_FRAME, Task, forget, frame_length, work
 from cxrun.io.executor import JobFailed, JobHalted, JobPaused, JobTimedOut, Keep
 
 INSTALL = "pip install 'cxrun[dask]'"
 NO_WORKER_WAIT = 60.0  # seconds a batch waits for a worker when the cluster has none
-LOOK_EVERY = 0.1  # seconds between two looks at the batch's queue, tasks and workers
+LOOK_EVERY = 0.1  # seconds between two looks at the batch's tasks
+WORKERS_EVERY = 0.5  # seconds between two looks at the cluster's workers (for lost ones)
+HELLO_WITHIN = 10.0  # seconds a worker's connection has to say the token
+LOST_WORKER_WAIT = 10.0  # seconds for a lost worker's connection to end before its calls go again
 
 Targets = dict[str, tuple[str, dict[str, Any]]]
 
@@ -55,12 +66,12 @@ class Cluster:
         self.client, self.address = client, address
 
     def workers(self) -> list[str]:
-        """The workers the scheduler has now, asked of it each time: not the client's
+        """The workers the scheduler has now, asked of it each time (their thread counts, the
+        smallest answer that names them all): not the client's
         `scheduler_info()`, whose cache the client's own periodic refresh replaces with one
         that lists no worker, so that a look at the wrong moment would take every worker for
         lost and give their calls, still being made, to others."""
-        identity = self.client.sync(self.client.scheduler.identity, n_workers=-1)
-        return sorted(identity["workers"])
+        return sorted(self.client.nthreads())
 
     def executor(
         self,
@@ -77,6 +88,24 @@ class Cluster:
 
     def close(self) -> None:
         self.client.close()
+
+    def listen_on(self) -> tuple[str, ssl.SSLContext | None]:
+        """Where a job run listens for its results: the interface through which this machine
+        reaches the scheduler; with the TLS of the runtime's Dask settings on a tls:// cluster."""
+        from distributed.comm.addressing import get_address_host_port, parse_address
+        from distributed.utils import get_ip
+
+        scheme, _ = parse_address(self.address)
+        host, port = get_address_host_port(self.address)
+        context = None
+        if scheme == "tls":
+            context = self.client.security.get_listen_args("client")["ssl_context"]
+            if context is None:
+                raise JobFailed(
+                    "a tls:// cluster needs the runtime's own certificate to take results "
+                    "(DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and __KEY)"
+                )
+        return get_ip(host, port), context
 
 
 class ClusterExecutor:
@@ -99,6 +128,7 @@ class ClusterExecutor:
         self._halted = self._stopped = False
         self._held: float | None = None
         self._runs = 0
+        self.inbox: _Inbox | None = None
 
     def halt(self) -> None:
         """Start no new call, here or on any worker (they look within a quarter of a second)."""
@@ -113,14 +143,22 @@ class ClusterExecutor:
         if self._halted:  # as the local executor: no call starts once halted
             await self.tick()
             raise JobHalted()
+        if self.inbox is None:
+            self.inbox = await _Inbox.start(self.cluster)
         self._runs += 1
-        batch = _Batch(self, f"cxrun-results-{self.id}-{self._runs}", keep, calls)
-        await batch.start()
-        return await batch.finish()
+        batch = _Batch(self, self.inbox, f"{self.id}-{self._runs}", keep, calls)
+        self.inbox.batches[batch.name] = batch
+        try:
+            await batch.start()
+            return await batch.finish()
+        finally:
+            del self.inbox.batches[batch.name]
 
     async def close(self) -> None:
-        """Forget this executor on the workers and drop its distributed objects."""
+        """Forget this executor on the workers, drop its distributed objects, stop listening."""
         await asyncio.to_thread(self._close)
+        if self.inbox is not None:
+            await self.inbox.close()
 
     def _close(self) -> None:
         from distributed import Event, Variable
@@ -161,12 +199,15 @@ class ClusterExecutor:
             return None
         return float(found) if found is not None else None
 
-    def task(self, queue: str, calls: list[Call], shares: int) -> Task:
+    def task(self, batch: str, calls: list[Call], shares: int) -> Task:
+        assert self.inbox is not None
         left = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
         return Task(
             executor=self.id,
             job=self.job,
-            queue=queue,
+            batch=batch,
+            reply_to=self.inbox.address,
+            token=self.inbox.token,
             calls=calls,
             targets=self.targets,
             concurrency=max(1, self.concurrency // shares),
@@ -180,14 +221,16 @@ class _Batch:
     """One `run`: its calls spread over the workers, the results coming back, lost workers'
     calls given to the others, and how the workers' tasks ended."""
 
-    def __init__(self, owner: ClusterExecutor, queue: str, keep: Keep, calls: Sequence[Call]):
-        self.owner, self.queue, self.keep = owner, queue, keep
+    def __init__(
+        self, owner: ClusterExecutor, inbox: _Inbox, name: str, keep: Keep, calls: Sequence[Call]
+    ) -> None:
+        self.owner, self.inbox, self.name, self.keep = owner, inbox, name, keep
         self.client = owner.cluster.client
         self.left = {(call.row, call.pos): call for call in calls}
         self.results: list[dict[str, Any]] = []
         self.tasks: dict[Any, tuple[str, list[Call]]] = {}  # future -> (worker, its calls)
         self.ended: list[dict[str, Any]] = []
-        self._queue: Any = None
+        self._looked = time.monotonic()
 
     async def start(self) -> None:
         await self._spread(list(self.left.values()))
@@ -195,16 +238,23 @@ class _Batch:
     async def finish(self) -> list[dict[str, Any]]:
         while self.tasks:
             await asyncio.sleep(LOOK_EVERY)
-            await self._take()
             await self.owner.tick()
-            lost = await asyncio.to_thread(self._settle)
+            lost, gone = await asyncio.to_thread(self._settle)
             if lost:
-                await self._take()  # what a lost worker sent before it went
+                await self.inbox.ended(gone)  # what a lost worker sent before it went is kept
                 again = [c for c in lost if (c.row, c.pos) in self.left]
                 if again and not self._stopping():
                     await self._spread(again)
-        await self._take()
         return self._outcome()
+
+    async def take(self, results: list[dict[str, Any]]) -> None:
+        """Results a worker sent: each kept once (a lost worker's late answer too)."""
+        for result in results:
+            if self.left.pop((result["row"], result["pos"]), None) is not None:
+                kept = self.keep(result)
+                if kept is not None:
+                    await kept
+                self.results.append(result)
 
     def _stopping(self) -> bool:
         return self.owner._halted or any("paused" in e or "failed" in e for e in self.ended)
@@ -229,7 +279,7 @@ class _Batch:
         submitted = {}
         for worker, part in zip(workers, parts, strict=True):
             if part:
-                task = self.owner.task(self.queue, part, len(workers))
+                task = self.owner.task(self.name, part, len(workers))
                 future = self.client.submit(
                     work,
                     task,
@@ -242,39 +292,33 @@ class _Batch:
                 submitted[future] = (worker, part)
         return submitted
 
-    async def _take(self) -> None:
-        for result in await asyncio.to_thread(self._drain):
-            key = (result["row"], result["pos"])
-            if self.left.pop(key, None) is not None:  # a lost worker's late answer: kept once
-                kept = self.keep(result)
-                if kept is not None:
-                    await kept
-                self.results.append(result)
+    def _alive(self) -> set[str] | None:
+        """The cluster's workers, every WORKERS_EVERY seconds (None between two looks)."""
+        now = time.monotonic()
+        if now - self._looked < WORKERS_EVERY:
+            return None
+        self._looked = now
+        return set(self.owner.cluster.workers())
 
-    def _drain(self) -> list[dict[str, Any]]:
-        from distributed import Queue
-
-        if self._queue is None:  # made once: making one asks the scheduler
-            self._queue = Queue(self.queue, client=self.client)
-        found: list[dict[str, Any]] = []
-        for batch in self._queue.get(batch=True):
-            found += batch
-        return found
-
-    def _settle(self) -> list[Call]:
-        """Tasks that ended (how), and the calls of those whose worker was lost."""
-        alive = set(self.owner.cluster.workers())
+    def _settle(self) -> tuple[list[Call], set[str]]:
+        """Tasks that ended (how), and the calls of those whose worker was lost, and those
+        workers."""
+        alive = self._alive()
         lost: list[Call] = []
+        gone: set[str] = set()
         for future, (worker, calls) in list(self.tasks.items()):
             if future.status == "finished":
                 self.ended.append(future.result())
-            elif future.status in ("error", "cancelled", "lost") or worker not in alive:
+            elif future.status in ("error", "cancelled", "lost") or (
+                alive is not None and worker not in alive
+            ):
                 future.cancel()
                 lost += calls
+                gone.add(worker)
             else:
                 continue
             del self.tasks[future]
-        return lost
+        return lost, gone
 
     def _outcome(self) -> list[dict[str, Any]]:
         for ended in self.ended:
@@ -288,3 +332,79 @@ class _Batch:
         if any("timed_out" in e for e in self.ended):
             raise JobTimedOut()
         return self.results
+
+
+class _Inbox:
+    """Where a job run's results come back: a listening socket of its own. A worker connects,
+    sends the token (nothing is unpickled before it), then frames of finished calls, each
+    answered once every call in it is kept, so that a worker frees a call's slot only once the
+    runtime has its result."""
+
+    def __init__(self, address: tuple[str, int], token: str) -> None:
+        self.address, self.token = address, token
+        self.batches: dict[str, _Batch] = {}
+        self.server: asyncio.Server | None = None
+        self.open: dict[str, set[asyncio.Task[None]]] = {}  # worker -> its connections' tasks
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    @classmethod
+    async def start(cls, cluster: Cluster) -> _Inbox:
+        host, context = await asyncio.to_thread(cluster.listen_on)
+        inbox = cls((host, 0), secrets.token_hex(16))
+        inbox.server = await asyncio.start_server(
+            inbox._serve, host, 0, ssl=context, limit=MAX_FRAME
+        )
+        inbox.address = (host, int(inbox.server.sockets[0].getsockname()[1]))
+        return inbox
+
+    async def ended(self, workers: set[str]) -> None:
+        """Wait (a while) for the connections of these lost workers to end: what they sent
+        before they went is kept before their calls are made again."""
+        tasks = [task for worker in workers for task in self.open.get(worker, ())]
+        if tasks:
+            await asyncio.wait(tasks, timeout=LOST_WORKER_WAIT)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in list(self.writers):
+            writer.close()  # its reader ends: the connection's task returns
+        tasks = [task for tasks in self.open.values() for task in tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        worker = ""
+        self.writers.add(writer)
+        try:
+            async with asyncio.timeout(HELLO_WITHIN):
+                hello = await reader.readexactly(frame_length(await reader.readexactly(4)))
+            token, _, worker = hello.decode("utf-8", "replace").partition(" ")
+            if not hmac.compare_digest(token, self.token):
+                return
+            self.open.setdefault(worker, set()).add(task)
+            while True:
+                size = frame_length(await reader.readexactly(4))
+                payload = await reader.readexactly(size)
+                # unpickled only from a connection that said this run's token
+                chunk: list[tuple[str, dict[str, Any]]] = pickle.loads(payload)  # noqa: S301
+                for name, results in _by_batch(chunk).items():
+                    batch = self.batches.get(name)
+                    if batch is not None:
+                        await batch.take(results)
+                writer.write(ACK)
+        except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # the worker went (its calls not answered are made again) or never spoke
+        finally:
+            self.open.get(worker, set()).discard(task)
+            self.writers.discard(writer)
+            writer.close()
+
+
+def _by_batch(chunk: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, result in chunk:
+        found.setdefault(name, []).append(result)
+    return found

@@ -3,15 +3,19 @@
 A worker process keeps one event loop on a thread of its own, and one executor per job a
 runtime runs there: every task of that job (a runtime keeps two batches' calls in flight)
 shares the executor's slots, HTTP connections and the provider limits of this worker's share.
-Each finished call is handed to a flusher thread that puts it, with whatever else finished
-meanwhile, on the runtime's distributed Queue: a worker that dies loses only its calls in
-flight. Secrets are read here, by name, from this worker's environment or from the
-`.cxrun/secrets.json` of its folder (CXRUN_PROJECT, or the current folder)."""
+Finished calls go straight back to the runtime over a connection of the job's own (see
+cxrun/io/cluster.py), in chunks: whatever finished while the chunk before was on its way goes
+in the next. A call's slot is free once the runtime has answered its chunk, so a worker that
+dies loses only its calls in flight. Secrets are read here, by name, from this worker's
+environment or from the `.cxrun/secrets.json` of its folder (CXRUN_PROJECT, or the current
+folder)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pickle
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +27,21 @@ from cxrun.io.calls import Call, Target
 from cxrun.io.executor import Executor, JobHalted, JobPaused, JobTimedOut
 
 WATCH_EVERY = 0.25  # seconds between two looks at the job's stop event and provider holds
-FLUSHERS = 4  # puts of finished calls on their way at once
+ACK = b"\x01"  # the runtime's answer to a chunk: every call in it is kept
+MAX_FRAME = 1 << 28  # bytes: a larger frame is refused
+CONNECT_WITHIN = 10.0  # seconds to reach the runtime
+
+
+def frame_length(header: bytes) -> int:
+    """The length a frame's 4-byte header announces (ValueError past MAX_FRAME)."""
+    size = int.from_bytes(header, "big")
+    if size > MAX_FRAME:
+        raise ValueError(f"a frame of {size} bytes")
+    return size
+
+
+def frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,9 @@ class Task:
 
     executor: str  # the runtime's executor (one per job run): names its shared objects
     job: int
-    queue: str  # where finished calls go
+    batch: str  # the runtime's name for the batch these calls are of
+    reply_to: tuple[str, int]  # where the runtime takes the results
+    token: str  # what a connection there says first
     calls: list[Call]
     targets: dict[str, tuple[str, dict[str, Any]]]  # name -> (section, options)
     concurrency: int  # this worker's share of the job's concurrency
@@ -58,7 +78,7 @@ def forget(executor: str) -> None:
 
 
 class _Host:
-    """This worker process's loop thread, executors and flusher."""
+    """This worker process's loop thread and executors."""
 
     existing: _Host | None = None
     _lock = threading.Lock()
@@ -66,8 +86,8 @@ class _Host:
     def __init__(self, client: Any, address: str) -> None:
         self.client, self.address = client, address
         self.loop = asyncio.new_event_loop()
-        self.jobs: dict[str, _JobCalls] = {}
-        self.flusher = _Flusher(client)
+        # one executor per job run, started once: a run's two batches' tasks may come at once
+        self.jobs: dict[str, asyncio.Task[_JobCalls]] = {}
         threading.Thread(target=self.loop.run_forever, name="cxrun-calls", daemon=True).start()
 
     @classmethod
@@ -83,21 +103,30 @@ class _Host:
     def forget(self, executor: str) -> None:
         found = self.jobs.pop(executor, None)
         if found is not None:
-            asyncio.run_coroutine_threadsafe(found.close(), self.loop).result(30)
+            asyncio.run_coroutine_threadsafe(_close(found), self.loop).result(30)
 
     async def _run(self, task: Task) -> dict[str, Any]:
-        calls = self.jobs.get(task.executor)
-        if calls is None:
-            try:
-                calls = await _JobCalls.start(task, self.client, self.address)
-            except _NoSecret as missing:
-                return {"failed": str(missing)}
-            self.jobs[task.executor] = calls
-        return await calls.run(task, self.flusher)
+        starting = self.jobs.get(task.executor)
+        if starting is None:
+            start = _JobCalls.start(task, self.client, self.address)
+            starting = self.jobs[task.executor] = asyncio.ensure_future(start)
+        try:
+            calls = await asyncio.shield(starting)
+        except _CannotRun as cannot:
+            return {"failed": str(cannot)}
+        return await calls.run(task)
 
 
-class _NoSecret(Exception):
-    """A provider's secret is not set on this worker."""
+async def _close(starting: asyncio.Task[_JobCalls]) -> None:
+    try:
+        calls = await starting
+    except _CannotRun:
+        return
+    await calls.close()
+
+
+class _CannotRun(Exception):
+    """A provider's secret is not set on this worker, or the runtime cannot be reached."""
 
 
 @dataclass
@@ -108,12 +137,14 @@ class _JobCalls:
     http: Any
     watcher: asyncio.Task[None]
     client: Any
+    sender: _Sender
 
     @classmethod
     async def start(cls, task: Task, client: Any, address: str) -> _JobCalls:
         from cxrun.io.plugins import http_client
 
         targets, redact = _targets(task, address)
+        sender = await _Sender.connect(task, client, address)
         http = http_client(task.concurrency)
         names = _names(task.executor)
 
@@ -131,15 +162,13 @@ class _JobCalls:
             time_left=task.time_left,
         )
         watcher = asyncio.get_running_loop().create_task(_watch(client, names, executor, targets))
-        return cls(executor, http, watcher, client)
+        return cls(executor, http, watcher, client, sender)
 
-    async def run(self, task: Task, flusher: _Flusher) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-
+    async def run(self, task: Task) -> dict[str, Any]:
         def keep(result: dict[str, Any]) -> asyncio.Future[None]:
-            # The call's slot is free once the runtime's queue has the result: a worker that
+            # The call's slot is free once the runtime has kept the result: a worker that
             # dies loses no more than its slots' worth of calls.
-            return flusher.put(task.queue, result, loop)
+            return self.sender.put(task.batch, result)
 
         outcome: dict[str, Any] = {"calls": len(task.calls)}
         stop, _ = await asyncio.to_thread(_look, self.client, _names(task.executor))
@@ -154,13 +183,14 @@ class _JobCalls:
             outcome["halted"] = True
         except JobTimedOut:
             outcome["timed_out"] = True
-        await asyncio.to_thread(flusher.drain)
+        await self.sender.drain()
         return outcome
 
     async def close(self) -> None:
         self.watcher.cancel()
         await self.executor.close()
         await self.http.aclose()
+        await self.sender.close()
 
 
 def _names(executor: str) -> dict[str, str]:
@@ -181,7 +211,7 @@ def _targets(task: Task, address: str) -> tuple[dict[str, Target], Callable[[str
         try:
             built[name] = target(("cluster", section, name), section, name, shared, secrets)
         except CxrunError as exc:
-            raise _NoSecret(f"worker {address}: {exc.message}") from None
+            raise _CannotRun(f"worker {address}: {exc.message}") from None
     return built, secrets.redactor().redact
 
 
@@ -238,73 +268,90 @@ def _stop_everywhere(client: Any, executor: str) -> None:
     Event(_names(executor)["stop"], client=client).set()
 
 
-class _Flusher:
-    """Puts finished calls on their queues from threads of their own (FLUSHERS of them, so
-    that a result waits for at most one put on its way, not for the one before it too), each
-    put carrying every call that finished meanwhile; the calls of one put share one future,
-    done once it is on its queue."""
+class _Sender:
+    """A job run's connection to its runtime: finished calls go in chunks, one on its way at a
+    time, the next one carrying whatever finished meanwhile; each call's future is done once
+    the runtime has answered its chunk."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._queues: dict[str, Any] = {}  # made once each: making one asks the scheduler
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
         self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._done: _Done | None = None  # the future of the calls pending now
-        self._busy = 0
-        self._cond = threading.Condition()
-        for number in range(FLUSHERS):
-            threading.Thread(target=self._loop, name=f"cxrun-flush-{number}", daemon=True).start()
+        self._done: asyncio.Future[None] | None = None  # the future of the calls pending now
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._broken: BaseException | None = None
+        self._loop = asyncio.get_running_loop().create_task(self._send())
 
-    def put(
-        self, queue: str, result: dict[str, Any], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Future[None]:
-        """Hand a result over (from `loop`, the host's); done once it is on its queue."""
-        with self._cond:
-            if self._done is None:
-                self._done = (loop, loop.create_future())
-            self._pending.append((queue, result))
-            self._cond.notify()
-            return self._done[1]
+    @classmethod
+    async def connect(cls, task: Task, client: Any, address: str) -> _Sender:
+        host, port = task.reply_to
+        context = _tls() if address.startswith("tls://") else None
+        try:
+            async with asyncio.timeout(CONNECT_WITHIN):
+                reader, writer = await asyncio.open_connection(host, port, ssl=context)
+        except (OSError, TimeoutError) as exc:
+            raise _CannotRun(
+                f"worker {address} cannot reach the runtime at {host}:{port} to send results "
+                f"({exc or type(exc).__name__}): let workers connect to the runtime's machine"
+            ) from None
+        writer.write(frame(f"{task.token} {address}".encode()))
+        return cls(reader, writer)
 
-    def drain(self) -> None:
-        """Wait until every call handed over so far is on its queue."""
-        with self._cond:
-            while self._pending or self._busy:
-                self._cond.wait()
+    def put(self, batch: str, result: dict[str, Any]) -> asyncio.Future[None]:
+        """Hand a finished call over; the future is done once the runtime has kept it."""
+        loop = asyncio.get_running_loop()
+        if self._broken is not None:
+            failed: asyncio.Future[None] = loop.create_future()
+            failed.set_exception(self._broken)
+            return failed
+        if self._done is None:
+            self._done = loop.create_future()
+        self._pending.append((batch, result))
+        self._idle.clear()
+        self._wake.set()
+        return self._done
 
-    def _loop(self) -> None:
+    async def drain(self) -> None:
+        """Wait until every call handed over so far is kept by the runtime (or the connection
+        is lost)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        self._loop.cancel()
+        self.writer.close()
+
+    async def _send(self) -> None:
         while True:
-            with self._cond:
-                while not self._pending:
-                    self._cond.wait()
-                taken, done = self._pending, self._done
-                self._pending, self._done = [], None
-                self._busy += 1
+            await self._wake.wait()
+            self._wake.clear()
+            taken, done = self._pending, self._done
+            self._pending, self._done = [], None
+            if done is None:
+                continue
             try:
-                self._put(taken)
-                if done is not None:
-                    done[0].call_soon_threadsafe(_set, done[1])
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
-
-    def _put(self, taken: list[tuple[str, dict[str, Any]]]) -> None:
-        from distributed import Queue
-
-        by_queue: dict[str, list[dict[str, Any]]] = {}
-        for queue, result in taken:
-            by_queue.setdefault(queue, []).append(result)
-        for name, results in by_queue.items():
-            with self._cond:
-                if name not in self._queues:
-                    self._queues[name] = Queue(name, client=self.client)
-                queue = self._queues[name]
-            queue.put(results)
+                self.writer.write(frame(pickle.dumps(taken, protocol=pickle.HIGHEST_PROTOCOL)))
+                await self.writer.drain()
+                if await self.reader.readexactly(len(ACK)) != ACK:
+                    raise ConnectionError("the runtime answered a chunk wrongly")
+            except (OSError, EOFError, asyncio.IncompleteReadError, ConnectionError) as exc:
+                self._broken = ConnectionError(f"the runtime's connection was lost: {exc}")
+                for failed in (done, self._done):  # those handed over meanwhile too
+                    if failed is not None:
+                        failed.set_exception(self._broken)
+                self._pending, self._done = [], None
+                self._idle.set()
+                return
+            done.set_result(None)
+            if not self._pending:
+                self._idle.set()
 
 
-_Done = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+def _tls() -> ssl.SSLContext | None:
+    """The TLS context a worker of a tls:// cluster connects with (its own Dask settings)."""
+    from distributed import get_worker
 
-
-def _set(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+    context: ssl.SSLContext | None = get_worker().security.get_connection_args("worker")[
+        "ssl_context"
+    ]
+    return context
