@@ -41,6 +41,8 @@ def runtime(
     from cxrun.triggers.schedules import runtime_hook as schedules_hook
 
     with ExitStack() as stack:
+        # beats, claims, batches and alerts: one database kept open while nobody else waits
+        stack.enter_context(State(ctx.project.state_dir).warm())
         address = cluster or ctx.project.cluster_address
         connected = _connect(stack, address, on_event) if address else None
         fire = schedules_hook(ctx, on_event) if schedules else None

@@ -117,7 +117,8 @@ class Runner:
                 batches = self._batching.batches(job, table, filtered, self.retry)
                 if executor is None:
                     job = await self._pure(job, batches)
-                else:
+                else:  # many small sessions a second: the database kept open between them
+                    stack.enter_context(self.state.warm())
                     job = await self._pipelined(job, batches, executor, spool, done)
         except Stopped as stopped:
             return stopped.job  # as this runner left it (queued), whoever takes it next

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxrun.base.errors import CxrunError, StateDamaged
-from cxrun.store import sharing
+from cxrun.store import sharing, warm
 from cxrun.store.lock import StateLock
 from cxrun.store.schema import LATEST, MIGRATIONS
 
@@ -131,8 +131,8 @@ class State:
         that waits announces itself (see store/lock.py) and gets in after the session under
         way, as between any two sessions; and after KEPT_SESSIONS sessions. A job's batches
         skip most openings and closings of the file this way."""
-        if self._keeper is not None or self._held is not None:
-            yield
+        if self._keeper is not None or self._held is not None or warm.active(str(self.path)):
+            yield  # (warm: every session of the process is kept already)
             return
         self._keeper = threading.get_ident()
         try:
@@ -140,6 +140,23 @@ class State:
         finally:
             self._keeper = None
             self._let_go()
+
+    @contextmanager
+    def warm(self) -> Iterator[None]:
+        """Every session of this process inside (any thread, any State of this file) joins one
+        database kept open between sessions while no other process waits (see store/warm.py)."""
+        with warm.warm(str(self.path), self.lock.path, self.lock.timeout):
+            yield
+
+    def _open_migrated(self) -> duckdb.DuckDBPyConnection:
+        con = self._open(read_only=False, files=False)
+        try:
+            with self._errors():
+                self._migrate(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _let_go(self) -> None:
         kept, self._kept, self._kept_con = self._kept, None, None
@@ -179,12 +196,27 @@ class State:
             with self._within_held(files) as con:
                 yield con
             return
+        warmed = warm.active(str(self.path))
+        if warmed is not None:
+            if not files:
+                self._prepare()
+                with warmed.session(self._open_migrated) as con, self._errors():
+                    yield con
+                return
+            with warmed.closed(), self._own_session(files) as con:  # its own configuration
+                yield con
+            return
         if self._keeper is not None and self._keeper == threading.get_ident():
             if not files:
                 with self._kept_session() as con:
                     yield con
                 return
             self._let_go()  # a session that reads files opens the file its own way
+        with self._own_session(files) as con:
+            yield con
+
+    @contextmanager
+    def _own_session(self, files: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         self._prepare()
         shared = sharing.writing(str(self.path)) if not files else nullcontext()
         with (
@@ -220,7 +252,8 @@ class State:
                 yield con
             return
         self._prepare()
-        if self._migrated and sharing.borrow(str(self.path)):
+        warmed = self._migrated or warm.active(str(self.path)) is not None
+        if warmed and sharing.borrow(str(self.path)):
             with self._borrowed() as con:
                 yield con
             return
