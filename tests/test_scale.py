@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +17,7 @@ import pytest
 from conftest import write_project
 
 from cxrun.ops import views
-from cxrun.store import State
-from cxrun.store import db as state_db
+from cxrun.store import State, warm
 from cxrun.store import tables as table_store
 from cxrun.store.context import open_context
 from cxrun.store.loading import ensure_loaded
@@ -191,65 +191,125 @@ def _count(con: duckdb.DuckDBPyConnection, job: int) -> int:
     return int(con.execute("SELECT count(*) FROM cx_selections WHERE job = ?", [job]).fetchone()[0])
 
 
-def test_kept_sessions_share_one_connection_and_let_a_waiting_process_in_between(
-    tmp_path: Path,
+def _counting(state: State) -> list[object]:
+    """The openings of the file (new DuckDB databases) by `state`'s warm sessions from now on
+    (a reader's borrowing connection joins the open database: not counted)."""
+    opened: list[object] = []
+    real = state._open_migrated
+    state._open_migrated = lambda: opened.append(1) or real()  # type: ignore[method-assign]
+    return opened
+
+
+def test_warm_sessions_share_one_database_and_let_a_waiting_process_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(warm, "IDLE_AFTER", 600.0)  # not let go for idleness in this test
     state = State(tmp_path / ".cxrun", lock_timeout=60)
     with state.write():
         pass
-    opened: list[object] = []
-    real = state._open
-    state._open = lambda *a, **k: opened.append(a) or real(*a, **k)  # type: ignore[method-assign]
-    with state.kept():
+    opened = _counting(state)
+    with state.warm():
         for seq in range(3):
             with state.write() as con:
                 con.execute("INSERT INTO cx_selections VALUES (1, ?, ?)", [seq, seq])
-        assert len(opened) == 1  # one connection for the three sessions
+        assert len(opened) == 1  # one database for the three sessions
         # Nobody waits: the lock stays held between sessions, a process that will not wait
         # finds the state busy.
         assert _probe(state, 0.0).wait(60) == 5
-        # A process that waits gets in after the next session, which lets the file go.
-        waiter = _probe(state, 60.0)
-        deadline = time.monotonic() + 60
-        while not state.lock.wanted():
-            assert time.monotonic() < deadline, "the waiter never asked"
-            assert waiter.poll() is None
-            time.sleep(0.01)
-        with state.write() as con:
-            assert _count(con, 1) == 3
-        assert waiter.wait(60) == 0
+        # A process that waits gets in between sessions, with no session of ours to end.
+        assert _probe(state, 60.0).wait(60) == 0
         with state.session() as con:  # opened again, and the waiter's write is there
-            assert _count(con, 9) == 1
+            assert _count(con, 1) == 3 and _count(con, 9) == 1
         assert len(opened) == 2
     other = duckdb.connect(str(state.path))  # and nothing keeps the file open after
     other.close()
 
 
-def test_a_kept_connection_is_opened_again_after_so_many_sessions(tmp_path: Path) -> None:
+def test_a_warm_database_is_shared_by_the_threads_and_states_of_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warm, "IDLE_AFTER", 600.0)
+    state = State(tmp_path / ".cxrun", lock_timeout=60)
+    with state.write():
+        pass
+    other = State(tmp_path / ".cxrun", lock_timeout=60)  # as a courier's or a job's own
+    opened, opened_other = _counting(state), _counting(other)
+
+    def insert(which: State, job: int) -> None:
+        for seq in range(20):
+            with which.write() as con:
+                con.execute("INSERT INTO cx_selections VALUES (?, ?, ?)", [job, seq, seq])
+
+    with state.warm():
+        with state.session():
+            pass  # opened here
+        threads = [
+            threading.Thread(target=insert, args=(s, n)) for n, s in ((1, state), (2, other))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with other.read() as con:  # a reader of the process borrows it
+            assert _count(con, 1) == 20 and _count(con, 2) == 20
+    assert len(opened) + len(opened_other) == 2  # 41 sessions: 32 in a row, then once more
+
+
+def test_a_warm_database_is_let_go_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warm, "IDLE_AFTER", 0.2)
+    state = State(tmp_path / ".cxrun", lock_timeout=0.5)
+    with state.write():
+        pass
+    with state.warm():
+        with state.session():
+            pass
+        time.sleep(0.5)
+        assert _probe(state, 0.0).wait(60) == 0  # it did not wait: nothing held the state
+
+
+def test_a_warm_database_is_opened_again_after_so_many_sessions(tmp_path: Path) -> None:
     state = State(tmp_path / ".cxrun")
     with state.write():
         pass
-    opened: list[object] = []
-    real = state._open
-    state._open = lambda *a, **k: opened.append(a) or real(*a, **k)  # type: ignore[method-assign]
-    with state.kept():
-        for _ in range(2 * state_db.KEPT_SESSIONS + 1):
+    opened = _counting(state)
+    with state.warm(sessions=8):
+        for _ in range(2 * 8 + 1):
             with state.session():
                 pass
     assert len(opened) == 3
 
 
-def test_a_failed_kept_session_rolls_back_and_lets_the_file_go(tmp_path: Path) -> None:
+def test_a_failed_warm_session_rolls_back_and_lets_the_file_go(tmp_path: Path) -> None:
     state = State(tmp_path / ".cxrun", lock_timeout=0.5)
     with state.write():
         pass
-    with state.kept():
+    with state.warm():
         with pytest.raises(ZeroDivisionError), state.write() as con:
             con.execute("INSERT INTO cx_selections VALUES (1, 0, 0)")
             raise ZeroDivisionError
         assert _probe(state, 0.0).wait(60) == 0  # let go at once: the probe got in
         with state.read() as con:
             assert _count(con, 1) == 0 and _count(con, 9) == 1
+
+
+def test_sessions_inside_a_warm_session_keep_the_database_open_till_it_ends(
+    tmp_path: Path,
+) -> None:
+    state = State(tmp_path / ".cxrun")
+    with state.write():
+        pass
+    opened = _counting(state)
+    with state.warm(sessions=4):
+        with state.session() as outer:
+            for seq in range(4 + 1):
+                with state.write() as inner:
+                    inner.execute("INSERT INTO cx_selections VALUES (1, ?, ?)", [seq, seq])
+            assert _count(outer, 1) == 5
+        assert len(opened) == 1  # not let go while the outer session ran
+    other = duckdb.connect(str(state.path))  # let go once the outer session ended
+    other.close()
 
 
 # ---- what a pure job imports -----------------------------------------------------------------
@@ -274,19 +334,3 @@ def test_a_job_of_pure_steps_runs_without_importing_an_http_client(project: Path
         [sys.executable, "-c", NO_HTTP], cwd=project, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.strip().splitlines()[-1] == "False 3", done
-
-
-def test_a_session_inside_a_kept_session_shares_its_connection_and_leaves_it_open(
-    tmp_path: Path,
-) -> None:
-    state = State(tmp_path / ".cxrun")
-    with state.write():
-        pass
-    with state.kept():
-        with state.session() as outer:
-            for _ in range(state_db.KEPT_SESSIONS + 1):
-                with state.write() as inner:
-                    assert inner is outer
-            assert outer.execute("SELECT count(*) FROM cx_jobs").fetchone() == (0,)
-    other = duckdb.connect(str(state.path))  # let go once the outer session ended
-    other.close()

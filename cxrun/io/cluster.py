@@ -15,9 +15,6 @@ watches."""
 from __future__ import annotations
 
 import asyncio
-import hmac
-import pickle
-import secrets
 import ssl
 import time
 import uuid
@@ -27,15 +24,14 @@ from typing import Any
 
 from cxrun.base.errors import CxrunError
 from cxrun.io.calls import Call
-from cxrun.io.cluster_worker import ACK, MAX_FRAME, Task, forget, frame_length, work
+from cxrun.io.cluster_inbox import Inbox
+from cxrun.io.cluster_worker import Task, forget, work
 from cxrun.io.executor import JobFailed, JobHalted, JobPaused, JobTimedOut, Keep
 
 INSTALL = "pip install 'cxrun[dask]'"
 NO_WORKER_WAIT = 60.0  # seconds a batch waits for a worker when the cluster has none
 LOOK_EVERY = 0.1  # seconds between two looks at the batch's tasks
 WORKERS_EVERY = 0.5  # seconds between two looks at the cluster's workers (for lost ones)
-HELLO_WITHIN = 10.0  # seconds a worker's connection has to say the token
-LOST_WORKER_WAIT = 10.0  # seconds for a lost worker's connection to end before its calls go again
 
 Targets = dict[str, tuple[str, dict[str, Any]]]
 
@@ -128,7 +124,7 @@ class ClusterExecutor:
         self._halted = self._stopped = False
         self._held: float | None = None
         self._runs = 0
-        self.inbox: _Inbox | None = None
+        self.inbox: Inbox | None = None
 
     def halt(self) -> None:
         """Start no new call, here or on any worker (they look within a quarter of a second)."""
@@ -144,7 +140,7 @@ class ClusterExecutor:
             await self.tick()
             raise JobHalted()
         if self.inbox is None:
-            self.inbox = await _Inbox.start(self.cluster)
+            self.inbox = await Inbox.start(*await asyncio.to_thread(self.cluster.listen_on))
         self._runs += 1
         batch = _Batch(self, self.inbox, f"{self.id}-{self._runs}", keep, calls)
         self.inbox.batches[batch.name] = batch
@@ -222,7 +218,7 @@ class _Batch:
     calls given to the others, and how the workers' tasks ended."""
 
     def __init__(
-        self, owner: ClusterExecutor, inbox: _Inbox, name: str, keep: Keep, calls: Sequence[Call]
+        self, owner: ClusterExecutor, inbox: Inbox, name: str, keep: Keep, calls: Sequence[Call]
     ) -> None:
         self.owner, self.inbox, self.name, self.keep = owner, inbox, name, keep
         self.client = owner.cluster.client
@@ -332,79 +328,3 @@ class _Batch:
         if any("timed_out" in e for e in self.ended):
             raise JobTimedOut()
         return self.results
-
-
-class _Inbox:
-    """Where a job run's results come back: a listening socket of its own. A worker connects,
-    sends the token (nothing is unpickled before it), then frames of finished calls, each
-    answered once every call in it is kept, so that a worker frees a call's slot only once the
-    runtime has its result."""
-
-    def __init__(self, address: tuple[str, int], token: str) -> None:
-        self.address, self.token = address, token
-        self.batches: dict[str, _Batch] = {}
-        self.server: asyncio.Server | None = None
-        self.open: dict[str, set[asyncio.Task[None]]] = {}  # worker -> its connections' tasks
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    @classmethod
-    async def start(cls, cluster: Cluster) -> _Inbox:
-        host, context = await asyncio.to_thread(cluster.listen_on)
-        inbox = cls((host, 0), secrets.token_hex(16))
-        inbox.server = await asyncio.start_server(
-            inbox._serve, host, 0, ssl=context, limit=MAX_FRAME
-        )
-        inbox.address = (host, int(inbox.server.sockets[0].getsockname()[1]))
-        return inbox
-
-    async def ended(self, workers: set[str]) -> None:
-        """Wait (a while) for the connections of these lost workers to end: what they sent
-        before they went is kept before their calls are made again."""
-        tasks = [task for worker in workers for task in self.open.get(worker, ())]
-        if tasks:
-            await asyncio.wait(tasks, timeout=LOST_WORKER_WAIT)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for writer in list(self.writers):
-            writer.close()  # its reader ends: the connection's task returns
-        tasks = [task for tasks in self.open.values() for task in tasks]
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        worker = ""
-        self.writers.add(writer)
-        try:
-            async with asyncio.timeout(HELLO_WITHIN):
-                hello = await reader.readexactly(frame_length(await reader.readexactly(4)))
-            token, _, worker = hello.decode("utf-8", "replace").partition(" ")
-            if not hmac.compare_digest(token, self.token):
-                return
-            self.open.setdefault(worker, set()).add(task)
-            while True:
-                size = frame_length(await reader.readexactly(4))
-                payload = await reader.readexactly(size)
-                # unpickled only from a connection that said this run's token
-                chunk: list[tuple[str, dict[str, Any]]] = pickle.loads(payload)  # noqa: S301
-                for name, results in _by_batch(chunk).items():
-                    batch = self.batches.get(name)
-                    if batch is not None:
-                        await batch.take(results)
-                writer.write(ACK)
-        except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError):
-            pass  # the worker went (its calls not answered are made again) or never spoke
-        finally:
-            self.open.get(worker, set()).discard(task)
-            self.writers.discard(writer)
-            writer.close()
-
-
-def _by_batch(chunk: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for name, result in chunk:
-        found.setdefault(name, []).append(result)
-    return found

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from cxrun.io.executor import CallMaker
     from cxrun.io.plugins import Plugins
 
+# A pure job's batches leave about 5 MB each in DuckDB's cache while the database stays open
+# between them: it is closed after this many all the same (see store/warm.py).
+PURE_SESSIONS = 8
 _PASSES = 100  # passes of one run at most: parked records that are due go on in the next one
 T = TypeVar("T")
 
@@ -153,9 +156,9 @@ class Runner:
             self._woken = bool(self.retry)  # a job's time limit counts afresh when records go on
 
     async def _pure(self, job: Job, batches: Iterator[Batch]) -> Job:
-        """Pure steps only: one batch after another, each one session of set-based SQL (kept
-        open from one batch to the next while no other process waits for the state)."""
-        with self.state.kept():
+        """Pure steps only: one batch after another, each one session of set-based SQL (the
+        database kept open from one batch to the next while no other process waits for it)."""
+        with self.state.warm(PURE_SESSIONS):
             return self._pure_batches(job, batches)
 
     def _pure_batches(self, job: Job, batches: Iterator[Batch]) -> Job:

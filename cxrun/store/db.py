@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,9 +19,6 @@ if TYPE_CHECKING:
     import duckdb
 
 STATE_FILE = "state.duckdb"
-# A kept connection (see State.kept) is closed after this many sessions all the same: the blocks
-# a session wrote stay in DuckDB's cache while the file is open (about 5 MB a batch of a job).
-KEPT_SESSIONS = 8
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 
@@ -74,11 +70,6 @@ class State:
         self.lock = StateLock(state_dir / "state.lock", timeout)
         self._migrated = False
         self._held: duckdb.DuckDBPyConnection | None = None  # see `held`
-        self._kept: ExitStack | None = None  # see `kept`: the open session, if any
-        self._kept_con: duckdb.DuckDBPyConnection | None = None
-        self._keeper: int | None = None  # the thread whose sessions are kept
-        self._kept_for = 0  # sessions the kept connection served
-        self._kept_depth = 0  # kept sessions open now (one inside another shares it)
 
     def _prepare(self) -> None:
         try:
@@ -125,27 +116,14 @@ class State:
                 con.close()
 
     @contextmanager
-    def kept(self) -> Iterator[None]:
-        """Sessions inside (on this thread) share one connection, kept open with the exclusive
-        lock from one session to the next while no other process waits for the state: a process
-        that waits announces itself (see store/lock.py) and gets in after the session under
-        way, as between any two sessions; and after KEPT_SESSIONS sessions. A job's batches
-        skip most openings and closings of the file this way."""
-        if self._keeper is not None or self._held is not None or warm.active(str(self.path)):
-            yield  # (warm: every session of the process is kept already)
-            return
-        self._keeper = threading.get_ident()
-        try:
-            yield
-        finally:
-            self._keeper = None
-            self._let_go()
-
-    @contextmanager
-    def warm(self) -> Iterator[None]:
+    def warm(self, sessions: int = warm.KEEP_SESSIONS) -> Iterator[None]:
         """Every session of this process inside (any thread, any State of this file) joins one
-        database kept open between sessions while no other process waits (see store/warm.py)."""
-        with warm.warm(str(self.path), self.lock.path, self.lock.timeout):
+        database kept open between sessions while no other process waits, for at most
+        `sessions` sessions in a row (see store/warm.py)."""
+        if self._held is not None:
+            yield  # one connection for everything already
+            return
+        with warm.warm(str(self.path), self.lock.path, self.lock.timeout, sessions):
             yield
 
     def _open_migrated(self) -> duckdb.DuckDBPyConnection:
@@ -157,37 +135,6 @@ class State:
             con.close()
             raise
         return con
-
-    def _let_go(self) -> None:
-        kept, self._kept, self._kept_con = self._kept, None, None
-        if kept is not None:
-            kept.close()
-
-    @contextmanager
-    def _kept_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._kept is None:
-            self._prepare()
-            with ExitStack() as stack:
-                stack.enter_context(self.lock.hold(exclusive=True))
-                con = stack.enter_context(self._connect(read_only=False, files=False))
-                stack.enter_context(sharing.writing(str(self.path)))
-                self._migrate(con)
-                self._kept, self._kept_con = stack.pop_all(), con
-                self._kept_for = 0
-        assert self._kept_con is not None
-        self._kept_for += 1
-        self._kept_depth += 1
-        try:
-            with self._errors():
-                yield self._kept_con
-        except BaseException:
-            self._kept_depth -= 1
-            if not self._kept_depth:
-                self._let_go()
-            raise
-        self._kept_depth -= 1  # a session inside another lets the outer one finish first
-        if not self._kept_depth and (self._kept_for >= KEPT_SESSIONS or self.lock.wanted()):
-            self._let_go()
 
     @contextmanager
     def session(self, files: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -206,12 +153,6 @@ class State:
             with warmed.closed(), self._own_session(files) as con:  # its own configuration
                 yield con
             return
-        if self._keeper is not None and self._keeper == threading.get_ident():
-            if not files:
-                with self._kept_session() as con:
-                    yield con
-                return
-            self._let_go()  # a session that reads files opens the file its own way
         with self._own_session(files) as con:
             yield con
 

@@ -9,14 +9,17 @@ connection of their own (a cursor: tens of microseconds), one after another. The
 closed and the lock let go, so that the others get in as between any two sessions:
 - when another process waits for the state (it announces itself: see store/lock.py), seen at
   the end of a session or by a watcher thread within WATCH_EVERY seconds when none runs;
-- after KEEP_SESSIONS sessions (the blocks they wrote stay in DuckDB's cache while it is open);
-- when nobody asks for it warm any more.
+- when no session came for IDLE_AFTER seconds (an idle runtime holds nothing between beats);
+- after KEEP_SESSIONS sessions in a row, or fewer if a caller asks (the blocks they wrote stay
+  in DuckDB's cache while it is open: a pure job's batch leaves about 5 MB);
+- after a session that failed, and when nobody asks for it warm any more.
 
 Readers of this process borrow the open database meanwhile (see store/sharing.py)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 KEEP_SESSIONS = 32
 WATCH_EVERY = 0.05  # seconds between two looks for a process that waits, between sessions
+IDLE_AFTER = 0.25  # seconds without a session after which the database is closed
 
 Opener = Callable[[], "duckdb.DuckDBPyConnection"]  # opens the file and migrates it if need be
 
@@ -43,11 +47,12 @@ class Warm:
     def __init__(self, path: str, lock: StateLock) -> None:
         self.path, self.lock = path, lock
         self.mutex = threading.RLock()  # one session at a time, as the exclusive lock would
-        self.users = 0  # callers of `warm` for this file now
+        self.users: list[int] = []  # callers of `warm` for this file now: their session limits
         self.con: duckdb.DuckDBPyConnection | None = None
         self._open: ExitStack | None = None
         self._sessions = 0
         self._depth = 0
+        self._last = time.monotonic()  # when the last session ended
         self._watcher: threading.Thread | None = None
         self._wake = threading.Event()
 
@@ -60,16 +65,20 @@ class Warm:
             assert self.con is not None
             cursor = self.con.cursor()
             self._depth += 1
+            failed = True
             try:
                 yield cursor
+                failed = False
             finally:
                 self._depth -= 1
                 cursor.close()
                 self._sessions += 1
-                if not self._depth and (
-                    self._sessions >= KEEP_SESSIONS or not self.users or self.lock.wanted()
-                ):
+                self._last = time.monotonic()
+                if not self._depth and (failed or self._enough() or self.lock.wanted()):
                     self.let_go()
+
+    def _enough(self) -> bool:
+        return not self.users or self._sessions >= min(self.users)
 
     @contextmanager
     def closed(self) -> Iterator[None]:
@@ -112,7 +121,8 @@ class Warm:
             if self.con is None or not self.mutex.acquire(blocking=False):
                 continue
             try:
-                if self.con is not None and not self._depth and self.lock.wanted():
+                idle = time.monotonic() - self._last > IDLE_AFTER
+                if self.con is not None and not self._depth and (idle or self.lock.wanted()):
                     self.let_go()
             finally:
                 self.mutex.release()
@@ -125,20 +135,21 @@ def active(path: str) -> Warm | None:
 
 
 @contextmanager
-def warm(path: str, lock_path: Path, timeout: float) -> Iterator[None]:
-    """Keep the state file at `path` open between the sessions inside (any thread)."""
+def warm(path: str, lock_path: Path, timeout: float, sessions: int) -> Iterator[None]:
+    """Keep the state file at `path` open between the sessions inside (any thread), for at
+    most `sessions` sessions in a row."""
     with _entries_lock:
         entry = _entries.get(path)
         if entry is None:
             entry = _entries[path] = Warm(path, StateLock(lock_path, timeout))
-        entry.users += 1
-        if entry.users == 1:
+        entry.users.append(sessions)
+        if len(entry.users) == 1:
             entry.start_watching()
     try:
         yield
     finally:
         with _entries_lock:
-            entry.users -= 1
+            entry.users.remove(sessions)
             if not entry.users:
                 entry.stop_watching()
         with entry.mutex:
