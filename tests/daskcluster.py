@@ -23,10 +23,10 @@ import os, sys
 from distributed import LocalCluster
 
 if __name__ == "__main__":
-    workers = int(sys.argv[1])
+    workers, protocol = int(sys.argv[1]), sys.argv[2]
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=2, processes=True, dashboard_address=None,
-        host="127.0.0.1",
+        host="127.0.0.1", protocol=protocol,
     )
     print(cluster.scheduler_address, flush=True)
     sys.stdin.read()  # until the test closes it
@@ -37,11 +37,11 @@ if __name__ == "__main__":
 class Running:
     """A started cluster: its scheduler address, and a client to look at its workers."""
 
-    def __init__(self, process: subprocess.Popen[str], address: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], address: str, security: Any) -> None:
         from distributed import Client
 
         self.process, self.address = process, address
-        self.client: Any = Client(address, timeout=30, set_as_default=False)
+        self.client: Any = Client(address, timeout=30, set_as_default=False, security=security)
 
     def worker_pids(self) -> dict[str, int]:
         return {address: int(pid) for address, pid in self.client.run(os.getpid).items()}
@@ -60,21 +60,53 @@ class Running:
             self.process.wait()
 
 
+def tls_settings(ca: str, cert: str, key: str, role: str) -> dict[str, str]:
+    """Dask's TLS settings as environment variables: the CA file, `role`'s certificate and key
+    ("scheduler", "worker" or "client"), encryption required."""
+    prefix = "DASK_DISTRIBUTED__COMM__"
+    return {
+        f"{prefix}TLS__CA_FILE": ca,
+        f"{prefix}TLS__{role.upper()}__CERT": cert,
+        f"{prefix}TLS__{role.upper()}__KEY": key,
+        f"{prefix}REQUIRE_ENCRYPTION": "True",
+    }
+
+
 @contextmanager
-def local_cluster(workers: int, env: Mapping[str, str] | None = None) -> Iterator[Running]:
-    """A LocalCluster of `workers` worker processes; `env` is added to their environment."""
+def local_cluster(
+    workers: int, env: Mapping[str, str] | None = None, tls: tuple[str, str, str] | None = None
+) -> Iterator[Running]:
+    """A LocalCluster of `workers` worker processes; `env` is added to their environment. With
+    `tls` (CA file, certificate, key: the scheduler's and the workers'), a tls:// cluster."""
+    protocol, security = "tcp://", None
+    settings: dict[str, str] = {}
+    if tls is not None:
+        from distributed.security import Security
+
+        protocol = "tls://"
+        for role in ("scheduler", "worker", "client"):  # (the cluster process is a client too)
+            settings.update(tls_settings(*tls, role))
+        ca, cert, key = tls
+        security = Security(
+            tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True
+        )
     process = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(workers)],
+        [sys.executable, "-c", SCRIPT, str(workers), protocol],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False", **(env or {})},
+        env={
+            **os.environ,
+            "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False",
+            **settings,
+            **(env or {}),
+        },
     )
     assert process.stdout is not None
     address = process.stdout.readline().strip()
-    assert address.startswith("tcp://"), f"the cluster did not start: {address!r}"
-    running = Running(process, address)
+    assert address.startswith(protocol), f"the cluster did not start: {address!r}"
+    running = Running(process, address, security)
     try:
         running.wait_for_workers(workers)
         yield running

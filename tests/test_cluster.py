@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from apiserver import environment
 from conftest import EXECUTABLE
-from daskcluster import local_cluster
+from daskcluster import local_cluster, tls_settings
 from servers import FakeServer, OpenAI, Reply, Request
 from test_durable import cxrun, state_rows, wait_until
 from test_io_runtime import KEY, ask, llm, make_project, record_of, send
@@ -87,7 +87,9 @@ def project(tmp_path: Path, server: FakeServer, **provider: Any) -> Path:
     return root
 
 
-def runtime(root: Path, address: str, *more: str) -> subprocess.Popen[str]:
+def runtime(
+    root: Path, address: str, *more: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`cxrun runtime --cluster ADDRESS`, without the model's key: only the workers have it.
     Its Dask client refreshes its cached scheduler info every 20 ms (2 s by default): a look at
     the workers that trusted that cache would, now and then, find none and take every worker
@@ -95,7 +97,11 @@ def runtime(root: Path, address: str, *more: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(EXECUTABLE), "runtime", "--cluster", address, *more],
         cwd=root,
-        env={**environment(), "DASK_DISTRIBUTED__CLIENT__SCHEDULER_INFO_INTERVAL": "20ms"},
+        env={
+            **environment(),
+            "DASK_DISTRIBUTED__CLIENT__SCHEDULER_INFO_INTERVAL": "20ms",
+            **(env or {}),
+        },
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -220,10 +226,12 @@ def test_an_operators_pause_stops_the_workers_and_resume_finishes_once(tmp_path,
             assert [t for t in endpoints.starts if t > asked + 1.0] == []
             endpoints.slow_after = None
             assert cxrun(root, "resume", "1", "--detach").returncode == 0
-            assert wait_until(lambda: _status(root) == "completed", 120)
+            done = wait_until(lambda: _status(root) == "completed", 120)
         finally:
             running.send_signal(signal.SIGTERM)
-            finished(running)
+            err = finished(running)
+        listed = cxrun(root, "jobs", "--json")
+        assert done, (listed.stdout, listed.stderr, err)
 
     assert sorted(endpoints.ai.values()) == [1] * ROWS
     assert sorted(endpoints.sends.values()) == [1] * ROWS
@@ -302,3 +310,43 @@ def test_without_dask_the_cluster_option_says_what_to_install(monkeypatch):
     with pytest.raises(CxrunError) as raised:
         cluster.connect("tcp://127.0.0.1:8786")
     assert "pip install 'cxrun[dask]'" in " ".join(raised.value.lines())
+
+
+def certificates(folder: Path) -> dict[str, tuple[str, str, str]]:
+    """A CA and two certificates it signs, made with openssl: the cluster's (scheduler and
+    workers) and the runtime's; each as (CA file, certificate, key)."""
+    folder.mkdir()
+    ca_key, ca = folder / "ca-key.pem", folder / "ca.pem"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
+            "-out", str(ca), "-days", "2", "-subj", "/CN=cxrun test CA")  # fmt: skip
+    made = {}
+    for name in ("cluster", "runtime"):
+        key, request, cert = (folder / f"{name}{end}" for end in ("-key.pem", ".csr", ".pem"))
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                str(request), "-subj", f"/CN={name}")  # fmt: skip
+        openssl("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key),
+                "-CAcreateserial", "-out", str(cert), "-days", "2")  # fmt: skip
+        made[name] = (str(ca), str(cert), str(key))
+    return made
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="makes its certificates with openssl")
+def test_a_tls_cluster_sends_the_results_back_over_tls_too(tmp_path, http_server):
+    endpoints = Endpoints(delay=0.01)
+    http_server.handler = endpoints
+    root = project(tmp_path / "p", http_server)
+    assert cxrun(root, "run-now", "s", "--detach").returncode == 0
+    made = certificates(tmp_path / "certs")
+
+    with local_cluster(2, env={"LLM_KEY": KEY}, tls=made["cluster"]) as cluster:
+        assert cluster.address.startswith("tls://")
+        settings = tls_settings(*made["runtime"], "client")
+        err = finished(runtime(root, cluster.address, "--once", env=settings))
+
+    assert "job 1: completed" in err, err
+    assert sorted(endpoints.ai.values()) == [1] * ROWS
+    assert state_rows(root, "SELECT status FROM cx_jobs") == [("completed",)]
