@@ -54,7 +54,6 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.received = False  # any byte of the answer
-        self.framed = True  # the answer's end is known from its headers (not the close)
 
     @property
     def _waiting(self) -> bool:
@@ -82,12 +81,25 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         if not self._waiting:
             return
-        if self.status and not self.framed:  # the body ran until the close: it is whole
+        if self.status and not self._framed():  # the body ran until the close: it is whole
             self._done(keep_alive=False)
         elif not self.received:
             self._fail(httpx.RemoteProtocolError("Server disconnected without sending a response."))
         else:
             self._fail(httpx.ReadError(f"the connection closed mid-answer: {exc or 'EOF'}"))
+
+    def _framed(self) -> bool:
+        """Whether the answer's end is known from its status and headers (not the close):
+        asked only when the connection closes mid-answer."""
+        return (
+            self.status in (204, 304)
+            or self.status < 200
+            or any(
+                name.lower() == b"content-length"
+                or (name.lower() == b"transfer-encoding" and _CHUNKED in value.lower())
+                for name, value in self.headers
+            )
+        )
 
     # ---- httptools callbacks
 
@@ -105,15 +117,6 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
-        self.framed = (
-            self.status in (204, 304)
-            or self.status < 200
-            or any(
-                name.lower() == b"content-length"
-                or (name.lower() == b"transfer-encoding" and _CHUNKED in value.lower())
-                for name, value in self.headers
-            )
-        )
         if self.head and self.status >= 200:  # no body follows, whatever the headers say
             self._done(keep_alive=False)
 
