@@ -71,10 +71,11 @@ def run_now(
             job = _claimed(claim_store.claim(con, job.job, owner, now, lease_until(now), _QUEUED))
         return prepared, job
 
-    prepared, job = in_session(ctx, create)
     if detach:
-        return job
-    return alerted(ctx, run_here(ctx, job, prepared, owner, on_start, on_progress, stop))
+        return in_session(ctx, create)[1]
+    with ctx.state.warm():  # the job's checks, its creation and its run: the file opened once
+        prepared, job = in_session(ctx, create)
+        return alerted(ctx, run_here(ctx, job, prepared, owner, on_start, on_progress, stop))
 
 
 def alerted(ctx: Context, job: Job) -> Job:
