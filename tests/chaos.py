@@ -802,11 +802,16 @@ class Sequence:
         assert op.process is not None
         if op.process.poll() is not None:
             return
+        interrupting = name in ("kill -9", "SIGINT")
+        if interrupting:  # stopped first: no connection opens between the look and the signal
+            op.process.send_signal(signal.SIGSTOP)
         ports = self.server_ports(op.process.pid)
         at = time.monotonic()
         op.process.send_signal(number)
+        if interrupting and number != signal.SIGKILL:
+            op.process.send_signal(signal.SIGCONT)  # the signal is taken as it goes on
         op.signals.append(name)
-        if name in ("kill -9", "SIGINT"):
+        if interrupting:
             self.outcome.interruptions.append(Interruption(op, name, at, ports))
         if number == signal.SIGKILL:
             op.process.wait()  # reaped at once: a zombie still looks alive

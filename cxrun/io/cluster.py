@@ -25,7 +25,7 @@ from typing import Any
 from cxrun.base.errors import CxrunError
 from cxrun.io.calls import Call
 from cxrun.io.cluster_inbox import Inbox
-from cxrun.io.cluster_worker import Task, forget, work
+from cxrun.io.cluster_worker import CannotRun, Task, forget, work
 from cxrun.io.executor import JobFailed, JobHalted, JobPaused, JobTimedOut, Keep
 
 INSTALL = "pip install 'cxrun[dask]'"
@@ -195,13 +195,14 @@ class ClusterExecutor:
             return None
         return float(found) if found is not None else None
 
-    def task(self, batch: str, calls: list[Call], shares: int) -> Task:
+    def task(self, batch: str, key: str, calls: list[Call], shares: int) -> Task:
         assert self.inbox is not None
         left = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
         return Task(
             executor=self.id,
             job=self.job,
             batch=batch,
+            key=key,
             reply_to=self.inbox.address,
             token=self.inbox.token,
             calls=calls,
@@ -226,6 +227,7 @@ class _Batch:
         self.results: list[dict[str, Any]] = []
         self.tasks: dict[Any, tuple[str, list[Call]]] = {}  # future -> (worker, its calls)
         self.ended: list[dict[str, Any]] = []
+        self.outcomes: dict[str, dict[str, Any]] = {}  # task key -> how it ended, as it said
         self._looked = time.monotonic()
 
     async def start(self) -> None:
@@ -246,6 +248,9 @@ class _Batch:
     async def take(self, results: list[dict[str, Any]]) -> None:
         """Results a worker sent: each kept once (a lost worker's late answer too)."""
         for result in results:
+            if "ended" in result:
+                self.outcomes[result["ended"]] = result
+                continue
             if self.left.pop((result["row"], result["pos"]), None) is not None:
                 kept = self.keep(result)
                 if kept is not None:
@@ -275,7 +280,8 @@ class _Batch:
         submitted = {}
         for worker, part in zip(workers, parts, strict=True):
             if part:
-                task = self.owner.task(self.name, part, len(workers))
+                key = f"cxrun-{self.owner.id}-{uuid.uuid4().hex[:8]}"
+                task = self.owner.task(self.name, key, part, len(workers))
                 future = self.client.submit(
                     work,
                     task,
@@ -283,7 +289,7 @@ class _Batch:
                     allow_other_workers=False,
                     retries=0,
                     pure=False,
-                    key=f"cxrun-{self.owner.id}-{uuid.uuid4().hex[:8]}",
+                    key=key,
                 )
                 submitted[future] = (worker, part)
         return submitted
@@ -303,11 +309,14 @@ class _Batch:
         lost: list[Call] = []
         gone: set[str] = set()
         for future, (worker, calls) in list(self.tasks.items()):
-            if future.status == "finished":
-                self.ended.append(future.result())
-            elif future.status in ("error", "cancelled", "lost") or (
+            said = self.outcomes.get(future.key)
+            if future.status == "finished" and said is not None:
+                self.ended.append(said)  # (never its result: see cluster_worker.work)
+            elif future.status == "error" and isinstance(cannot := _raised(future), CannotRun):
+                self.ended.append({"failed": str(cannot)})
+            elif future.status in ("finished", "error", "cancelled", "lost") or (
                 alive is not None and worker not in alive
-            ):
+            ):  # (finished without saying how: its worker went before its word came)
                 future.cancel()
                 lost += calls
                 gone.add(worker)
@@ -328,3 +337,12 @@ class _Batch:
         if any("timed_out" in e for e in self.ended):
             raise JobTimedOut()
         return self.results
+
+
+def _raised(future: Any) -> BaseException | None:
+    """An erred task's exception, which the scheduler handed over with its state."""
+    try:
+        found: BaseException | None = future.exception(timeout=5)
+    except Exception:  # not known after all: taken for a lost task
+        return None
+    return found

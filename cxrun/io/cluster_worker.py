@@ -52,6 +52,7 @@ class Task:
     executor: str  # the runtime's executor (one per job run): names its shared objects
     job: int
     batch: str  # the runtime's name for the batch these calls are of
+    key: str  # the Dask task's key: names how it ended, in the message that says so
     reply_to: tuple[str, int]  # where the runtime takes the results
     token: str  # what a connection there says first
     calls: list[Call]
@@ -62,12 +63,16 @@ class Task:
     time_left: float | None = None
 
 
-def work(task: Task) -> dict[str, Any]:
-    """The Dask task: make `task.calls` on this worker's executor for the job; what ended it."""
+def work(task: Task) -> None:
+    """The Dask task: make `task.calls` on this worker's executor for the job. How it ended
+    goes to the runtime with the results, never as the task's result: a result is kept on
+    the worker, and a runtime that asked for it after the worker died would make Dask run the
+    task again. A worker that cannot make them (a secret it lacks) raises CannotRun, which
+    Dask hands the runtime through the scheduler."""
     from distributed import get_client, get_worker
 
     host = _Host.get(get_client(), get_worker().address)
-    return host.submit(task)
+    host.submit(task)
 
 
 def forget(executor: str) -> None:
@@ -97,15 +102,15 @@ class _Host:
                 cls.existing = cls(client, address)
             return cls.existing
 
-    def submit(self, task: Task) -> dict[str, Any]:
-        return asyncio.run_coroutine_threadsafe(self._run(task), self.loop).result()
+    def submit(self, task: Task) -> None:
+        asyncio.run_coroutine_threadsafe(self._run(task), self.loop).result()
 
     def forget(self, executor: str) -> None:
         found = self.jobs.pop(executor, None)
         if found is not None:
             asyncio.run_coroutine_threadsafe(_close(found), self.loop).result(30)
 
-    async def _run(self, task: Task) -> dict[str, Any]:
+    async def _run(self, task: Task) -> None:
         starting = self.jobs.get(task.executor)
         if starting is None:
             start = _JobCalls.start(task, self.client, self.address)
@@ -113,8 +118,8 @@ class _Host:
         try:
             calls = await asyncio.shield(starting)
         except _CannotRun as cannot:
-            return {"failed": str(cannot)}
-        return await calls.run(task)
+            raise CannotRun(str(cannot)) from None
+        await calls.run(task)
 
 
 async def _close(starting: asyncio.Task[_JobCalls]) -> None:
@@ -127,6 +132,10 @@ async def _close(starting: asyncio.Task[_JobCalls]) -> None:
 
 class _CannotRun(Exception):
     """A provider's secret is not set on this worker, or the runtime cannot be reached."""
+
+
+class CannotRun(Exception):
+    """What a task raises when its worker cannot make the calls (the job fails saying why)."""
 
 
 @dataclass
@@ -164,7 +173,9 @@ class _JobCalls:
         watcher = asyncio.get_running_loop().create_task(_watch(client, names, executor, targets))
         return cls(executor, http, watcher, client, sender)
 
-    async def run(self, task: Task) -> dict[str, Any]:
+    async def run(self, task: Task) -> None:
+        """Make the task's calls; then say how it ended, once every result is kept."""
+
         def keep(result: dict[str, Any]) -> asyncio.Future[None]:
             # The call's slot is free once the runtime has kept the result: a worker that
             # dies loses no more than its slots' worth of calls.
@@ -183,8 +194,8 @@ class _JobCalls:
             outcome["halted"] = True
         except JobTimedOut:
             outcome["timed_out"] = True
+        await self.sender.put(task.batch, {"ended": task.key, **outcome})
         await self.sender.drain()
-        return outcome
 
     async def close(self) -> None:
         self.watcher.cancel()
