@@ -174,7 +174,7 @@ def pure_size(folder: Path, rows: int, runs: int, memory: str) -> PureRun:
                 base.append(pure.run_baseline(folder, parquet, memory))
                 continue
             done = measure([str(CXRUN), "run-now", "pure", "--json"], project, memory, tree=True)
-            job = checked_job(done, rows)
+            job = pure.checked_job(done, rows)
             ours.append(done)
             if not snapshot.exists():
                 keep_state(project, snapshot)
@@ -187,17 +187,6 @@ def pure_size(folder: Path, rows: int, runs: int, memory: str) -> PureRun:
     found = pure.checks(folder, project, job, rows)
     shutil.rmtree(project)
     return PureRun(rows, ours, base, found, snapshot)
-
-
-def checked_job(done: Measured, rows: int) -> int:
-    """The job a `run-now --json` printed; stops the benchmark unless all `rows` completed."""
-    try:
-        job = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        sys.exit(f"run-now printed no JSON (exit {done.code}): {done.stderr.strip()}")
-    if done.code != 0 or job["status"] != "completed" or job["completed"] != rows:
-        sys.exit(f"run-now did not complete {rows} records (exit {done.code}): {job}")
-    return int(job["job"])
 
 
 def keep_state(project: Path, snapshot: Path) -> None:

@@ -185,13 +185,18 @@ def publish(project: Path) -> None:
 def run_cxrun(project: Path, rows: int, memory: str) -> tuple[Measured, int]:
     """One `run-now pure --json`; exits the benchmark if the job is not entirely completed."""
     done = cxrun(project, "run-now", "pure", "--json", memory=memory)
+    return done, checked_job(done, rows)
+
+
+def checked_job(done: Measured, rows: int) -> int:
+    """The job a `run-now --json` printed; stops the benchmark unless all `rows` completed."""
     try:
         job = json.loads(done.stdout)
     except json.JSONDecodeError:
         sys.exit(f"run-now printed no JSON (exit {done.code}): {done.stderr.strip()}")
     if done.code != 0 or job["status"] != "completed" or job["completed"] != rows:
         sys.exit(f"run-now did not complete {rows} records (exit {done.code}): {job}")
-    return done, int(job["job"])
+    return int(job["job"])
 
 
 def run_baseline(folder: Path, parquet: Path, memory: str) -> Measured:

@@ -191,6 +191,14 @@ def _count(con: duckdb.DuckDBPyConnection, job: int) -> int:
     return int(con.execute("SELECT count(*) FROM cx_selections WHERE job = ?", [job]).fetchone()[0])
 
 
+def _new_state(folder: Path, lock_timeout: float = 10.0) -> State:
+    """A state made and migrated, nobody holding it."""
+    state = State(folder / ".cxrun", lock_timeout=lock_timeout)
+    with state.write():
+        pass
+    return state
+
+
 def _counting(state: State) -> list[object]:
     """The openings of the file (new DuckDB databases) by `state`'s warm sessions from now on
     (a reader's borrowing connection joins the open database: not counted)."""
@@ -204,9 +212,7 @@ def test_warm_sessions_share_one_database_and_let_a_waiting_process_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warm, "IDLE_AFTER", 600.0)  # not let go for idleness in this test
-    state = State(tmp_path / ".cxrun", lock_timeout=60)
-    with state.write():
-        pass
+    state = _new_state(tmp_path, lock_timeout=60)
     opened = _counting(state)
     with state.warm():
         for seq in range(3):
@@ -229,9 +235,7 @@ def test_a_warm_database_is_shared_by_the_threads_and_states_of_the_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warm, "IDLE_AFTER", 600.0)
-    state = State(tmp_path / ".cxrun", lock_timeout=60)
-    with state.write():
-        pass
+    state = _new_state(tmp_path, lock_timeout=60)
     other = State(tmp_path / ".cxrun", lock_timeout=60)  # as a courier's or a job's own
     opened, opened_other = _counting(state), _counting(other)
 
@@ -259,9 +263,7 @@ def test_a_warm_database_is_let_go_when_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warm, "IDLE_AFTER", 0.2)
-    state = State(tmp_path / ".cxrun", lock_timeout=0.5)
-    with state.write():
-        pass
+    state = _new_state(tmp_path, lock_timeout=0.5)
     with state.warm():
         with state.session():
             pass
@@ -270,9 +272,7 @@ def test_a_warm_database_is_let_go_when_idle(
 
 
 def test_a_warm_database_is_opened_again_after_so_many_sessions(tmp_path: Path) -> None:
-    state = State(tmp_path / ".cxrun")
-    with state.write():
-        pass
+    state = _new_state(tmp_path)
     opened = _counting(state)
     with state.warm(sessions=8):
         for _ in range(2 * 8 + 1):
@@ -282,9 +282,7 @@ def test_a_warm_database_is_opened_again_after_so_many_sessions(tmp_path: Path) 
 
 
 def test_a_failed_warm_session_rolls_back_and_lets_the_file_go(tmp_path: Path) -> None:
-    state = State(tmp_path / ".cxrun", lock_timeout=0.5)
-    with state.write():
-        pass
+    state = _new_state(tmp_path, lock_timeout=0.5)
     with state.warm():
         with pytest.raises(ZeroDivisionError), state.write() as con:
             con.execute("INSERT INTO cx_selections VALUES (1, 0, 0)")
@@ -297,9 +295,7 @@ def test_a_failed_warm_session_rolls_back_and_lets_the_file_go(tmp_path: Path) -
 def test_sessions_inside_a_warm_session_keep_the_database_open_till_it_ends(
     tmp_path: Path,
 ) -> None:
-    state = State(tmp_path / ".cxrun")
-    with state.write():
-        pass
+    state = _new_state(tmp_path)
     opened = _counting(state)
     with state.warm(sessions=4):
         with state.session() as outer:

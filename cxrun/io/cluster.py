@@ -228,13 +228,14 @@ class _Batch:
         self.tasks: dict[Any, tuple[str, list[Call]]] = {}  # future -> (worker, its calls)
         self.ended: list[dict[str, Any]] = []
         self.outcomes: dict[str, dict[str, Any]] = {}  # task key -> how it ended, as it said
+        self.failure: Exception | None = None  # keeping a result raised this
         self._looked = time.monotonic()
 
     async def start(self) -> None:
         await self._spread(list(self.left.values()))
 
     async def finish(self) -> list[dict[str, Any]]:
-        while self.tasks:
+        while self.tasks and self.failure is None:
             await asyncio.sleep(LOOK_EVERY)
             await self.owner.tick()
             lost, gone = await asyncio.to_thread(self._settle)
@@ -243,9 +244,20 @@ class _Batch:
                 again = [c for c in lost if (c.row, c.pos) in self.left]
                 if again and not self._stopping():
                     await self._spread(again)
+        if self.failure is not None:  # the spool could not keep a result: the run stops here
+            raise self.failure
         return self._outcome()
 
-    async def take(self, results: list[dict[str, Any]]) -> None:
+    async def kept(self, results: list[dict[str, Any]]) -> bool:
+        """Keep results a worker sent; False (the error noted for `finish`) if keeping failed."""
+        try:
+            await self._take(results)
+        except Exception as exc:
+            self.failure = self.failure or exc
+            return False
+        return True
+
+    async def _take(self, results: list[dict[str, Any]]) -> None:
         """Results a worker sent: each kept once (a lost worker's late answer too)."""
         for result in results:
             if "ended" in result:

@@ -23,7 +23,9 @@ LOST_WORKER_WAIT = 10.0  # seconds for a lost worker's connection to end before 
 class Taker(Protocol):
     """A batch waiting for its results."""
 
-    def take(self, results: list[dict[str, Any]]) -> Awaitable[None]: ...
+    def kept(self, results: list[dict[str, Any]]) -> Awaitable[bool]:
+        """Keep them; False when keeping failed (the batch ends with that error)."""
+        ...
 
 
 class Inbox:
@@ -84,10 +86,17 @@ class Inbox:
                 chunk: list[tuple[str, dict[str, Any]]] = pickle.loads(payload)  # noqa: S301
                 for name, results in _by_batch(chunk).items():
                     batch = self.batches.get(name)
-                    if batch is not None:
-                        await batch.take(results)
+                    if batch is not None and not await batch.kept(results):
+                        return  # not answered: the batch ends with what keeping them raised
                 writer.write(ACK)
-        except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            pickle.UnpicklingError,
+        ):
             pass  # the worker went (its calls not answered are made again) or never spoke
         finally:
             self.open.get(worker, set()).discard(task)
