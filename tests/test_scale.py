@@ -330,3 +330,36 @@ def test_a_job_of_pure_steps_runs_without_importing_an_http_client(project: Path
         [sys.executable, "-c", NO_HTTP], cwd=project, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.strip().splitlines()[-1] == "False 3", done
+
+
+def test_held_work_in_a_warm_process_joins_its_database_and_keeps_other_threads_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warm, "IDLE_AFTER", 600.0)
+    state = _new_state(tmp_path, lock_timeout=60)
+    other = State(tmp_path / ".cxrun", lock_timeout=60)  # as the runtime thread of `serve`
+    opened, opened_other = _counting(state), _counting(other)
+    order: list[str] = []
+
+    def write_beside() -> None:
+        with other.write() as con:
+            con.execute("INSERT INTO cx_selections VALUES (2, 0, 0)")
+            order.append("other thread")
+
+    with state.warm():
+        with state.session():
+            pass  # opened here
+        with state.held():
+            beside = threading.Thread(target=write_beside)
+            beside.start()
+            time.sleep(0.3)
+            for seq in range(3):
+                with state.write() as con:
+                    con.execute("INSERT INTO cx_selections VALUES (1, ?, ?)", [seq, seq])
+            order.append("held work")
+        beside.join(30)
+        with state.read() as con:
+            assert _count(con, 1) == 3 and _count(con, 2) == 1
+    assert order == ["held work", "other thread"]
+    # the held work opened nothing of its own: the database was not let go and opened again
+    assert len(opened) + len(opened_other) == 1

@@ -100,9 +100,16 @@ class State:
         """The exclusive lock and one connection for everything done inside: each `read()`,
         `write()` and `session()` within uses that connection (a write is still a transaction
         of its own), so work that reads and writes several times opens the file once. Only a
-        session with `files` opens one of its own meanwhile. Not shared between threads."""
+        session with `files` opens one of its own meanwhile. Not shared between threads.
+        In a process that keeps the file warm (a runtime, `serve`), the sessions inside join
+        its database, the other threads' sessions waiting till the work is done."""
         if self._held is not None:
             yield
+            return
+        warmed = warm.active(str(self.path))
+        if warmed is not None:
+            with warmed.mutex:
+                yield
             return
         self._prepare()
         with self.lock.hold(exclusive=True):
