@@ -17,7 +17,7 @@ from conftest import EXECUTABLE, write_project
 from cxrun.runtime.batches import BATCH_ROWS
 
 # More than two batches of the runtime, so that readers can come in between them.
-ROWS = 600_000
+ROWS = 1_000_000
 assert ROWS > 2 * BATCH_ROWS
 DEADLINE_S = 240.0
 POLL_S = 0.02
