@@ -624,6 +624,24 @@ def test_http_step_sends_its_templates_and_its_json_feeds_later_steps(tmp_path, 
     assert (records["1"].tags, records["2"].tags) == ([], ["senior"])
 
 
+def test_an_http_header_rendered_with_a_newline_fails_its_record_and_sends_nothing(
+    tmp_path, http_server
+):
+    # A value from a row must not end the header and start another (request smuggling).
+    evil = "{{ name || chr(13) || chr(10) || 'X-Injected: yes' }}"
+    steps = [{"id": "call", "http": {"url": f"{http_server.url}/x", "headers": {"x-who": evil}}}]
+    ctx = published(make_project(tmp_path, steps, rows=2))
+
+    job = runs.run_now(ctx, SPINNER)
+
+    assert (job.status, job.failed) == (JobStatus.FAILED, 2)
+    assert http_server.requests == []
+    (entry,) = views.journey(ctx, job.job, "1")
+    assert entry.status == "failed"
+    assert "the x-who header holds a newline or non-ASCII character" in (entry.error or "")
+    assert entry.attempt == 1  # not retried: it would fail the same way
+
+
 # ---- 10. retry a finished job ----------------------------------------------------------------
 
 

@@ -413,3 +413,77 @@ def test_an_answer_nobody_asked_for_closes_the_connection_and_spares_the_one_giv
     assert first.text == "first" and first.headers.get_list("x-which") == ["first"]
     assert again.text == "first"
     assert server.connections == 2
+
+
+def test_post_bytes_writes_what_post_writes_and_answers_alike(serve):
+    server = serve(
+        lambda seen: reply(b'{"n": %d}' % len(seen), headers="Content-Type: application/json\r\n")
+    )
+    url = httpx.URL(server.url + "/v1/chat?x=1")
+    sent = {"content-type": "application/json", "authorization": "Bearer k", "User-Agent": "me"}
+
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        async with client() as http:
+            slow = await http.post(url, content=b'{"a": 1}', headers=sent)
+            fast = await http.post_bytes(url, b'{"a": 1}', sent)
+            return slow, fast
+
+    slow, fast = run(go())
+    assert server.requests[0] == server.requests[1]  # byte for byte
+    assert server.connections == 1  # the same kept connection
+    assert (fast.status_code, fast.json(), fast.text) == (200, {"n": 2}, '{"n": 2}')
+    assert fast.headers == slow.headers and fast.reason_phrase == slow.reason_phrase
+    assert fast.is_success and fast.is_closed
+
+
+def test_post_bytes_gives_a_failed_answer_its_request_and_keeps_a_cookie(serve):
+    answers = iter(
+        [
+            reply(b"{}", headers="Set-Cookie: session=abc; Path=/\r\n"),
+            reply(b'{"error": "slow down"}', "429 Too Many Requests", "Retry-After: 3\r\n"),
+            reply(b"{}", "302 Found", "Location: /elsewhere\r\n"),
+        ]
+    )
+    server = serve(lambda seen: next(answers))
+    url = httpx.URL(server.url + "/v1/send")
+
+    async def go() -> list[httpx.Response]:
+        async with client() as http:
+            return [await http.post_bytes(url, b"{}", {"x-n": str(n)}) for n in range(3)]
+
+    first, limited, moved = run(go())
+    assert first.status_code == 200
+    assert b"cookie: session=abc" in server.requests[1].lower()  # kept, and sent back after
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "3"
+    assert limited.request.url == url and limited.request.headers["x-n"] == "1"
+    with pytest.raises(httpx.HTTPStatusError):
+        limited.raise_for_status()
+    assert moved.next_request is not None and moved.next_request.url.path == "/elsewhere"
+
+
+def test_post_bytes_refuses_a_header_with_a_newline_as_post_does(serve):
+    server = serve(lambda seen: reply())
+
+    async def go(value: str) -> None:
+        async with client() as http:
+            await http.post_bytes(httpx.URL(server.url), b"{}", {"x-bad": value})
+
+    for value in ("a\r\nInjected: 1", "caf\u00e9\n"):  # refused as httpx's own transport does
+        with pytest.raises((httpx.LocalProtocolError, UnicodeEncodeError)):
+            run(go(value))
+    assert server.requests == []
+
+
+def test_post_bytes_to_a_closed_port_is_a_connect_error_that_names_its_request():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = httpx.URL(f"http://127.0.0.1:{port}/v1")
+
+    async def go() -> None:
+        async with client() as http:
+            await http.post_bytes(url, b"{}", {})
+
+    with pytest.raises(httpx.ConnectError) as failed:
+        run(go())
+    assert failed.value.request.url == url

@@ -250,7 +250,12 @@ async def post_json(
     secrets = list(secrets)
     _check_headers(headers, what)
     sent = {"content-type": "application/json", "accept": "application/json", **headers}
-    response = await http.post(url, content=body, headers=sent)
+    from cxrun.io.http import Client  # loaded with the client
+
+    if isinstance(http, Client) and not isinstance(url, str):
+        response = await http.post_bytes(url, body, sent)
+    else:
+        response = await http.post(url, content=body, headers=sent)
     if response.is_success:
         return response
     text = Redactor(secrets).redact(response.text)
@@ -274,9 +279,21 @@ def answer_json(response: httpx.Response, what: str, secrets: Iterable[str] = ()
 def _check_headers(headers: Mapping[str, str], what: str) -> None:
     """Refuse a header HTTP cannot carry before httpx quotes it (with a secret) in an error."""
     for name, value in headers.items():
-        if not value.isascii() or any(char in value for char in "\r\n\0"):
+        if not _carried(value):
             raise CallError(
                 f"{what}: the {name} header holds a newline or non-ASCII character;"
                 " check the secret or option it comes from",
                 pause=Pause.CREDENTIALS,
             )
+
+
+def check_header_values(headers: Mapping[str, str], what: str) -> None:
+    """Refuse a header value HTTP cannot carry (from a row, say): a call that fails, not retried
+    (a newline would end the header and start another)."""
+    for name, value in headers.items():
+        if not _carried(value):
+            raise CallError(f"{what}: the {name} header holds a newline or non-ASCII character")
+
+
+def _carried(value: str) -> bool:
+    return value.isascii() and not any(char in value for char in "\r\n\0")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from cxrun.io.base import AIRequest, CallError, Message, error_for_status
+from cxrun.io.base import AIRequest, CallError, Message, check_header_values, error_for_status
 from cxrun.spec.model import AIStep, HttpStep, IOStep, SendStep
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -139,6 +139,7 @@ async def request(http: httpx.AsyncClient, step: HttpStep, inputs: tuple[Any, ..
     values = iter(inputs)
     url = str(next(values))
     headers = {name: str(next(values)) for name, _ in step.headers}
+    check_header_values(headers, f"{step.method} {url}")
     body = None
     if step.body_json is not None:
         body = json.loads(step.body_json)

@@ -26,9 +26,10 @@ import httpx
 
 Origin = tuple[str, str, int]
 _CHUNKED = b"chunked"
+_BREAKS = frozenset(b"\r\n\0")
 
 
-class _Answer(NamedTuple):
+class Answer(NamedTuple):
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]
@@ -44,7 +45,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[_Answer] | None = None
+        self._waiter: asyncio.Future[Answer] | None = None
         self._begin(False)
 
     def _begin(self, head: bool) -> None:
@@ -133,9 +134,7 @@ class _Connection(asyncio.Protocol):
     def _done(self, keep_alive: bool) -> None:
         if self._waiting:
             assert self._waiter is not None
-            answer = _Answer(
-                self.status, self.reason, self.headers, b"".join(self.body), keep_alive
-            )
+            answer = Answer(self.status, self.reason, self.headers, b"".join(self.body), keep_alive)
             self._waiter.set_result(answer)
 
     def _fail(self, error: Exception) -> None:
@@ -144,11 +143,11 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_exception(error)
         self.close()
 
-    async def exchange(self, data: list[bytes], head: bool, read: float | None) -> _Answer:
+    async def exchange(self, data: list[bytes], head: bool, read: float | None) -> Answer:
         """Send a request; its answer, once whole (or an httpx error)."""
         assert self.transport is not None
         self._begin(head)
-        waiter: asyncio.Future[_Answer] = self.loop.create_future()
+        waiter: asyncio.Future[Answer] = self.loop.create_future()
         self._waiter = waiter
         self.transport.writelines(data)
         if read is None:
@@ -187,12 +186,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme not in ("http", "https") or "sni_hostname" in request.extensions:
             return await self._fallback(request)
-        timeout = request.extensions.get("timeout") or {}
+        data = await _request_bytes(request)
+        answer = await self.exchange(
+            origin_of(url), data, request.method == "HEAD", request.extensions.get("timeout")
+        )
+        return response_of(request, answer)
+
+    async def exchange(
+        self, origin: Origin, data: list[bytes], head: bool, timeout: dict[str, Any] | None
+    ) -> Answer:
+        """Send a request already on the wire's terms (`data`: its request line, headers and
+        body) to `origin` on a kept or new connection; its answer."""
+        timeout = timeout or {}
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._most)
         await self._acquire(timeout.get("pool"))
         try:
-            return await self._send(request, url, timeout)
+            return await self._send(origin, data, head, timeout)
         finally:
             self._slots.release()
 
@@ -208,11 +218,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout(f"no connection free within {pool:g}s") from None
 
     async def _send(
-        self, request: httpx.Request, url: httpx.URL, timeout: dict[str, Any]
-    ) -> httpx.Response:
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        data = await _request_bytes(request)
-        head = request.method == "HEAD"
+        self, origin: Origin, data: list[bytes], head: bool, timeout: dict[str, Any]
+    ) -> Answer:
         while True:
             connection = self._idle_connection(origin)
             fresh = connection is None
@@ -233,7 +240,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._put_back(origin, connection)
         else:
             connection.close()
-        return _response(request, answer)
+        return answer
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -290,7 +297,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
             await self._other.aclose()
 
 
-def _response(request: httpx.Request, answer: _Answer) -> httpx.Response:
+def origin_of(url: httpx.URL) -> Origin:
+    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+
+
+def response_of(request: httpx.Request | None, answer: Answer) -> httpx.Response:
+    """httpx's Response of an answer (of `request`, when there is one to tell)."""
     extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
     if answer.reason:
         extensions["reason_phrase"] = answer.reason
@@ -321,6 +333,8 @@ async def _request_bytes(request: httpx.Request) -> list[bytes]:
     chunked = False
     lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
     for name, value in request.headers.raw:
+        if _BREAKS.intersection(name + value):  # would end the header and start another
+            raise httpx.LocalProtocolError(f"illegal header {name!r}: a newline or NUL in it")
         if name.lower() == b"transfer-encoding" and _CHUNKED in value.lower():
             chunked = True
         lines.append(b"%s: %s\r\n" % (name, value))

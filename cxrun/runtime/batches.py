@@ -130,12 +130,13 @@ class Batching:
         return BatchSql(now, restarts=restarts, window_opens=opens)
 
     def _size(self, left: int) -> int:
-        """Rows in the next batch, of the `left` still to do. Pure steps: BATCH_ROWS. I/O steps: about IO_BATCH_SECONDS
-        of calls at the rate seen so far (fewer, larger batches cost less state work), within 8
-        to 128 calls per concurrency slot, 32 per slot before any rate is known. The first batch
-        of I/O calls is small (FIRST_IO_CALLS per slot), so progress shows soon after a job starts.
-        The last rows come as a small batch of their own (8 calls per slot): the larger one
-        before is written while its calls are made, so the job ends soon after its last call."""
+        """Rows in the next batch, of the `left` still to do. Pure steps: BATCH_ROWS. I/O steps:
+        about IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger batches cost less
+        state work), within 8 to 128 calls per concurrency slot, 32 per slot before any rate is
+        known. The first batch of I/O calls is small (FIRST_IO_CALLS per slot), so progress shows
+        soon after a job starts. The last rows come as a small batch of their own (8 calls per
+        slot): the larger one before is written while its calls are made, so the job ends soon
+        after its last call."""
         self._cut += 1
         if self.batch_rows:
             return self.batch_rows
