@@ -339,6 +339,6 @@ class Executor:
 
 
 def _stamp(moment: datetime) -> str:
-    if moment.tzinfo is UTC:  # the clock's own: no conversion needed
-        return moment.replace(tzinfo=None).isoformat(sep=" ")
+    if moment.tzinfo is UTC:  # the clock's own: the text without its "+00:00"
+        return str(moment)[:-6]
     return to_db(moment).isoformat(sep=" ")

@@ -179,7 +179,7 @@ class Client(httpx.AsyncClient):
         except httpx.RequestError as exc:
             exc.request = self.build_request("POST", url, content=content, headers=headers)
             raise
-        response = response_of(None, answer)
+        response = response_of(None, answer, closed=True)
         if not response.is_success or "set-cookie" in response.headers:
             # Someone may look further: the request, the cookie, the redirect, as httpx does.
             request = self.build_request("POST", url, content=content, headers=headers)
@@ -187,8 +187,11 @@ class Client(httpx.AsyncClient):
             self._jar.extract_cookies(response)
             if response.has_redirect_location:
                 response.next_request = self._build_redirect_request(request, response)
-        await response.aread()
-        await response.aclose()
+        if not response.is_closed:  # a body to decode still
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         response.default_encoding = self._default_encoding
         return response
 

@@ -301,8 +301,12 @@ def origin_of(url: httpx.URL) -> Origin:
     return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
 
 
-def response_of(request: httpx.Request | None, answer: Answer) -> httpx.Response:
-    """httpx's Response of an answer (of `request`, when there is one to tell)."""
+def response_of(
+    request: httpx.Request | None, answer: Answer, closed: bool = False
+) -> httpx.Response:
+    """httpx's Response of an answer (of `request`, when there is one to tell). A body that
+    needs no decoding is its content, read already; with `closed` (nobody will stream it or
+    time it), the response is closed too: nothing in it is left to release."""
     extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
     if answer.reason:
         extensions["reason_phrase"] = answer.reason
@@ -321,6 +325,7 @@ def response_of(request: httpx.Request | None, answer: Answer) -> httpx.Response
         # Nothing to decode: the body is the content, read already (httpx's own read would
         # pass it through its decoders and chunkers first).
         response._content = answer.body
+        response.is_closed = closed
     return response
 
 
