@@ -33,6 +33,7 @@ import httpx
 from cxrun.io.wire import LeanTransport, origin_of, response_of
 
 _log = logging.getLogger("httpx")
+_HEADS = 64  # POST heads kept: the calls of a few targets (a send's Idempotency-Key changes each)
 
 
 class _Cookies(httpx.Cookies):
@@ -53,6 +54,7 @@ class Client(httpx.AsyncClient):
         self._jar = _Cookies(options.get("cookies"))
         self._plain = not str(self.base_url) and not self.params
         self._defaults = {k.lower(): v for k, v in self.headers.items()}  # not changed later
+        self._heads: dict[tuple[Any, ...], bytes] = {}  # a POST's head by URL and headers
         self._request_timeout = self.timeout.as_dict()
 
     def build_request(  # type: ignore[override]
@@ -199,6 +201,18 @@ class Client(httpx.AsyncClient):
         """The POST's request line, headers and body as they go on the wire (as httpx writes
         them: Host, the client's headers and the request's, Content-Length), or None for a
         header that is not plain ASCII or that httpx would handle itself."""
+        key = (url.raw_path, url.netloc, *headers.items())
+        head = self._heads.get(key)
+        if head is None:
+            made = self._head(url, headers)
+            if made is None:
+                return None
+            if len(self._heads) >= _HEADS:  # headers that change with each call (a key)
+                self._heads.clear()
+            head = self._heads[key] = made
+        return [head, b"Content-Length: %d\r\n\r\n" % len(content), content]
+
+    def _head(self, url: httpx.URL, headers: dict[str, str]) -> bytes | None:
         merged = dict(self._defaults)
         merged.update((k.lower(), v) for k, v in headers.items())
         if "host" in merged or "content-length" in merged or "transfer-encoding" in merged:
@@ -207,12 +221,11 @@ class Client(httpx.AsyncClient):
         lines = len(merged)
         if not text.isascii() or "\0" in text or not text.count("\n") == text.count("\r") == lines:
             return None
-        return [
-            b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (url.raw_path, url.netloc),
+        return b"POST %s HTTP/1.1\r\nHost: %s\r\n%s" % (
+            url.raw_path,
+            url.netloc,
             text.encode("ascii"),
-            b"Content-Length: %d\r\n\r\n" % len(content),
-            content,
-        ]
+        )
 
     @property
     def cookies(self) -> httpx.Cookies:
