@@ -332,20 +332,13 @@ class Redactor:
         self._later = later
         self._known = -1
         self._scrub = _scrubber(self._values)
-        self._last: tuple[str, str] = ("", "")
 
     def redact(self, text: str) -> str:
         later = self._later
         if later is not None and len(later) != self._known:  # only ever grows
             self._known = len(later)
             self._scrub = _scrubber(self._values | {value for value in later if value.strip()})
-            self._last = ("", "")
-        last = self._last
-        if text is last[0]:  # an answer is kept as value, message and output: scrubbed once
-            return last[1]
-        clean = self._scrub(text)
-        self._last = (text, clean)
-        return clean
+        return self._scrub(text)
 
     def redact_json(self, value: Any) -> Any:
         """Redact every string (keys included) inside JSON-able data."""

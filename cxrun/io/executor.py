@@ -95,6 +95,7 @@ class Executor:
     _queue: asyncio.Queue[tuple[Call, _Work]] = field(default_factory=asyncio.Queue)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _watchdog: Watchdog = field(default_factory=lambda: Watchdog())
+    _scrubbed: tuple[str, str] = ("", "")  # the last text scrubbed, and what it became
 
     def __post_init__(self) -> None:
         if self.time_left is not None:
@@ -283,7 +284,7 @@ class Executor:
             "attempt": number,
             "status": "failed" if error else "completed",
             "message": self._kept(outcome.message) if outcome.message else None,
-            "output": scrub_json(outcome.output, self.redact),
+            "output": scrub_json(outcome.output, self._scrub),
             "error": self._kept(error.message, ERROR_EXCERPT) if error else None,
             "started_at": _stamp(started),
             "ended_at": _stamp(ended),
@@ -295,7 +296,13 @@ class Executor:
 
     def _kept(self, text: str, limit: int = EXCERPT) -> str:
         """What is stored of a message or error: scrubbed whole, then collapsed and cut."""
-        return excerpt(text, self.redact, limit)
+        return excerpt(text, self._scrub, limit)
+
+    def _scrub(self, text: str) -> str:
+        """`redact`, once for an answer kept as its value, message and output (one text)."""
+        if text is not self._scrubbed[0]:
+            self._scrubbed = (text, self.redact(text))
+        return self._scrubbed[1]
 
     def _budget(self, call: Call, target: Target | None) -> float:
         """Seconds this attempt may take: the step's timeout within the record's (0: none left)."""
@@ -327,7 +334,7 @@ class Executor:
             "row": call.row,
             "pos": call.pos,
             "ok": error is None,
-            "value": self.redact(outcome.value) if outcome.value is not None else None,
+            "value": self._scrub(outcome.value) if outcome.value is not None else None,
             "message": attempts[-1]["message"],
             "error": attempts[-1]["error"],
             "attempts": attempts,
