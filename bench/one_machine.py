@@ -22,6 +22,9 @@ Three sections, each measured at 1x and at 10x the work, in a temporary folder r
    at concurrency 256, against bench/common.py's local server answering after 50 ms, against a
    bare aiohttp loop (bench/io.py's client, the fastest there) at the same concurrency: calls/s,
    CPU s (the process and its children), CPU ms per call, peak RSS, and the ratio.
+   On a machine this small the server shares the cores with the client; `--pin` puts the
+   server on CPU 0 and the clients (with their threads) on CPU 1, as when the model server is
+   another machine, to tell the client's own limit from the sharing of cores.
 
 Every figure is printed at 1x and 10x with its growth; a growth over GROWTH_SLACK times the
 work's is marked FASTER THAN THE WORK. The machine's load average is printed with each section:
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -375,12 +379,13 @@ def io_size(folder: Path, server: Server, rows: int, runs: int, memory: str) -> 
     return found
 
 
-def io_section(runs: Sequence[IoRun]) -> Section:
+def io_section(runs: Sequence[IoRun], pinned: bool) -> Section:
     small, large = runs
+    where = "; server on CPU 0, clients on CPU 1" if pinned else ""
     section = Section(
         f"I/O: an ai step at concurrency {IO_CONCURRENCY} against a {IO_LATENCY_S * 1000:.0f} ms "
         f"server, vs a bare aiohttp loop ({len(small.ours)} runs each, interleaved, medians; "
-        f"no client can beat {IO_CONCURRENCY / IO_LATENCY_S:,.0f} calls/s)",
+        f"no client can beat {IO_CONCURRENCY / IO_LATENCY_S:,.0f} calls/s{where})",
         (f"{small.rows:,} calls", f"{large.rows:,} calls"),
     )
 
@@ -454,6 +459,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--only", default="pure,reads,io", help="comma-separated sections (pure,reads,io)"
     )
+    parser.add_argument(
+        "--pin", action="store_true", help="io: the server on CPU 0, the clients on CPU 1"
+    )
     args = parser.parse_args()
     args.sections = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.sections - {"pure", "reads", "io"} or not args.sections:
@@ -490,13 +498,20 @@ def run_io(folder: Path, args: argparse.Namespace, memory: str) -> list[Section]
     except NotMeasured as error:
         print(f"io: nothing measured: {error}")
         return []
+    cpus = os.sched_getaffinity(0)
     try:
+        if args.pin and not {0, 1} <= cpus:
+            sys.exit("--pin needs CPUs 0 and 1")
+        if args.pin:  # the clients are started by this process: they take its CPU
+            os.sched_setaffinity(server.process.pid, {0})
+            os.sched_setaffinity(0, {1})
         runs = []
         for calls in (args.calls, args.calls * SCALE):
             print(f"I/O at {calls:,} calls; {load_average()}", flush=True)
             runs.append(io_size(folder, server, calls, args.runs, memory))
-        return [io_section(runs)]
+        return [io_section(runs, args.pin)]
     finally:
+        os.sched_setaffinity(0, cpus)
         server.stop()
 
 
