@@ -14,6 +14,7 @@ import httpx
 
 from cxrun.base.clock import to_db, utcnow
 from cxrun.base.secrets import EXCERPT, excerpt, scrub_json
+from cxrun.io import pacing
 from cxrun.io.base import CallError, Pause
 from cxrun.io.calls import Call, Outcome, Sleep, Target, ask, cost, paid, request, send
 from cxrun.io.stops import JobFailed as JobFailed  # the stops, named here too
@@ -129,12 +130,16 @@ class Executor:
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._worker()) for _ in range(self.concurrency)]
         self._workers.append(loop.create_task(self._watchdog.watch()))
+        pacing.start()
 
     async def close(self) -> None:
+        if not self._workers:
+            return
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        pacing.stop()
 
     async def _worker(self) -> None:
         while True:
