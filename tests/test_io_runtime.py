@@ -642,6 +642,26 @@ def test_an_http_header_rendered_with_a_newline_fails_its_record_and_sends_nothi
     assert entry.attempt == 1  # not retried: it would fail the same way
 
 
+def test_an_http_url_that_cannot_be_sent_fails_its_record_not_the_job(tmp_path, http_server):
+    # A row whose value makes the URL invalid (a CR) or names a scheme HTTP does not speak: the
+    # call is refused the same way each time, so its record fails at once; the others go on.
+    url = (
+        "{{ CASE WHEN name = 'p1' THEN 'ftp://files.example/x' WHEN name = 'p2' THEN "
+        f"'{http_server.url}/x' || chr(13) ELSE '{http_server.url}/ok' END }}}}"
+    )
+    steps = [{"id": "call", "http": {"url": url}, "retry": {"attempts": 3, "backoff": "10ms"}}]
+    ctx = published(make_project(tmp_path, steps, rows=3))
+
+    job = runs.run_now(ctx, SPINNER)
+
+    assert (job.status, job.completed, job.failed) == (JobStatus.PARTIAL, 1, 2)
+    assert [r.path for r in http_server.requests] == ["/ok"]
+    for key in ("1", "2"):
+        (entry,) = views.journey(ctx, job.job, key)
+        assert entry.status == "failed" and entry.attempt == 1  # not retried
+        assert "the request cannot be sent" in (entry.error or "")
+
+
 # ---- 10. retry a finished job ----------------------------------------------------------------
 
 

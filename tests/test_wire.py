@@ -424,12 +424,15 @@ def test_post_bytes_writes_what_post_writes_and_answers_alike(serve):
 
     async def go() -> tuple[httpx.Response, httpx.Response]:
         async with client() as http:
-            slow = await http.post(url, content=b'{"a": 1}', headers=sent)
+            request = http.build_request("POST", url, content=b'{"a": 1}', headers=sent)
+            slow = await http.send(request)  # httpx's own request, on the same transport
             fast = await http.post_bytes(url, b'{"a": 1}', sent)
+            await http.post(url, content=b'{"a": 1}', headers=sent)  # handed to post_bytes
             return slow, fast
 
     slow, fast = run(go())
     assert server.requests[0] == server.requests[1]  # byte for byte
+    assert server.requests[2] == server.requests[1]
     assert server.connections == 1  # the same kept connection
     assert (fast.status_code, fast.json(), fast.text) == (200, {"n": 2}, '{"n": 2}')
     assert fast.headers == slow.headers and fast.reason_phrase == slow.reason_phrase

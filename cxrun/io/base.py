@@ -248,14 +248,9 @@ async def post_json(
 ) -> httpx.Response:
     """POST a JSON body; the 2xx answer, or a CallError (classified, secrets scrubbed)."""
     secrets = list(secrets)
-    _check_headers(headers, what)
+    check_header_values(headers, what, configured=True)
     sent = {"content-type": "application/json", "accept": "application/json", **headers}
-    from cxrun.io.http import Client  # loaded with the client
-
-    if isinstance(http, Client) and not isinstance(url, str):
-        response = await http.post_bytes(url, body, sent)
-    else:
-        response = await http.post(url, content=body, headers=sent)
+    response = await http.post(url, content=body, headers=sent)
     if response.is_success:
         return response
     text = Redactor(secrets).redact(response.text)
@@ -276,24 +271,20 @@ def answer_json(response: httpx.Response, what: str, secrets: Iterable[str] = ()
         raise scrubbed(error, secrets) from None
 
 
-def _check_headers(headers: Mapping[str, str], what: str) -> None:
-    """Refuse a header HTTP cannot carry before httpx quotes it (with a secret) in an error."""
+def check_header_values(headers: Mapping[str, str], what: str, *, configured: bool = False) -> None:
+    """Refuse a header value HTTP cannot carry (a newline would end the header and start
+    another) before httpx quotes it, secret and all, in an error. One from a secret or option
+    (`configured`) pauses the job till it is fixed; one rendered from a row fails its call, not
+    retried."""
     for name, value in headers.items():
-        if not _carried(value):
+        if not header_safe(value):
             raise CallError(
-                f"{what}: the {name} header holds a newline or non-ASCII character;"
-                " check the secret or option it comes from",
-                pause=Pause.CREDENTIALS,
+                f"{what}: the {name} header holds a newline or non-ASCII character"
+                + ("; check the secret or option it comes from" if configured else ""),
+                pause=Pause.CREDENTIALS if configured else None,
             )
 
 
-def check_header_values(headers: Mapping[str, str], what: str) -> None:
-    """Refuse a header value HTTP cannot carry (from a row, say): a call that fails, not retried
-    (a newline would end the header and start another)."""
-    for name, value in headers.items():
-        if not _carried(value):
-            raise CallError(f"{what}: the {name} header holds a newline or non-ASCII character")
-
-
-def _carried(value: str) -> bool:
-    return value.isascii() and not any(char in value for char in "\r\n\0")
+def header_safe(text: str) -> bool:
+    """Whether a header's name or value goes on the wire as it is: ASCII, no CR, LF or NUL."""
+    return text.isascii() and not any(char in text for char in "\r\n\0")

@@ -278,6 +278,9 @@ class Executor:
             except CallError as exc:
                 error = exc
                 outcome = paid(exc)
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+                # A URL or header (from a row, say) that cannot go on the wire: the same each try.
+                error = CallError(f"the request cannot be sent: {exc}")
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
                 error = CallError(f"timed out after {budget:g}s", retryable=True)
             except httpx.TransportError as exc:  # connect errors and timeouts included
