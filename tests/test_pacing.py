@@ -66,10 +66,16 @@ def test_an_executor_spaces_collections_while_it_makes_calls(http_server: FakeSe
     seen: list[tuple[int, int, int]] = []
 
     async def run() -> list[dict[str, object]]:
+        done: list[dict[str, object]] = []
+
+        def keep(result: dict[str, object]) -> None:
+            seen.append(gc.get_threshold())
+            done.append(result)
+
         async with http_client(2) as http:
             executor = Executor(job=1, targets={}, http=http, concurrency=2)
             try:
-                done = await executor.run(calls, lambda result: seen.append(gc.get_threshold()))
+                await executor.run(calls, keep)
             finally:
                 await executor.close()
             return done

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cxrun.base import fastjson
 from cxrun.base.errors import CxrunError
 from cxrun.base.secrets import Redactor
 
@@ -206,12 +207,9 @@ def scrubbed(error: CallError, secrets: Iterable[str]) -> CallError:
     return error
 
 
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def json_bytes(payload: Any) -> bytes:
     """The exact request body sent for a JSON payload (what a signature is computed over)."""
-    return _COMPACT(payload).encode()
+    return fastjson.dumps(payload)
 
 
 def error_object(text: str) -> Mapping[str, Any]:
@@ -264,7 +262,7 @@ def answer_json(response: httpx.Response, what: str, secrets: Iterable[str] = ()
     """The decoded JSON of a 2xx answer, or a CallError (not retryable) quoting it (scrubbed
     whole; the executor cuts it)."""
     try:
-        return response.json()
+        return fastjson.loads(response.content)
     except ValueError:
         body = response.text or "an empty body"
         error = CallError(f"{what}: the answer is not JSON: {body}", status=response.status_code)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 
@@ -26,6 +26,35 @@ class Call:
     pos: int
     step: IOStep
     inputs: tuple[Any, ...]  # the rendered templates, in step.templates() order
+
+
+class Calls(Sequence[Call]):
+    """The calls of one I/O step over a batch's rows, each made into a Call only when it is
+    taken: the rows come from the state on a job's own thread, and tens of thousands of Calls
+    built there at once would hold the interpreter from the event loop making the calls."""
+
+    def __init__(self, step: IOStep, pos: int, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.step, self.pos, self._rows = step, pos, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Call: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Call]: ...
+
+    def __getitem__(self, index: int | slice) -> Call | list[Call]:
+        if isinstance(index, slice):
+            return [self._call(row) for row in self._rows[index]]
+        return self._call(self._rows[index])
+
+    def __iter__(self) -> Iterator[Call]:
+        return map(self._call, self._rows)
+
+    def _call(self, row: tuple[Any, ...]) -> Call:
+        return Call(int(row[0]), str(row[1]), self.pos, self.step, tuple(row[2:]))
 
 
 @dataclass

@@ -130,12 +130,12 @@ class ClusterExecutor:
         """Start no new call, here or on any worker (they look within a quarter of a second)."""
         self._halted = True
 
-    async def run(self, calls: Sequence[Call], keep: Keep) -> list[dict[str, Any]]:
+    async def run(self, calls: Sequence[Call], keep: Keep) -> None:
         """Make the calls on the workers; each result handed to `keep` as it comes back.
         Raises as the local executor does (JobPaused, JobHalted, JobTimedOut), and JobFailed
         when a worker cannot make them (a secret it does not have) or no worker is left."""
         if not calls:
-            return []
+            return
         if self._halted:  # as the local executor: no call starts once halted
             await self.tick()
             raise JobHalted()
@@ -146,7 +146,7 @@ class ClusterExecutor:
         self.inbox.batches[batch.name] = batch
         try:
             await batch.start()
-            return await batch.finish()
+            await batch.finish()
         finally:
             del self.inbox.batches[batch.name]
 
@@ -224,7 +224,6 @@ class _Batch:
         self.owner, self.inbox, self.name, self.keep = owner, inbox, name, keep
         self.client = owner.cluster.client
         self.left = {(call.row, call.pos): call for call in calls}
-        self.results: list[dict[str, Any]] = []
         self.tasks: dict[Any, tuple[str, list[Call]]] = {}  # future -> (worker, its calls)
         self.ended: list[dict[str, Any]] = []
         self.outcomes: dict[str, dict[str, Any]] = {}  # task key -> how it ended, as it said
@@ -234,7 +233,7 @@ class _Batch:
     async def start(self) -> None:
         await self._spread(list(self.left.values()))
 
-    async def finish(self) -> list[dict[str, Any]]:
+    async def finish(self) -> None:
         while self.tasks and self.failure is None:
             await asyncio.sleep(LOOK_EVERY)
             await self.owner.tick()
@@ -246,7 +245,7 @@ class _Batch:
                     await self._spread(again)
         if self.failure is not None:  # the spool could not keep a result: the run stops here
             raise self.failure
-        return self._outcome()
+        self._outcome()
 
     async def kept(self, results: list[dict[str, Any]]) -> bool:
         """Keep results a worker sent; False (the error noted for `finish`) if keeping failed."""
@@ -267,7 +266,6 @@ class _Batch:
                 kept = self.keep(result)
                 if kept is not None:
                     await kept
-                self.results.append(result)
 
     def _stopping(self) -> bool:
         return self.owner._halted or any("paused" in e or "failed" in e for e in self.ended)
@@ -337,7 +335,7 @@ class _Batch:
             del self.tasks[future]
         return lost, gone
 
-    def _outcome(self) -> list[dict[str, Any]]:
+    def _outcome(self) -> None:
         for ended in self.ended:
             if "failed" in ended:
                 raise JobFailed(str(ended["failed"]))
@@ -348,7 +346,6 @@ class _Batch:
             raise JobHalted()
         if any("timed_out" in e for e in self.ended):
             raise JobTimedOut()
-        return self.results
 
 
 def _raised(future: Any) -> BaseException | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -37,7 +38,7 @@ Keep = Callable[[dict[str, Any]], Awaitable[None] | None]
 class CallMaker(Protocol):
     """What runs a job's calls: this module's Executor, or a cluster's (io/cluster.py)."""
 
-    async def run(self, calls: Sequence[Call], keep: Keep) -> list[dict[str, Any]]: ...
+    async def run(self, calls: Sequence[Call], keep: Keep) -> None: ...
 
     def halt(self) -> None: ...
 
@@ -49,12 +50,13 @@ async def _nothing() -> None:
 
 
 class _Work:
-    """The calls of one `run`: counts down as workers finish them."""
+    """The calls of one `run`: taken one at a time by the workers, and counted down as they
+    finish them."""
 
-    def __init__(self, count: int, keep: Keep) -> None:
-        self.left = count
+    def __init__(self, calls: Sequence[Call], keep: Keep) -> None:
+        self.pending: Iterator[Call] = iter(calls)
+        self.left = len(calls)
         self.keep = keep
-        self.results: list[dict[str, Any]] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def cancel(self) -> None:
@@ -93,7 +95,8 @@ class Executor:
     _deadline: float | None = None
     _halted: bool = False
     _napping: set[asyncio.Task[Any]] = field(default_factory=set)  # woken by halt()
-    _queue: asyncio.Queue[tuple[Call, _Work]] = field(default_factory=asyncio.Queue)
+    _runs: deque[_Work] = field(default_factory=deque)  # calls not yet taken, run by run
+    _idle: list[asyncio.Future[None]] = field(default_factory=list)  # workers with none to take
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _watchdog: Watchdog = field(default_factory=lambda: Watchdog())
     _scrubbed: tuple[str, str] = ("", "")  # the last text scrubbed, and what it became
@@ -102,19 +105,22 @@ class Executor:
         if self.time_left is not None:
             self._deadline = self.clock() + self.time_left
 
-    async def run(self, calls: Sequence[Call], keep: Keep = lambda r: None) -> list[dict[str, Any]]:
-        """Make every call; return their results, each handed to `keep` the moment it is done.
+    async def run(self, calls: Sequence[Call], keep: Keep) -> None:
+        """Make every call, each result handed to `keep` the moment it is done.
 
         `concurrency` workers serve every `run` of this executor, so two batches share the
         slots and a slow call never idles the others. Raises JobPaused or JobTimedOut once the
         calls in flight have finished.
         """
         if not calls:
-            return []
+            return
         self._start_workers()
-        work = _Work(len(calls), keep)
-        for call in calls:
-            self._queue.put_nowait((call, work))
+        work = _Work(calls, keep)
+        self._runs.append(work)
+        idle, self._idle = self._idle, []
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
         await work.done
         if self._paused:
             raise JobPaused(self._paused)
@@ -122,7 +128,6 @@ class Executor:
             raise JobHalted()
         if self._timed_out:
             raise JobTimedOut()
-        return work.results
 
     def _start_workers(self) -> None:
         if self._workers:
@@ -141,9 +146,22 @@ class Executor:
         self._workers = []
         pacing.stop()
 
+    async def _next(self) -> tuple[Call, _Work]:
+        """The next call to make, in the order the runs came (a batch's, then the next's)."""
+        while True:
+            while self._runs:
+                work = self._runs[0]
+                call = next(work.pending, None)
+                if call is not None:
+                    return call, work
+                self._runs.popleft()
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            await waiter
+
     async def _worker(self) -> None:
         while True:
-            call, work = await self._queue.get()
+            call, work = await self._next()
             try:
                 if not (self._paused or self._halted or self._expired()):
                     result = await self._call(call)
@@ -151,7 +169,6 @@ class Executor:
                         kept = work.keep(result)
                         if kept is not None:  # kept elsewhere: the slot waits till it is
                             await kept
-                        work.results.append(result)
             except asyncio.CancelledError:
                 work.cancel()
                 raise

@@ -32,7 +32,7 @@ from cxrun.store.tables import TableInfo
 if TYPE_CHECKING:
     import duckdb
 
-    from cxrun.io.calls import Call
+    from cxrun.io.calls import Calls
     from cxrun.io.plugins import Plugins
 
 # Four DuckDB row groups of pure steps: both cores insert in parallel, and whole row groups are
@@ -66,8 +66,8 @@ class Batch:
     last: int
     sql: BatchSql
     rows: list[int] | None = None  # restarted rows, instead of the range first..last
-    results: Results = field(default_factory=dict)
-    encoded: dict[tuple[int, int], str] = field(default_factory=dict)  # results as spooled
+    results: Results = field(default_factory=dict)  # by step position: results made before
+    spooled: dict[int, list[bytes]] = field(default_factory=dict)  # and those made now, as spooled
     failures: dict[int, tuple[int, str]] = field(default_factory=dict)
     sql_seconds: float = 0.0
 
@@ -175,7 +175,7 @@ class BatchWork:
     hold: Hold
     finish: Callable[[duckdb.DuckDBPyConnection, Job], Job]
 
-    def stage_calls(self, batch: Batch, through: int, pos: int) -> list[Call]:
+    def stage_calls(self, batch: Batch, through: int, pos: int) -> Calls:
         with self.state.session() as con:
             return self._calls(con, self.compute(con, batch, through), pos)
 
@@ -196,7 +196,9 @@ class BatchWork:
             if stage.index:
                 pos = all_stages[stage.index - 1].io
                 assert pos is not None
-                journey_store.load_results(con, pos, batch.results.get(pos, []), batch.encoded)
+                journey_store.load_results(
+                    con, pos, batch.results.get(pos, []), batch.spooled.get(pos, [])
+                )
             source = batch.source if stage.index == 0 else stage_table(stage.index - 1)
             self._materialize(con, batch, stage, source)
         batch.sql_seconds += time.perf_counter() - tick
@@ -217,16 +219,13 @@ class BatchWork:
             sql = compile_stage(self.spinner, stage, source, batch.sql, True)
             journey_store.materialize(con, target, sql)
 
-    def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> list[Call]:
-        from cxrun.io.calls import Call  # only jobs with I/O steps need it (and httpx)
+    def _calls(self, con: duckdb.DuckDBPyConnection, result: str, pos: int) -> Calls:
+        from cxrun.io.calls import Calls  # only jobs with I/O steps need it (and httpx)
 
         step = self.spinner.steps[pos]
         assert isinstance(step, IOStep)
         count = len(step.templates())
-        return [
-            Call(row=int(r[0]), key=str(r[1]), pos=pos, step=step, inputs=tuple(r[2:]))
-            for r in journey_store.call_inputs(con, result, pos, count)
-        ]
+        return Calls(step, pos, journey_store.call_inputs(con, result, pos, count))
 
     def write(
         self, con: duckdb.DuckDBPyConnection, batch: Batch, result: str, started: datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +34,7 @@ from cxrun.store.tables import TableInfo
 if TYPE_CHECKING:
     import duckdb
 
+    from cxrun.io.calls import Call
     from cxrun.io.cluster import Cluster
     from cxrun.io.executor import CallMaker
     from cxrun.io.plugins import Plugins
@@ -253,26 +254,27 @@ class Runner:
         work = self._work()
 
         def keep(entry: dict[str, Any]) -> None:
-            key = (entry["row"], entry["pos"])
-            batch.encoded[key] = spool.append(name, entry)
-            done[key] = entry
+            batch.spooled.setdefault(entry["pos"], []).append(spool.append(name, entry))
 
         for stage in stages(self.spinner):
             if stage.io is None:
                 if previous is not None:
                     await previous  # batches are written in order
                 job = await self._db(work.write_batch, batch, stage.index, started)
-                spool.drop(name, batch.rows[-1] if batch.rows else batch.last)
+                gone = spool.drop(name, batch.rows[-1] if batch.rows else batch.last)
+                await asyncio.to_thread(Spool.remove, gone)
                 for results in batch.results.values():  # written: no longer kept in memory
                     for entry in results:
                         done.pop((entry["row"], entry["pos"]), None)
                 return job
-            calls = await self._db(work.stage_calls, batch, stage.index, stage.io)
+            calls: Sequence[Call] = await self._db(work.stage_calls, batch, stage.index, stage.io)
             # Calls finished before a pause or a crash are in the spool: never made twice.
-            reused = [done[(c.row, c.pos)] for c in calls if (c.row, c.pos) in done]
-            fresh = [c for c in calls if (c.row, c.pos) not in done]
-            made = await executor.run(fresh, keep) if fresh else []
-            batch.results[stage.io] = reused + made
+            reused = [done[(c.row, c.pos)] for c in calls if (c.row, c.pos) in done] if done else []
+            if reused:
+                calls = [c for c in calls if (c.row, c.pos) not in done]
+            batch.results[stage.io] = reused
+            if calls:
+                await executor.run(calls, keep)  # each result is in batch.spooled
         raise AssertionError("the last stage has no I/O step")
 
     async def _db(self, work: Callable[..., T], *args: Any) -> T:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-_LINE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every line
+from cxrun.base import fastjson
 
 
 class Spool:
@@ -32,10 +31,11 @@ class Spool:
         self._left = {}
         for path in sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []:
             last = -1
-            for line in path.read_text(encoding="utf-8").splitlines():
+            # Split on newlines only: a line holds U+2028 and the like as they are.
+            for line in path.read_bytes().split(b"\n"):
                 try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
+                    entry = fastjson.loads(line)
+                except ValueError:
                     continue
                 row = int(entry["row"])
                 found[(row, int(entry["pos"]))] = entry
@@ -47,33 +47,41 @@ class Spool:
         """How many finished results the files hold."""
         return len(self.load())
 
-    def append(self, batch: str, entry: dict[str, Any]) -> str:
-        """Append `entry` to batch's file; its JSON text (the state takes it as it is)."""
+    def append(self, batch: str, entry: dict[str, Any]) -> bytes:
+        """Append `entry` to batch's file; its JSON (the state takes it as it is)."""
         fd = self._open.get(batch)
         if fd is None:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = self.folder / f"{batch}.jsonl"
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._open[batch] = fd
-        line = _LINE(entry)
-        os.write(fd, (line + "\n").encode())
+        line = fastjson.dumps(entry)
+        os.write(fd, line + b"\n")
         if batch in self._left:
             self._left[batch] = max(self._left[batch], int(entry["row"]))
         return line
 
-    def drop(self, batch: str, through: int) -> None:
+    def drop(self, batch: str, through: int) -> list[Path]:
         """Forget a batch the state now holds (after it is committed), and the files left by
         an earlier process whose rows are all committed (`through`: the batch's last row;
-        batches are committed in row order)."""
+        batches are committed in row order): the files to `remove` (megabytes each, so
+        the caller removes them off its event loop)."""
         fd = self._open.pop(batch, None)
         if fd is not None:
             os.close(fd)
+        gone = []
         for name, last in list(self._left.items()):
             if last <= through:
                 del self._left[name]
-                (self.folder / f"{name}.jsonl").unlink(missing_ok=True)
+                gone.append(self.folder / f"{name}.jsonl")
         if batch not in self._left:
-            (self.folder / f"{batch}.jsonl").unlink(missing_ok=True)
+            gone.append(self.folder / f"{batch}.jsonl")
+        return gone
+
+    @staticmethod
+    def remove(files: list[Path]) -> None:
+        for path in files:
+            path.unlink(missing_ok=True)
 
     def close(self, remove: bool = False) -> None:
         for fd in self._open.values():

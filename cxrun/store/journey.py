@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cxrun.base import fastjson
 from cxrun.base.clock import to_db
 from cxrun.base.models import Job
 from cxrun.store import steps
@@ -96,9 +97,14 @@ def call_inputs(
 ) -> list[tuple[Any, ...]]:
     """(row, key, rendered inputs...) of the rows whose I/O step at `pos` is to run."""
     columns = "".join(f", {render_column(pos, i)}" for i in range(inputs))
-    return con.execute(
+    found = con.execute(
         f"SELECT {ROW}, _cx_key{columns} FROM {table} WHERE _cx_w{pos} ORDER BY {ROW}"
-    ).fetchall()
+    )
+    rows: list[tuple[Any, ...]] = []
+    # A chunk at a time: an event loop making calls meanwhile gets the interpreter in between.
+    while chunk := found.fetchmany(2048):
+        rows += chunk
+    return rows
 
 
 _IO_SHAPE = json.dumps(
@@ -120,29 +126,26 @@ def load_results(
     con: duckdb.DuckDBPyConnection,
     pos: int,
     results: list[dict[str, Any]],
-    encoded: Mapping[tuple[int, int], str] | None = None,
+    spooled: Sequence[bytes] = (),
 ) -> None:
-    """The finished calls of the I/O step at `pos`, as a temp table the next stage joins.
+    """The finished calls of the I/O step at `pos`, as a temp table the next stage joins:
+    `results`, and those in JSON already (`spooled`: each one's line as spooled).
 
-    They travel as one JSON document that DuckDB parses, much faster than Python lists; a
-    result already in JSON (`encoded`, by row and position: as spooled) is not encoded again.
+    They travel as one JSON document that DuckDB parses, much faster than Python lists.
     """
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {io_table(pos)} (row BIGINT, ok BOOLEAN, value VARCHAR, "
         "message VARCHAR, error VARCHAR, attempts VARCHAR, prompt_tokens BIGINT, "
         "completion_tokens BIGINT, cost DOUBLE)"
     )
-    if not results:
+    if not results and not spooled:
         return
-    if encoded:
-        parts = (encoded.get((r["row"], r["pos"])) or json.dumps(r) for r in results)
-        document = f"[{','.join(parts)}]"
-    else:
-        document = json.dumps(results)
+    # Joined once, as bytes: DuckDB makes them text (the GIL is not held for a copy of them).
+    document = b",".join([*spooled, *map(fastjson.dumps, results)])
     con.execute(
         f"INSERT INTO {io_table(pos)} SELECT r.row, r.ok, r.value, r.message, r.error, "
         "CAST(r.attempts AS VARCHAR), r.prompt_tokens, r.completion_tokens, r.cost "
-        f"FROM (SELECT unnest(from_json(?, '[{_IO_SHAPE}]')) AS r)",
+        f"FROM (SELECT unnest(from_json('[' || decode(?) || ']', '[{_IO_SHAPE}]')) AS r)",
         [document],
     )
 
