@@ -310,15 +310,12 @@ def test_sessions_inside_a_warm_session_keep_the_database_open_till_it_ends(
 
 # ---- what a pure job imports -----------------------------------------------------------------
 
-NO_HTTP = (
-    "import sys\n"
+NO_HTTP = (  # what was imported, once the command is done (cxrun's exit runs atexit first)
+    "import atexit, sys\n"
     "from cxrun.cli import main\n"
+    "atexit.register(lambda: print('httpx' in sys.modules))\n"
     "sys.argv = ['cxrun', 'run-now', 'welcome', '--json']\n"
-    "try:\n"
-    "    main()\n"
-    "except SystemExit as exit:\n"
-    "    code = exit.code\n"
-    "print('httpx' in sys.modules, code)\n"
+    "main()\n"
 )
 
 
@@ -329,7 +326,8 @@ def test_a_job_of_pure_steps_runs_without_importing_an_http_client(project: Path
     done = subprocess.run(
         [sys.executable, "-c", NO_HTTP], cwd=project, capture_output=True, text=True, timeout=120
     )
-    assert done.stdout.strip().splitlines()[-1] == "False 3", done
+    assert done.returncode == 3, done  # partial: one record of five fails
+    assert done.stdout.strip().splitlines()[-1] == "False", done
 
 
 def test_held_work_in_a_warm_process_joins_its_database_and_keeps_other_threads_out(

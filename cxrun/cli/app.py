@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
 import os
 import sys
+import threading
 import traceback
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -205,7 +207,38 @@ def project_dir(project: str | None) -> str | None:
 
 
 def main() -> None:
-    sys.exit(_for(_named(sys.argv[1:]))(prog_name="cxrun"))
+    code: str | int | None
+    try:
+        code = _for(_named(sys.argv[1:]))(prog_name="cxrun")
+    except SystemExit as done:
+        code = done.code
+    leave(code)
+
+
+def leave(code: str | int | None) -> NoReturn:
+    """End the process once the command is done, without the interpreter's teardown: freeing
+    every object and module one by one takes 40-70 ms, a fifth of a read command's time. What
+    an exit must still do is done first: the atexit functions run (thread pools joined, logs
+    flushed) and the output is flushed. A thread still working, an exit message, output
+    that cannot be flushed (a closed pipe), or a profiler or tracer (which writes at the
+    interpreter's exit) takes the usual way out."""
+    if (
+        isinstance(code, str)
+        or sys.getprofile()
+        or sys.gettrace()
+        or any(
+            thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
+            for thread in threading.enumerate()
+        )
+    ):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code or 0)
 
 
 def _named(argv: list[str]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -182,6 +183,16 @@ class BatchWork:
     def write_batch(self, batch: Batch, through: int, started: datetime) -> Job:
         with self.state.session() as con:
             return self.write(con, batch, self.compute(con, batch, through), started)
+
+    def checkpoint(self) -> None:
+        """Move what the batches wrote from the write-ahead log into the state file, while the
+        next batch's calls are in flight, so that the last batch's write and the close after
+        it find little to move (at the end of a job, with no call left to make). Skipped when
+        DuckDB cannot do it now."""
+        import duckdb
+
+        with self.state.session() as con, contextlib.suppress(duckdb.Error):
+            con.execute("CHECKPOINT")
 
     def compute(self, con: duckdb.DuckDBPyConnection, batch: Batch, through: int) -> str:
         """Compute stages 0..through into temp tables (the earlier ones again: they are pure)."""

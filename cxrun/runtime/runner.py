@@ -263,6 +263,8 @@ class Runner:
                 job = await self._db(work.write_batch, batch, stage.index, started)
                 gone = spool.drop(name, batch.rows[-1] if batch.rows else batch.last)
                 await asyncio.to_thread(Spool.remove, gone)
+                if not job.status.finished:
+                    await self._db(work.checkpoint)
                 for results in batch.results.values():  # written: no longer kept in memory
                     for entry in results:
                         done.pop((entry["row"], entry["pos"]), None)
