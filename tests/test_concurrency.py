@@ -17,8 +17,8 @@ from conftest import EXECUTABLE, write_project
 from cxrun.runtime.batches import BATCH_ROWS
 
 # More than two batches of the runtime, so that readers can come in between them.
-ROWS = 1_000_000
-assert ROWS > 2 * BATCH_ROWS
+ROWS = 1_100_000
+assert ROWS > 2 * BATCH_ROWS + BATCH_ROWS // 5  # (a last fifth of a batch joins the one before)
 DEADLINE_S = 240.0
 POLL_S = 0.02
 

@@ -131,7 +131,8 @@ class Batching:
         return BatchSql(now, restarts=restarts, window_opens=opens)
 
     def _size(self, left: int) -> int:
-        """Rows in the next batch, of the `left` still to do. Pure steps: BATCH_ROWS. I/O steps:
+        """Rows in the next batch, of the `left` still to do. Pure steps: BATCH_ROWS (each batch
+        costs its statements: a last one of a fifth of that or less is not cut). I/O steps:
         about IO_BATCH_SECONDS of calls at the rate seen so far (fewer, larger batches cost less
         state work), within 8 to 128 calls per concurrency slot, 32 per slot before any rate is
         known. The first batch of I/O calls is small (FIRST_IO_CALLS per slot), so progress shows
@@ -141,8 +142,8 @@ class Batching:
         self._cut += 1
         if self.batch_rows:
             return self.batch_rows
-        if not self.spinner.has_io:
-            return BATCH_ROWS
+        if not self.spinner.has_io:  # a last fifth of a batch or less goes with the one before
+            return left if left <= BATCH_ROWS + BATCH_ROWS // 5 else BATCH_ROWS
         slots = self.spinner.limits.concurrency
         if self._cut == 1:
             return FIRST_IO_CALLS * slots
