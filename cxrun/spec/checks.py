@@ -15,6 +15,7 @@ from cxrun.base.sql import (
     parameter_problem,
     parse_expression,
     quote_ident,
+    scratch,
     shown,
 )
 from cxrun.spec.model import (
@@ -37,13 +38,12 @@ RESERVED_PREFIX = "_cx"
 
 @contextmanager
 def sandbox(table: TableInfo) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with no file access and an empty `ctx0` shaped like the table."""
-    import duckdb
-
-    con = duckdb.connect(":memory:", config={"enable_external_access": False, "threads": 1})
+    """An in-memory DuckDB with no file access and an empty `ctx0` shaped like the table (the
+    contexts are TEMP tables, this connection's own)."""
+    con = scratch()
     try:
         columns = ", ".join(f"{quote_ident(n)} {t}" for n, t in table.columns)
-        con.execute(f"CREATE TABLE ctx0 ({columns})")
+        con.execute(f"CREATE TEMP TABLE ctx0 ({columns})")
         yield con
     finally:
         con.close()
@@ -250,7 +250,8 @@ def _extend(con: duckdb.DuckDBPyConnection, context: str, index: int, selected: 
     following = f"ctx{index + 1}"
     try:
         con.execute(
-            f"CREATE TABLE {following} AS SELECT *, {', '.join(selected)} FROM {context} LIMIT 0"
+            f"CREATE TEMP TABLE {following} AS SELECT *, {', '.join(selected)} FROM {context} "
+            "LIMIT 0"
         )
     except duckdb.Error:  # an output that clashes with a column: reported by _names already
         return context
