@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from conftest import CONTACTS, WELCOME, write_project
+from conftest import CONTACTS, EXECUTABLE, WELCOME, write_project
 from typer.testing import CliRunner
 
 import cxrun
@@ -103,6 +104,25 @@ def test_version(tmp_path: Path, cli) -> None:
     result = cli(tmp_path, "--version")
     assert result.code == 0, result
     assert result.stdout.strip() == f"cxrun {cxrun.__version__}"
+
+
+def test_a_command_started_with_its_output_closed_drops_it_and_keeps_its_exit_code(
+    project: Path, cli
+) -> None:
+    """cron or a script may start cxrun with `>&-`: the output goes nowhere, no traceback, the
+    exit code says what happened (the exit path flushes both streams before it leaves)."""
+    assert cli(project, "publish").code == 0
+    command = f'"{EXECUTABLE}"'
+    listed = subprocess.run(
+        ["sh", "-c", f"{command} jobs --json >&-"], cwd=project, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed
+    assert listed.stderr == ""
+    missing = subprocess.run(
+        ["sh", "-c", f"{command} journey 99 nobody 2>&-"], cwd=project, capture_output=True
+    )
+    assert missing.returncode == 2, missing
+    assert missing.stdout == b""
 
 
 def test_schema_is_a_json_schema_for_spinners(tmp_path: Path, cli) -> None:

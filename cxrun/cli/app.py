@@ -207,6 +207,12 @@ def project_dir(project: str | None) -> str | None:
 
 
 def main() -> None:
+    # Started with stdout or stderr closed (`>&-`): what would go there is dropped, as a shell
+    # drops what goes to /dev/null, rather than every print failing.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     code: str | int | None
     try:
         code = _for(_named(sys.argv[1:]))(prog_name="cxrun")

@@ -270,10 +270,16 @@ class Runner:
                         done.pop((entry["row"], entry["pos"]), None)
                 return job
             calls: Sequence[Call] = await self._db(work.stage_calls, batch, stage.index, stage.io)
-            # Calls finished before a pause or a crash are in the spool: never made twice.
-            reused = [done[(c.row, c.pos)] for c in calls if (c.row, c.pos) in done] if done else []
-            if reused:
-                calls = [c for c in calls if (c.row, c.pos) not in done]
+            reused: list[dict[str, Any]] = []
+            if done:  # calls finished before a pause or a crash are in the spool: not made twice
+                fresh: list[Call] = []
+                for call in calls:
+                    found = done.get((call.row, call.pos))
+                    if found is None:
+                        fresh.append(call)
+                    else:
+                        reused.append(found)
+                calls = fresh
             batch.results[stage.io] = reused
             if calls:
                 await executor.run(calls, keep)  # each result is in batch.spooled

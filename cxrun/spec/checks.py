@@ -295,18 +295,12 @@ def _schema_problem(index: str, schema: dict[str, Any]) -> list[str]:
 def deadline_problems(spinner: Spinner) -> list[str]:
     """A wait until a timestamp that is the same for every row (it names no column) must come
     within the longest duration (100 years) from now, and be a time DuckDB can compute."""
-    import duckdb
-
     waits = [s for s in spinner.steps if isinstance(s, WaitStep) and s.until is not None]
     if not waits:
         return []
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "enable_external_access": False,
-        "threads": 1,
-    }
-    # Two empty in-memory databases: one checks that an expression is one plain expression,
-    # the other computes it; an expression that names a column cannot bind there.
-    checker, con = duckdb.connect(config=config), duckdb.connect(config=config)
+    # Two connections to the parser's empty database: one checks that an expression is one
+    # plain expression, the other computes it; an expression that names a column cannot bind.
+    checker, con = scratch(), scratch()
     try:
         found = [_deadline_problem(checker, con, step) for step in waits]
     finally:

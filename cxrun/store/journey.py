@@ -140,7 +140,7 @@ def load_results(
     )
     if not results and not spooled:
         return
-    # Joined once, as bytes: DuckDB makes them text (the GIL is not held for a copy of them).
+    # Joined once, as bytes: DuckDB decodes them (no Python str of megabytes made first).
     document = b",".join([*spooled, *map(fastjson.dumps, results)])
     con.execute(
         f"INSERT INTO {io_table(pos)} SELECT r.row, r.ok, r.value, r.message, r.error, "
